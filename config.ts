@@ -1,0 +1,197 @@
+/**
+ * The server's configuration: one zod schema over the environment.
+ *
+ * Every variable has a local default so `deno task dev` needs nothing. A wrong value stops start-up with
+ * a {@link ConfigError} naming each offending variable. Secrets are never part of error messages.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+/** Log levels, lowest first. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const booleanFromEnv = z
+  .enum(["true", "false", "1", "0", "yes", "no", "on", "off"], {
+    error: "expected true or false",
+  })
+  .transform((value) => ["true", "1", "yes", "on"].includes(value));
+
+const intFromEnv = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, { error: "expected a whole number" })
+    .transform(Number)
+    .pipe(
+      z.number().int().min(min, { error: `expected at least ${min}` }).max(max, {
+        error: `expected at most ${max}`,
+      }),
+    );
+
+const postgresUrl = z
+  .string()
+  .refine((value) => {
+    try {
+      const url = new URL(value);
+      return (url.protocol === "postgres:" || url.protocol === "postgresql:") &&
+        url.hostname !== "";
+    } catch {
+      return false;
+    }
+  }, { error: "expected a URL like postgres://user:password@host:5432/database" });
+
+const commaList = z
+  .string()
+  .transform((value) => value.split(",").map((item) => item.trim()).filter((item) => item !== ""));
+
+const urlString = z.url({ error: "expected an absolute URL" });
+
+/** The raw environment variables this server reads, with their parsers and defaults. */
+const envSchema = z.object({
+  PORT: intFromEnv(0, 65535).default(8000),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  DATA_DIR: z.string().min(1).default(".data"),
+  KV_PATH: z.string().min(1).optional(),
+  DATABASE_URL: postgresUrl.optional(),
+  DATABASE_POOL_SIZE: intFromEnv(1, 200).default(10),
+  PGLITE_DIR: z.string().min(1).optional(),
+  MIGRATE_ON_START: booleanFromEnv.default(true),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(", ")}` }).default(
+    "info",
+  ),
+  CORS_ORIGINS: commaList.default(["*"]),
+  SHUTDOWN_GRACE_MS: intFromEnv(0, 60_000).default(4_000),
+  AUTH_JWKS_URL: urlString.optional(),
+  AUTH_ISSUER: z.string().min(1).optional(),
+  AUTH_AUDIENCE: z.string().min(1).optional(),
+  AUTH_DEV_IDP: booleanFromEnv.optional(),
+  ADMIN_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  ADMIN_USER_IDS: commaList.default([]),
+  MAX_SESSIONS_PER_ROOM: intFromEnv(1, 10_000).default(50),
+  MAX_ROOM_BYTES: intFromEnv(1024, 1024 ** 3).default(25 * 1024 * 1024),
+  MAX_MESSAGE_BYTES: intFromEnv(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
+  MAX_FILES_PER_USER: intFromEnv(1, 100_000).default(200),
+  DENO_DEPLOYMENT_ID: z.string().optional(),
+});
+
+/** Where the process runs: on Deno Deploy, KV and paths behave differently. */
+export type Platform = "deploy" | "local";
+
+/** The validated configuration object handed to every part of the server. */
+export interface Config {
+  /** `deploy` when running on Deno Deploy (`DENO_DEPLOYMENT_ID` is set). */
+  platform: Platform;
+  /** `true` under `deno task dev` (enables development conveniences such as the dev identity provider). */
+  dev: boolean;
+  http: { port: number; host: string; corsOrigins: string[]; shutdownGraceMs: number };
+  /** Local data directory (KV file, PGlite data, blobs). */
+  dataDir: string;
+  /** KV path: a file path, `:memory:`, or `undefined` for the platform default (Deno Deploy). */
+  kvPath: string | undefined;
+  database:
+    | { kind: "postgres"; url: string; poolSize: number }
+    | { kind: "pglite"; dataDir: string };
+  migrateOnStart: boolean;
+  logLevel: LogLevel;
+  auth: {
+    jwksUrl: string | undefined;
+    issuer: string | undefined;
+    audience: string | undefined;
+    devIdentityProvider: boolean;
+    adminToken: string | undefined;
+    adminUserIds: string[];
+  };
+  limits: {
+    maxSessionsPerRoom: number;
+    maxRoomBytes: number;
+    maxMessageBytes: number;
+    maxFilesPerUser: number;
+  };
+}
+
+/** Thrown when the environment holds an invalid value; `message` names every offending variable. */
+export class ConfigError extends Error {
+  /** The offending variables with what was expected of each. */
+  readonly issues: readonly { variable: string; problem: string }[];
+  constructor(issues: readonly { variable: string; problem: string }[]) {
+    super(
+      "Invalid configuration:\n" +
+        issues.map(({ variable, problem }) => `  ${variable}: ${problem}`).join("\n"),
+    );
+    this.name = "ConfigError";
+    this.issues = issues;
+  }
+}
+
+/** Options that do not come from the environment. */
+export interface LoadConfigOptions {
+  /** Development mode (`deno task dev`). */
+  dev?: boolean;
+}
+
+/**
+ * Builds the configuration from an environment map (usually `Deno.env.toObject()`).
+ * Empty strings count as unset, so `FOO=` falls back to the default.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  options: LoadConfigOptions = {},
+): Config {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value !== ""),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => ({
+      variable: String(issue.path[0] ?? "(environment)"),
+      problem: issue.message,
+    })));
+  }
+  const e = parsed.data;
+  const platform: Platform = e.DENO_DEPLOYMENT_ID ? "deploy" : "local";
+  const dev = options.dev ?? false;
+  if (platform === "deploy" && !e.DATABASE_URL) {
+    throw new ConfigError([{
+      variable: "DATABASE_URL",
+      problem: "required on Deno Deploy (embedded PGlite needs a writable local disk)",
+    }]);
+  }
+  return {
+    platform,
+    dev,
+    http: {
+      port: e.PORT,
+      host: e.HOST,
+      corsOrigins: e.CORS_ORIGINS,
+      shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    },
+    dataDir: e.DATA_DIR,
+    kvPath: platform === "deploy" ? undefined : (e.KV_PATH ?? `${e.DATA_DIR}/kv.sqlite3`),
+    database: e.DATABASE_URL
+      ? { kind: "postgres", url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE }
+      : { kind: "pglite", dataDir: e.PGLITE_DIR ?? `${e.DATA_DIR}/pg` },
+    migrateOnStart: e.MIGRATE_ON_START,
+    logLevel: e.LOG_LEVEL,
+    auth: {
+      jwksUrl: e.AUTH_JWKS_URL,
+      issuer: e.AUTH_ISSUER,
+      audience: e.AUTH_AUDIENCE,
+      devIdentityProvider: e.AUTH_DEV_IDP ?? dev,
+      adminToken: e.ADMIN_TOKEN,
+      adminUserIds: e.ADMIN_USER_IDS,
+    },
+    limits: {
+      maxSessionsPerRoom: e.MAX_SESSIONS_PER_ROOM,
+      maxRoomBytes: e.MAX_ROOM_BYTES,
+      maxMessageBytes: e.MAX_MESSAGE_BYTES,
+      maxFilesPerUser: e.MAX_FILES_PER_USER,
+    },
+  };
+}
+
+/** A configuration for tests: in-memory KV and the given database, quiet logs, no start-up migrations. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  const base = loadConfig({ KV_PATH: ":memory:", LOG_LEVEL: "error", MIGRATE_ON_START: "false" });
+  return { ...base, ...overrides };
+}

@@ -1,0 +1,122 @@
+/**
+ * Entry point: read the configuration, open KV and the database, apply migrations, build the app and
+ * serve it. On SIGINT/SIGTERM: stop accepting, let engines flush, close sockets with a retryable code,
+ * then `server.shutdown()` and close storage.
+ *
+ * @module
+ */
+import { type Config, ConfigError, loadConfig } from "./config.ts";
+import type { Database } from "./db/database.ts";
+import { migrate, readMigrations } from "./db/migrate.ts";
+import { openDatabase } from "./db/open.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { createApp } from "./routes/app.ts";
+import { Lifecycle } from "./routes/lifecycle.ts";
+import { openKv } from "./sync/kv.ts";
+
+/** A running server. */
+export interface RunningServer {
+  /** The port actually bound (useful with `PORT=0`). */
+  port: number;
+  /** Drains and stops the server, then closes storage. Safe to call twice. */
+  shutdown(reason: string): Promise<void>;
+  /** Resolves once the server has fully stopped. */
+  finished: Promise<void>;
+}
+
+/** Opens storage, migrates, and serves the app according to `config`. */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const kv = await openKv(config);
+  let database: Database | undefined;
+  try {
+    database = await openDatabase(config);
+    if (config.migrateOnStart) {
+      const applied = await migrate(database, await readMigrations(), {
+        onMigration: (m) => log.info("applying migration", { migration: m.name }),
+      });
+      if (applied.length > 0) log.info("migrations applied", { count: applied.length });
+    }
+  } catch (error) {
+    await database?.close();
+    kv.close();
+    throw error;
+  }
+  const db = database;
+  const lifecycle = new Lifecycle();
+  const app = createApp({ config, kv, database: db, log, lifecycle });
+
+  let resolveListening: (port: number) => void;
+  const listening = new Promise<number>((resolve) => (resolveListening = resolve));
+  const server = Deno.serve({
+    port: config.http.port,
+    hostname: config.http.host,
+    onListen: ({ port }) => resolveListening(port),
+  }, app.fetch);
+  const port = await listening;
+  log.info("listening", {
+    port,
+    host: config.http.host,
+    database: db.kind,
+    kv: config.kvPath ?? "deploy",
+    dev: config.dev,
+  });
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (reason: string) => {
+    stopping ??= (async () => {
+      log.info("shutting down", { reason, openSockets: lifecycle.openSockets });
+      await lifecycle.drain((error) => log.error("drain hook failed", { error }));
+      const graceful = server.shutdown();
+      const timedOut = await Promise.race([
+        graceful.then(() => false),
+        new Promise<boolean>((resolve) =>
+          setTimeout(() => resolve(true), config.http.shutdownGraceMs)
+        ),
+      ]);
+      if (timedOut) log.warn("connections still open after grace period", { reason });
+      await db.close().catch((error) => log.error("database close failed", { error }));
+      kv.close();
+      log.info("shutdown complete", { reason });
+    })();
+    return stopping;
+  };
+  return { port, shutdown, finished: server.finished };
+}
+
+function addSignalListener(signal: Deno.Signal, handler: () => void): void {
+  try {
+    Deno.addSignalListener(signal, handler);
+  } catch {
+    // Not every platform lets a program listen for every signal (e.g. SIGTERM on Windows).
+  }
+}
+
+async function main(): Promise<void> {
+  const dev = Deno.args.includes("--dev");
+  let config: Config;
+  try {
+    config = loadConfig(Deno.env.toObject(), { dev });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      Deno.exit(1);
+    }
+    throw error;
+  }
+  const log = createLogger(config.logLevel);
+  let server: RunningServer;
+  try {
+    server = await startServer(config, log);
+  } catch (error) {
+    log.error("start-up failed", { error });
+    Deno.exit(1);
+  }
+  const onSignal = (signal: Deno.Signal) => async () => {
+    await server.shutdown(signal);
+    Deno.exit(0);
+  };
+  addSignalListener("SIGINT", onSignal("SIGINT"));
+  addSignalListener("SIGTERM", onSignal("SIGTERM"));
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,33 @@
+/**
+ * Builds the Hono application from its dependencies. Routers stay thin: parse, authorize, hand over.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { cors } from "hono/cors";
+import { requestId } from "hono/request-id";
+import type { AppDeps } from "./deps.ts";
+import { healthRoutes } from "./health.ts";
+import { refuseWhileDraining } from "./middleware/draining.ts";
+import { errorHandler, notFoundHandler } from "./middleware/error_handler.ts";
+import { requestLog } from "./middleware/request_log.ts";
+
+/** Creates the HTTP application. */
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.use(requestId());
+  app.use(requestLog(deps.log));
+  app.use(refuseWhileDraining(deps.lifecycle));
+  app.use(
+    "/app/*",
+    cors({
+      origin: deps.config.http.corsOrigins.includes("*") ? "*" : deps.config.http.corsOrigins,
+      allowHeaders: ["Authorization", "Content-Type"],
+      maxAge: 600,
+    }),
+  );
+  app.route("/", healthRoutes(deps));
+  app.onError(errorHandler(deps.log));
+  app.notFound(notFoundHandler);
+  return app;
+}

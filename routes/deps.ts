@@ -1,0 +1,18 @@
+/**
+ * What the HTTP layer is built from. Tests build the app with their own KV and database.
+ *
+ * @module
+ */
+import type { Config } from "../config.ts";
+import type { Database } from "../db/database.ts";
+import type { Logger } from "../log.ts";
+import type { Lifecycle } from "./lifecycle.ts";
+
+/** Dependencies handed to {@link createApp} and each router. */
+export interface AppDeps {
+  config: Config;
+  kv: Deno.Kv;
+  database: Database;
+  log: Logger;
+  lifecycle: Lifecycle;
+}
