@@ -29,6 +29,9 @@ export function openPostgres({ url, poolSize = 10 }: PostgresOptions): Database 
   const sql = postgres(url, {
     max: poolSize,
     onnotice: () => {},
+    // postgres.js's connection-rotation timer outlives `end()` (it is cleared only when the socket's close
+    // event fires later); isolates are short-lived anyway, so rotation buys nothing here.
+    max_lifetime: null,
     // Epoch-millisecond BIGINTs fit in a double; read them as numbers like PGlite does.
     types: {
       bigint: {
