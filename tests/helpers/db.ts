@@ -23,21 +23,47 @@ export const TEST_ENGINE: "postgres" | "pglite" = TEST_DATABASE_URL ? "postgres"
 
 const snapshots = new Map<string, Promise<Blob>>();
 
-/** A PGlite data-dir archive, fresh or migrated, built once per process. */
+/** Snapshots are cached on disk across test files (each file runs in its own isolate). */
+const CACHE_DIR = new URL("../../.data/test-cache/", import.meta.url);
+
+async function cacheKey(migrated: boolean): Promise<string> {
+  const { default: pgliteVersion } = await import("./pglite_version.ts");
+  if (!migrated) return `pglite-${pgliteVersion}-empty`;
+  const digest = (await readMigrations()).map((m) => m.checksum).join(",");
+  const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(digest));
+  const short = [...new Uint8Array(hash)].slice(0, 8).map((b) => b.toString(16).padStart(2, "0"))
+    .join("");
+  return `pglite-${pgliteVersion}-migrated-${short}`;
+}
+
+async function buildSnapshot(migrated: boolean): Promise<Blob> {
+  const pglite = migrated
+    ? await PGlite.create({ loadDataDir: await pgliteSnapshot(false) })
+    : await PGlite.create();
+  if (migrated) await migrate(wrapPGlite(pglite), await readMigrations());
+  const archive = await pglite.dumpDataDir("gzip");
+  await pglite.close();
+  return archive;
+}
+
+/** A PGlite data-dir archive, fresh or migrated: from memory, else the disk cache, else built. */
 function pgliteSnapshot(migrated: boolean): Promise<Blob> {
   const key = migrated ? "migrated" : "empty";
   let snapshot = snapshots.get(key);
   if (!snapshot) {
     snapshot = (async () => {
-      const pglite = migrated
-        ? await PGlite.create({ loadDataDir: await pgliteSnapshot(false) })
-        : await PGlite.create();
-      if (migrated) {
-        const database = wrapPGlite(pglite);
-        await migrate(database, await readMigrations());
+      const file = new URL(`${await cacheKey(migrated)}.tar.gz`, CACHE_DIR);
+      try {
+        return new Blob([await Deno.readFile(file)]);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
-      const archive = await pglite.dumpDataDir("gzip");
-      await pglite.close();
+      const archive = await buildSnapshot(migrated);
+      await Deno.mkdir(CACHE_DIR, { recursive: true });
+      // Write then rename, so a parallel test file never reads half an archive.
+      const temp = new URL(`${crypto.randomUUID()}.tmp`, CACHE_DIR);
+      await Deno.writeFile(temp, new Uint8Array(await archive.arrayBuffer()));
+      await Deno.rename(temp, file);
       return archive;
     })();
     snapshots.set(key, snapshot);
