@@ -47,6 +47,14 @@ const commaList = z
 
 const urlString = z.url({ error: "expected an absolute URL" });
 
+const BUS_KINDS = ["auto", "broadcast", "postgres", "both", "none"] as const;
+/**
+ * How isolates tell each other about new commits: `broadcast` (BroadcastChannel: Workers of one
+ * process, Deno Deploy), `postgres` (LISTEN/NOTIFY: separate processes sharing a database), `both`,
+ * `none` (single isolate), or `auto` (both with a Postgres server, BroadcastChannel otherwise).
+ */
+export type BusKind = (typeof BUS_KINDS)[number];
+
 /** The raw environment variables this server reads, with their parsers and defaults. */
 const envSchema = z.object({
   PORT: intFromEnv(0, 65535).default(8000),
@@ -72,6 +80,8 @@ const envSchema = z.object({
   MAX_ROOM_BYTES: intFromEnv(1024, 1024 ** 3).default(25 * 1024 * 1024),
   MAX_MESSAGE_BYTES: intFromEnv(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
   MAX_FILES_PER_USER: intFromEnv(1, 100_000).default(200),
+  ISOLATES: intFromEnv(1, 64).default(1),
+  BUS: z.enum(BUS_KINDS, { error: `expected one of ${BUS_KINDS.join(", ")}` }).default("auto"),
   DENO_DEPLOYMENT_ID: z.string().optional(),
 });
 
@@ -94,6 +104,10 @@ export interface Config {
     | { kind: "pglite"; dataDir: string };
   migrateOnStart: boolean;
   logLevel: LogLevel;
+  /** Local Web Worker isolates to run (`deno task dev --isolates N`); 1 = serve in the main thread. */
+  isolates: number;
+  /** The cross-isolate bus (resolved: never `auto`). */
+  bus: Exclude<BusKind, "auto">;
   auth: {
     jwksUrl: string | undefined;
     issuer: string | undefined;
@@ -128,6 +142,8 @@ export class ConfigError extends Error {
 export interface LoadConfigOptions {
   /** Development mode (`deno task dev`). */
   dev?: boolean;
+  /** Overrides `ISOLATES` (from `--isolates N`). */
+  isolates?: number;
 }
 
 /**
@@ -173,6 +189,8 @@ export function loadConfig(
       : { kind: "pglite", dataDir: e.PGLITE_DIR ?? `${e.DATA_DIR}/pg` },
     migrateOnStart: e.MIGRATE_ON_START,
     logLevel: e.LOG_LEVEL,
+    isolates: options.isolates ?? e.ISOLATES,
+    bus: e.BUS === "auto" ? (e.DATABASE_URL ? "both" : "broadcast") : e.BUS,
     auth: {
       jwksUrl: e.AUTH_JWKS_URL,
       issuer: e.AUTH_ISSUER,

@@ -13,19 +13,34 @@ import { createLogger, type Logger } from "./log.ts";
 import { createApp } from "./routes/app.ts";
 import { Lifecycle } from "./routes/lifecycle.ts";
 import { openKv } from "./sync/kv.ts";
+import { startIsolates } from "./isolates.ts";
 
 /** A running server. */
 export interface RunningServer {
   /** The port actually bound (useful with `PORT=0`). */
   port: number;
+  /** With {@link ServeOptions.directPort}: this isolate's own port (tests pick an isolate by it). */
+  directPort?: number;
   /** Drains and stops the server, then closes storage. Safe to call twice. */
   shutdown(reason: string): Promise<void>;
   /** Resolves once the server has fully stopped. */
   finished: Promise<void>;
 }
 
+/** How {@link startServer} listens, beyond the configuration. */
+export interface ServeOptions {
+  /** Share the port with other isolates (SO_REUSEPORT: the kernel spreads connections). */
+  reusePort?: boolean;
+  /** Also listen on a free port of this isolate's own. */
+  directPort?: boolean;
+}
+
 /** Opens storage, migrates, and serves the app according to `config`. */
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  log: Logger,
+  options: ServeOptions = {},
+): Promise<RunningServer> {
   const kv = await openKv(config);
   let database: Database | undefined;
   try {
@@ -50,9 +65,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const server = Deno.serve({
     port: config.http.port,
     hostname: config.http.host,
+    reusePort: options.reusePort ?? false,
     onListen: ({ port }) => resolveListening(port),
   }, app.fetch);
   const port = await listening;
+  const direct = options.directPort
+    ? Deno.serve({ port: 0, hostname: config.http.host, onListen: () => {} }, app.fetch)
+    : undefined;
   log.info("listening", {
     port,
     host: config.http.host,
@@ -66,7 +85,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     stopping ??= (async () => {
       log.info("shutting down", { reason, openSockets: lifecycle.openSockets });
       await lifecycle.drain((error) => log.error("drain hook failed", { error }));
-      const graceful = server.shutdown();
+      const graceful = Promise.all([server.shutdown(), direct?.shutdown()]);
       const timedOut = await Promise.race([
         graceful.then(() => false),
         new Promise<boolean>((resolve) =>
@@ -80,7 +99,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     })();
     return stopping;
   };
-  return { port, shutdown, finished: server.finished };
+  return {
+    port,
+    ...(direct ? { directPort: direct.addr.port } : {}),
+    shutdown,
+    finished: Promise.all([server.finished, direct?.finished]).then(() => {}),
+  };
 }
 
 function addSignalListener(signal: Deno.Signal, handler: () => void): void {
@@ -91,11 +115,26 @@ function addSignalListener(signal: Deno.Signal, handler: () => void): void {
   }
 }
 
+/** Reads `--isolates N` / `--isolates=N`; `undefined` when absent. Exits on a malformed value. */
+function isolatesArg(args: string[]): number | undefined {
+  const index = args.findIndex((arg) => arg === "--isolates" || arg.startsWith("--isolates="));
+  if (index < 0) return undefined;
+  const arg = args[index]!;
+  const raw = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : args[index + 1];
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > 64) {
+    console.error(`--isolates: expected a whole number from 1 to 64, got ${JSON.stringify(raw)}`);
+    Deno.exit(1);
+  }
+  return value;
+}
+
 async function main(): Promise<void> {
   const dev = Deno.args.includes("--dev");
   let config: Config;
   try {
-    config = loadConfig(Deno.env.toObject(), { dev });
+    const isolates = isolatesArg(Deno.args);
+    config = loadConfig(Deno.env.toObject(), { dev, ...(isolates ? { isolates } : {}) });
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
@@ -104,9 +143,11 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.logLevel);
-  let server: RunningServer;
+  let server: { shutdown(reason: string): Promise<void> };
   try {
-    server = await startServer(config, log);
+    server = config.isolates > 1
+      ? await startIsolates(config, log)
+      : await startServer(config, log);
   } catch (error) {
     log.error("start-up failed", { error });
     Deno.exit(1);

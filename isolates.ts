@@ -1,0 +1,176 @@
+/**
+ * `deno task dev --isolates N`: N Web Workers, each with its own server, KV handle and bus endpoint,
+ * sharing the KV file, the database and the port (SO_REUSEPORT) — the shape of production, where the
+ * sessions of one room land on different isolates. Each worker also gets a port of its own so that
+ * tests (and curious developers) can pick an isolate.
+ *
+ * PGlite is single-process: with no `DATABASE_URL` the supervisor opens it, applies the migrations and
+ * serves it to the workers over the Postgres wire protocol (pglite-socket) on a loopback port.
+ *
+ * @module
+ */
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import type { Config } from "./config.ts";
+import { migrate, readMigrations } from "./db/migrate.ts";
+import { openDatabase } from "./db/open.ts";
+import { openPGlite } from "./db/pglite.ts";
+import type { Logger } from "./log.ts";
+
+/** Supervisor → worker. */
+export type ToIsolate =
+  | { type: "start"; config: Config; isolate: number; reusePort: boolean }
+  | { type: "shutdown"; reason: string };
+
+/** Worker → supervisor. */
+export type FromIsolate =
+  | { type: "listening"; isolate: number; port: number; directPort: number }
+  | { type: "failed"; isolate: number; error: string }
+  | { type: "stopped"; isolate: number };
+
+/** The running isolates. */
+export interface RunningIsolates {
+  /** The shared port. */
+  port: number;
+  /** Each isolate's own port, by index. */
+  directPorts: number[];
+  shutdown(reason: string): Promise<void>;
+}
+
+const STOP_TIMEOUT_MS = 10_000;
+
+/** Opens the shared database (or serves PGlite), then starts `config.isolates` workers. */
+export async function startIsolates(config: Config, log: Logger): Promise<RunningIsolates> {
+  const { workerConfig, closeDatabase } = await prepareDatabase(config, log);
+  const workers: Worker[] = [];
+  const directPorts: number[] = [];
+  let port = config.http.port;
+  try {
+    for (let isolate = 0; isolate < config.isolates; isolate++) {
+      const worker = new Worker(new URL("./isolate_worker.ts", import.meta.url), {
+        type: "module",
+        name: `isolate-${isolate}`,
+      });
+      workers.push(worker);
+      const started = await request(worker, {
+        type: "start",
+        isolate,
+        reusePort: true,
+        // The first isolate may pick a free port (PORT=0); the others join it.
+        config: { ...workerConfig, http: { ...workerConfig.http, port } },
+      }, "listening");
+      port = started.port;
+      directPorts.push(started.directPort);
+    }
+  } catch (error) {
+    for (const worker of workers) worker.terminate();
+    await closeDatabase();
+    throw error;
+  }
+  log.info("isolates listening", { port, isolates: config.isolates, directPorts });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    port,
+    directPorts,
+    shutdown(reason) {
+      stopping ??= (async () => {
+        log.info("stopping isolates", { reason });
+        await Promise.allSettled(
+          workers.map((worker) =>
+            request(worker, { type: "shutdown", reason }, "stopped", STOP_TIMEOUT_MS)
+          ),
+        );
+        for (const worker of workers) worker.terminate();
+        await closeDatabase();
+        log.info("shutdown complete", { reason });
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Workers reach the database through a URL; PGlite is served to them by this thread. */
+async function prepareDatabase(
+  config: Config,
+  log: Logger,
+): Promise<{ workerConfig: Config; closeDatabase: () => Promise<void> }> {
+  if (config.database.kind === "postgres") {
+    if (config.migrateOnStart) {
+      const database = await openDatabase(config);
+      try {
+        await migrate(database, await readMigrations());
+      } finally {
+        await database.close();
+      }
+    }
+    return { workerConfig: { ...config, migrateOnStart: false }, closeDatabase: async () => {} };
+  }
+  const database = await openPGlite({ dataDir: config.database.dataDir });
+  if (config.migrateOnStart) await migrate(database, await readMigrations());
+  const server = new PGLiteSocketServer(
+    {
+      db: database.pglite,
+      host: "127.0.0.1",
+      port: 0,
+      maxConnections: 1_000,
+    } as ConstructorParameters<typeof PGLiteSocketServer>[0],
+  );
+  await server.start();
+  const address = (server as unknown as { server: { address(): { port: number } } }).server
+    .address();
+  log.info("serving PGlite to the isolates", { port: address.port });
+  return {
+    workerConfig: {
+      ...config,
+      migrateOnStart: false,
+      // LISTEN/NOTIFY does not cross pglite-socket: isolates of one process use BroadcastChannel.
+      bus: config.bus === "none" ? "none" : "broadcast",
+      database: {
+        kind: "postgres",
+        url: `postgres://postgres@127.0.0.1:${address.port}/postgres`,
+        poolSize: 4,
+      },
+    },
+    closeDatabase: async () => {
+      await server.stop();
+      await database.close();
+    },
+  };
+}
+
+/** Posts `message` and waits for the reply of type `expect` (or a failure). */
+function request<T extends FromIsolate["type"]>(
+  worker: Worker,
+  message: ToIsolate,
+  expect: T,
+  timeoutMs = 60_000,
+): Promise<Extract<FromIsolate, { type: T }>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`isolate did not answer ${message.type} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onMessage = (event: MessageEvent<FromIsolate>) => {
+      if (event.data.type === expect) {
+        cleanup();
+        resolve(event.data as Extract<FromIsolate, { type: T }>);
+      } else if (event.data.type === "failed") {
+        cleanup();
+        reject(new Error(`isolate ${event.data.isolate} failed: ${event.data.error}`));
+      }
+    };
+    const onError = (event: ErrorEvent) => {
+      event.preventDefault();
+      cleanup();
+      reject(new Error(`isolate crashed: ${event.message}`));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      worker.removeEventListener("message", onMessage);
+      worker.removeEventListener("error", onError);
+    };
+    worker.addEventListener("message", onMessage);
+    worker.addEventListener("error", onError);
+    worker.postMessage(message);
+  });
+}
