@@ -11,6 +11,8 @@ import { healthRoutes } from "./health.ts";
 import { refuseWhileDraining } from "./middleware/draining.ts";
 import { errorHandler, notFoundHandler } from "./middleware/error_handler.ts";
 import { requestLog } from "./middleware/request_log.ts";
+import { createRoomManager } from "../sync/tldraw/setup.ts";
+import { roomRoutes } from "./rooms.ts";
 
 /** Creates the HTTP application. */
 export function createApp(deps: AppDeps): Hono {
@@ -27,6 +29,7 @@ export function createApp(deps: AppDeps): Hono {
     }),
   );
   app.route("/", healthRoutes(deps));
+  app.route("/", roomRoutes(deps, deps.rooms ?? createRoomManager(deps)));
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
   return app;

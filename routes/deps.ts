@@ -6,6 +6,7 @@
 import type { Config } from "../config.ts";
 import type { Database } from "../db/database.ts";
 import type { Logger } from "../log.ts";
+import type { RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 
 /** Dependencies handed to {@link createApp} and each router. */
@@ -15,4 +16,6 @@ export interface AppDeps {
   database: Database;
   log: Logger;
   lifecycle: Lifecycle;
+  /** tldraw rooms of this isolate; created by `createApp` from `kv` and `config` when absent. */
+  rooms?: RoomManager;
 }

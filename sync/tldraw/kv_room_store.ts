@@ -1,0 +1,492 @@
+/**
+ * A {@link RoomStore} on Deno KV, the source of truth for rooms across isolates.
+ *
+ * Keys (all under `["tldraw", roomId]`):
+ *
+ * | key | value |
+ * |---|---|
+ * | `meta` | `{documentClock, tombstoneHistoryStartsAtClock, schema}`; its versionstamp orders commits |
+ * | `rec, id` | `{c: lastChangedClock, j: json}` or, above one chunk, `{c, n: pieces}` |
+ * | `chunk, id, c, i` | piece `i` of the record's JSON written at clock `c` (immutable once written) |
+ * | `tomb, id` | clock of the deletion |
+ * | `log, clock` | ids written at that clock `{p, d}` (last {@link KvRoomStoreOptions.logSize} kept) |
+ * | `sess, sessionId` | a {@link SessionEntry}, with `expireIn` |
+ *
+ * A commit is one `kv.atomic()` that checks the meta versionstamp, so a lost race is detected rather
+ * than overwritten. Chunk keys carry the clock that wrote them, so a reader that saw a head never
+ * mixes pieces of two versions.
+ *
+ * @module
+ */
+import type { WireRecord } from "./protocol.ts";
+import {
+  type ChangeSet,
+  type ChangesSince,
+  CommitError,
+  type CommitResult,
+  type RoomData,
+  type RoomMeta,
+  type RoomStore,
+  type SessionEntry,
+  type StoredRecord,
+} from "./room_store.ts";
+
+/** Characters per chunk: at most 60 KB even when V8 stores the string as UTF-16 (KV: 64 KiB). */
+export const CHUNK_CHARS = 30_000;
+// KV allows 1000 mutations and 800 KiB per atomic operation; keep a margin for keys and meta.
+const MAX_MUTATIONS = 990;
+const MAX_ATOMIC_BYTES = 780_000;
+// kv.getMany reads at most 10 keys.
+const GET_MANY_LIMIT = 10;
+// Staging pieces written per atomic operation (10 × 60 KB).
+const STAGE_PIECES_PER_OP = 10;
+// A log entry listing more ids than this is stored as "bulk": readers of it reload the room.
+const MAX_LOG_ENTRY_CHARS = 50_000;
+
+type Head = { c: number; j: string } | { c: number; n: number };
+/** A staged commit the meta points at until it is fully applied. */
+type Pending = { stageId: string; pieces: number; clock: number };
+type StoredMeta = RoomMeta & { pending?: Pending };
+type LogEntry = { p: string[]; d: string[] } | { bulk: true };
+
+/** Options for {@link KvRoomStore}. */
+export interface KvRoomStoreOptions {
+  /** Change-log entries kept per room; clients further behind get `wipe_all`. Default 1000. */
+  logSize?: number;
+  /** Key prefix (default `["tldraw"]`). */
+  prefix?: Deno.KvKey;
+}
+
+/** A {@link RoomStore} on Deno KV. */
+export class KvRoomStore implements RoomStore {
+  readonly #kv: Deno.Kv;
+  readonly #logSize: number;
+  readonly #prefix: Deno.KvKey;
+  /** Last meta this isolate saw per room, to skip a read before committing. */
+  readonly #known = new Map<string, { meta: StoredMeta; versionstamp: string }>();
+
+  constructor(kv: Deno.Kv, options: KvRoomStoreOptions = {}) {
+    this.#kv = kv;
+    this.#logSize = options.logSize ?? 1000;
+    this.#prefix = options.prefix ?? ["tldraw"];
+  }
+
+  #key(roomId: string, ...parts: Deno.KvKeyPart[]): Deno.KvKey {
+    return [...this.#prefix, roomId, ...parts];
+  }
+
+  async #readMeta(roomId: string): Promise<Deno.KvEntryMaybe<StoredMeta>> {
+    const entry = await this.#kv.get<StoredMeta>(this.#key(roomId, "meta"));
+    if (entry.value && entry.versionstamp) {
+      this.#known.set(roomId, { meta: entry.value, versionstamp: entry.versionstamp });
+    } else this.#known.delete(roomId);
+    return entry;
+  }
+
+  /** Reads the meta, first finishing a staged commit it points at. */
+  async #settledMeta(roomId: string): Promise<Deno.KvEntryMaybe<StoredMeta>> {
+    for (;;) {
+      const entry = await this.#readMeta(roomId);
+      if (!entry.value?.pending) return entry;
+      await this.#rollForward(roomId, entry);
+    }
+  }
+
+  async load(roomId: string): Promise<RoomData | null> {
+    const stored = (await this.#settledMeta(roomId)).value;
+    if (!stored) return null;
+    const meta: RoomMeta = {
+      documentClock: stored.documentClock,
+      tombstoneHistoryStartsAtClock: stored.tombstoneHistoryStartsAtClock,
+      schema: stored.schema,
+    };
+    // Listing is not a snapshot: a commit racing with this load may be half visible. The caller
+    // catches up from meta.documentClock right after, which re-reads everything changed since.
+    const heads = new Map<string, Head>();
+    for await (const entry of this.#kv.list<Head>({ prefix: this.#key(roomId, "rec") })) {
+      heads.set(String(entry.key.at(-1)), entry.value);
+    }
+    const pieces = new Map<string, string[]>();
+    for await (const entry of this.#kv.list<string>({ prefix: this.#key(roomId, "chunk") })) {
+      const [id, clock, index] = entry.key.slice(-3) as [string, number, number];
+      const head = heads.get(id);
+      if (!head || head.c !== clock) continue;
+      let list = pieces.get(id);
+      if (!list) pieces.set(id, list = []);
+      list[index] = entry.value;
+    }
+    const records: StoredRecord[] = [];
+    for (const [id, head] of heads) {
+      const json = "j" in head ? head.j : joinPieces(pieces.get(id), head.n);
+      if (json === undefined) continue; // superseded mid-load; catch-up brings the new value
+      records.push({ state: JSON.parse(json), lastChangedClock: head.c });
+    }
+    const tombstones = new Map<string, number>();
+    for await (const entry of this.#kv.list<number>({ prefix: this.#key(roomId, "tomb") })) {
+      if (entry.value >= meta.tombstoneHistoryStartsAtClock) {
+        tombstones.set(String(entry.key.at(-1)), entry.value);
+      }
+    }
+    return { meta, records, tombstones };
+  }
+
+  async create(roomId: string, data: RoomData): Promise<boolean> {
+    const writes = new Writes();
+    for (const record of data.records) {
+      this.#writeRecord(writes, roomId, record.state, record.lastChangedClock, undefined);
+    }
+    for (const [id, clock] of data.tombstones) writes.set(this.#key(roomId, "tomb", id), clock, 64);
+    const metaKey = this.#key(roomId, "meta");
+    const metaSize = 200 + JSON.stringify(data.meta.schema).length;
+    if (!writes.fitsWith(1, metaSize)) {
+      throw new Error(`room ${roomId}: initial data too large for one write`);
+    }
+    const op = this.#kv.atomic().check({ key: metaKey, versionstamp: null });
+    writes.applyTo(op);
+    const result = await op.set(metaKey, data.meta).commit();
+    if (result.ok) this.#known.set(roomId, { meta: data.meta, versionstamp: result.versionstamp });
+    return result.ok;
+  }
+
+  async commit(roomId: string, expectedClock: number, changes: ChangeSet): Promise<CommitResult> {
+    let known = this.#known.get(roomId);
+    if (!known || known.meta.documentClock !== expectedClock || known.meta.pending) {
+      const entry = await this.#readMeta(roomId);
+      if (entry.value?.pending) {
+        // A staged commit is half applied: finish it; the caller then catches up.
+        await this.#rollForward(roomId, entry);
+        return { ok: false, error: CommitError.conflict };
+      }
+      known = this.#known.get(roomId);
+      if (!known || known.meta.documentClock !== expectedClock) {
+        return { ok: false, error: CommitError.conflict };
+      }
+    }
+    const clock = expectedClock + 1;
+    const writes = new Writes();
+    for (const { record, prev } of changes.puts) {
+      this.#writeRecord(writes, roomId, record, clock, prev);
+      writes.delete(this.#key(roomId, "tomb", record.id));
+    }
+    for (const { id, prev } of changes.deletes) {
+      writes.delete(this.#key(roomId, "rec", id));
+      this.#deleteChunks(writes, roomId, prev);
+      writes.set(this.#key(roomId, "tomb", id), clock, 64);
+    }
+    const ids = { p: changes.puts.map((p) => p.record.id), d: changes.deletes.map((d) => d.id) };
+    const idsSize = JSON.stringify(ids).length;
+    const logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
+    const meta: StoredMeta = {
+      documentClock: clock,
+      tombstoneHistoryStartsAtClock: known.meta.tombstoneHistoryStartsAtClock,
+      schema: changes.schema ?? known.meta.schema,
+    };
+    const metaSize = 200 + JSON.stringify(meta.schema).length;
+    const logSize = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64;
+    const metaKey = this.#key(roomId, "meta");
+    const op = this.#kv.atomic().check({ key: metaKey, versionstamp: known.versionstamp });
+    op.set(this.#key(roomId, "log", clock), logEntry);
+    if (clock - this.#logSize > 0) op.delete(this.#key(roomId, "log", clock - this.#logSize));
+    let staged: Pending | undefined;
+    if (writes.fitsWith(3, metaSize + logSize)) {
+      writes.applyTo(op);
+    } else {
+      // Too big for one atomic operation: write the mutations to staging keys first (invisible),
+      // then commit the meta pointing at them, then apply them (spec: every ack is durable).
+      staged = await this.#stage(roomId, writes, clock);
+      meta.pending = staged;
+    }
+    const result = await op.set(metaKey, meta).commit();
+    if (!result.ok) {
+      this.#known.delete(roomId);
+      if (staged) await this.#deleteStage(roomId, staged);
+      return { ok: false, error: CommitError.conflict };
+    }
+    this.#known.set(roomId, { meta, versionstamp: result.versionstamp });
+    if (staged) {
+      await this.#rollForward(roomId, {
+        key: metaKey,
+        value: meta,
+        versionstamp: result.versionstamp,
+      });
+    }
+    return { ok: true, clock };
+  }
+
+  async #stage(roomId: string, writes: Writes, clock: number): Promise<Pending> {
+    const stageId = crypto.randomUUID();
+    const json = JSON.stringify(writes.list);
+    const pieces = Math.ceil(json.length / CHUNK_CHARS);
+    for (let i = 0; i < pieces; i += STAGE_PIECES_PER_OP) {
+      const op = this.#kv.atomic();
+      for (let j = i; j < Math.min(pieces, i + STAGE_PIECES_PER_OP); j++) {
+        op.set(
+          this.#key(roomId, "stage", stageId, j),
+          json.slice(j * CHUNK_CHARS, (j + 1) * CHUNK_CHARS),
+        );
+      }
+      const result = await op.commit();
+      if (!result.ok) throw new Error("staging write failed");
+    }
+    return { stageId, pieces, clock };
+  }
+
+  /**
+   * Applies a staged commit and clears it from the meta. Safe to run from several isolates at once:
+   * every batch checks that the meta still points at this stage, so once one runner finished (and a
+   * later commit may have changed records) no stale batch can land.
+   */
+  async #rollForward(roomId: string, entry: Deno.KvEntryMaybe<StoredMeta>): Promise<void> {
+    const pending = entry.value?.pending;
+    if (!pending || !entry.versionstamp) return;
+    const check = { key: entry.key, versionstamp: entry.versionstamp };
+    const pieces: string[] = [];
+    for await (
+      const piece of this.#kv.list<string>({ prefix: this.#key(roomId, "stage", pending.stageId) })
+    ) pieces[piece.key.at(-1) as number] = piece.value;
+    const json = joinPieces(pieces, pending.pieces);
+    if (json === undefined) return; // another runner finished and deleted the stage
+    const writes = Writes.from(JSON.parse(json));
+    for (const batch of writes.batches()) {
+      const op = this.#kv.atomic().check(check);
+      batch.applyTo(op);
+      if (!(await op.commit()).ok) return;
+    }
+    const meta: StoredMeta = { ...entry.value!, pending: undefined };
+    delete meta.pending;
+    const done = await this.#kv.atomic().check(check).set(entry.key, meta).commit();
+    if (done.ok) {
+      this.#known.set(roomId, { meta, versionstamp: done.versionstamp });
+      await this.#deleteStage(roomId, pending);
+    }
+  }
+
+  async #deleteStage(roomId: string, pending: Pending): Promise<void> {
+    for (let i = 0; i < pending.pieces; i += MAX_MUTATIONS) {
+      const op = this.#kv.atomic();
+      for (let j = i; j < Math.min(pending.pieces, i + MAX_MUTATIONS); j++) {
+        op.delete(this.#key(roomId, "stage", pending.stageId, j));
+      }
+      await op.commit();
+    }
+  }
+
+  #writeRecord(
+    writes: Writes,
+    roomId: string,
+    record: WireRecord,
+    clock: number,
+    prev: StoredRecord | undefined,
+  ): void {
+    const json = JSON.stringify(record);
+    if (json.length <= CHUNK_CHARS) {
+      writes.set(this.#key(roomId, "rec", record.id), { c: clock, j: json }, byteSize(json) + 64);
+    } else {
+      const count = Math.ceil(json.length / CHUNK_CHARS);
+      for (let i = 0; i < count; i++) {
+        const piece = json.slice(i * CHUNK_CHARS, (i + 1) * CHUNK_CHARS);
+        writes.set(this.#key(roomId, "chunk", record.id, clock, i), piece, byteSize(piece) + 64);
+      }
+      writes.set(this.#key(roomId, "rec", record.id), { c: clock, n: count }, 64);
+    }
+    if (prev && prev.lastChangedClock !== clock) this.#deleteChunks(writes, roomId, prev);
+  }
+
+  #deleteChunks(writes: Writes, roomId: string, prev: StoredRecord): void {
+    const length = JSON.stringify(prev.state).length;
+    if (length <= CHUNK_CHARS) return;
+    const count = Math.ceil(length / CHUNK_CHARS);
+    for (let i = 0; i < count; i++) {
+      writes.delete(this.#key(roomId, "chunk", prev.state.id, prev.lastChangedClock, i));
+    }
+  }
+
+  async readClock(roomId: string): Promise<number> {
+    return (await this.#readMeta(roomId)).value?.documentClock ?? -1;
+  }
+
+  async changesSince(roomId: string, since: number): Promise<ChangesSince> {
+    const meta = (await this.#settledMeta(roomId)).value;
+    if (!meta) return { kind: "gap", clock: -1 };
+    const clock = meta.documentClock;
+    if (since === clock) return { kind: "none", clock };
+    if (since > clock || since < meta.tombstoneHistoryStartsAtClock) return { kind: "gap", clock };
+    const touched = new Set<string>();
+    let expected = since + 1;
+    const iter = this.#kv.list<LogEntry>({
+      start: this.#key(roomId, "log", since + 1),
+      end: this.#key(roomId, "log", clock + 1),
+    });
+    for await (const entry of iter) {
+      if (entry.key.at(-1) !== expected || "bulk" in entry.value) return { kind: "gap", clock };
+      for (const id of entry.value.p) touched.add(id);
+      for (const id of entry.value.d) touched.add(id);
+      expected++;
+    }
+    if (expected !== clock + 1) return { kind: "gap", clock };
+    const ids = [...touched];
+    const records: StoredRecord[] = [];
+    const deletes: [string, number][] = [];
+    for (let i = 0; i < ids.length; i += GET_MANY_LIMIT / 2) {
+      const batch = ids.slice(i, i + GET_MANY_LIMIT / 2);
+      const keys = batch.flatMap((id) => [
+        this.#key(roomId, "rec", id),
+        this.#key(roomId, "tomb", id),
+      ]);
+      const entries = await this.#kv.getMany<(Head | number)[]>(keys);
+      for (let j = 0; j < batch.length; j++) {
+        const id = batch[j]!;
+        const head = entries[2 * j]?.value as Head | null;
+        const tombstone = entries[2 * j + 1]?.value as number | null;
+        if (head) {
+          const json = "j" in head ? head.j : await this.#readPieces(roomId, id, head);
+          if (json === undefined) return { kind: "gap", clock }; // superseded while reading
+          records.push({ state: JSON.parse(json), lastChangedClock: head.c });
+        } else if (tombstone !== null && tombstone !== undefined) {
+          deletes.push([id, tombstone]);
+        }
+      }
+    }
+    return {
+      kind: "changes",
+      clock,
+      tombstoneHistoryStartsAtClock: meta.tombstoneHistoryStartsAtClock,
+      records,
+      deletes,
+    };
+  }
+
+  async #readPieces(
+    roomId: string,
+    id: string,
+    head: { c: number; n: number },
+  ): Promise<string | undefined> {
+    const pieces: string[] = [];
+    const prefix = this.#key(roomId, "chunk", id, head.c);
+    for await (const entry of this.#kv.list<string>({ prefix })) {
+      pieces[entry.key.at(-1) as number] = entry.value;
+    }
+    return joinPieces(pieces, head.n);
+  }
+
+  async pruneTombstones(roomId: string, expectedClock: number, startsAt: number): Promise<boolean> {
+    const entry = await this.#settledMeta(roomId);
+    if (!entry.value || entry.value.documentClock !== expectedClock) return false;
+    const meta = { ...entry.value, tombstoneHistoryStartsAtClock: startsAt };
+    const result = await this.#kv.atomic()
+      .check(entry)
+      .set(this.#key(roomId, "meta"), meta)
+      .commit();
+    if (!result.ok) return false;
+    this.#known.set(roomId, { meta, versionstamp: result.versionstamp });
+    // Below the new cutoff tombstones are ignored by every reader, so deleting them in several
+    // operations is safe.
+    let op = this.#kv.atomic();
+    let count = 0;
+    for await (const t of this.#kv.list<number>({ prefix: this.#key(roomId, "tomb") })) {
+      if (t.value >= startsAt) continue;
+      op.delete(t.key);
+      if (++count === MAX_MUTATIONS) {
+        await op.commit();
+        op = this.#kv.atomic();
+        count = 0;
+      }
+    }
+    if (count > 0) await op.commit();
+    return true;
+  }
+
+  async putSession(roomId: string, entry: SessionEntry, ttlMs: number): Promise<void> {
+    await this.#kv.set(this.#key(roomId, "sess", entry.sessionId), entry, { expireIn: ttlMs });
+  }
+
+  async deleteSession(roomId: string, sessionId: string): Promise<void> {
+    await this.#kv.delete(this.#key(roomId, "sess", sessionId));
+  }
+
+  async listSessions(roomId: string): Promise<SessionEntry[]> {
+    const now = Date.now();
+    const sessions: SessionEntry[] = [];
+    for await (const e of this.#kv.list<SessionEntry>({ prefix: this.#key(roomId, "sess") })) {
+      // expireIn deletes lazily; the stored deadline is authoritative.
+      if (e.value.expiresAt > now) sessions.push(e.value);
+    }
+    return sessions;
+  }
+}
+
+/** One KV mutation: a set (with its approximate size) or, without `value`, a delete. */
+interface Mutation {
+  key: Deno.KvKey;
+  value?: unknown;
+  size: number;
+}
+
+/** Mutations of a commit, counted against the limits of one atomic operation. */
+class Writes {
+  readonly list: Mutation[] = [];
+  bytes = 0;
+
+  static from(list: Mutation[]): Writes {
+    const writes = new Writes();
+    for (const m of list) writes.#add(m);
+    return writes;
+  }
+
+  set(key: Deno.KvKey, value: unknown, size: number): void {
+    this.#add({ key, value, size });
+  }
+
+  delete(key: Deno.KvKey): void {
+    this.#add({ key, size: 0 });
+  }
+
+  #add(mutation: Mutation): void {
+    this.list.push(mutation);
+    this.bytes += mutation.size + keySize(mutation.key);
+  }
+
+  /** Whether these plus `extraMutations` totalling `extraBytes` fit one atomic operation. */
+  fitsWith(extraMutations: number, extraBytes: number): boolean {
+    return this.list.length + extraMutations <= MAX_MUTATIONS &&
+      this.bytes + extraBytes <= MAX_ATOMIC_BYTES;
+  }
+
+  applyTo(op: Deno.AtomicOperation): void {
+    for (const m of this.list) {
+      if ("value" in m) op.set(m.key, m.value);
+      else op.delete(m.key);
+    }
+  }
+
+  /** Splits into groups that each fit one atomic operation (with room for a check). */
+  *batches(): Generator<Writes> {
+    let batch = new Writes();
+    for (const m of this.list) {
+      if (batch.list.length > 0 && !batch.fitsWith(1, m.size + keySize(m.key))) {
+        yield batch;
+        batch = new Writes();
+      }
+      batch.#add(m);
+    }
+    if (batch.list.length > 0) yield batch;
+  }
+}
+
+function keySize(key: Deno.KvKey): number {
+  let size = 0;
+  for (const part of key) size += typeof part === "string" ? byteSize(part) + 2 : 10;
+  return size;
+}
+
+/** Upper bound of a string's stored size: V8 keeps non-Latin-1 strings as UTF-16. */
+function byteSize(text: string): number {
+  // deno-lint-ignore no-control-regex
+  return /[^\u0000-\u00ff]/.test(text) ? text.length * 2 : text.length;
+}
+
+function joinPieces(pieces: string[] | undefined, count: number): string | undefined {
+  if (!pieces || pieces.length !== count) return undefined;
+  for (let i = 0; i < count; i++) if (pieces[i] === undefined) return undefined;
+  return pieces.join("");
+}

@@ -1,0 +1,1162 @@
+/**
+ * The tldraw room engine: sessions, the connect handshake, pushes, presence and batching, over a
+ * {@link RoomStore} that is the sequencer and source of truth. The engine's in-memory document is a
+ * cache of the store: every change is committed against the clock the cache is at; on a lost race
+ * the engine catches up from the store's change log ({@link TldrawRoom.catchUp}), re-validates the
+ * push against the new state and retries. A later cross-isolate bus only needs to call `catchUp()`.
+ *
+ * Validation and migrations come from the tldraw schema (`@tldraw/store` `StoreSchema`); the diff
+ * algebra from `@tldraw/sync-core`, so behaviour matches the reference (spec sections 3–6).
+ *
+ * @module
+ */
+import { DEFAULT_INITIAL_SNAPSHOT } from "@tldraw/sync-core";
+import type { SerializedSchema, StoreSchema, UnknownRecord } from "@tldraw/store";
+import { createTLSchema } from "@tldraw/tlschema";
+import { isEqual } from "@tldraw/utils";
+import { type Logger, silentLogger } from "../../log.ts";
+import { ChunkAssembler, ChunkError } from "./chunks.ts";
+import {
+  type CachedRecord,
+  type ForwardDiff,
+  planPush,
+  type PushPlan,
+  RecordSchema,
+  SessionRejection,
+  toNetworkDiff,
+} from "./push_plan.ts";
+import {
+  type ClientMessage,
+  clientMessageSchema,
+  CloseReason,
+  type ConnectReply,
+  type ConnectRequest,
+  type DataEvent,
+  legacyReasonFor,
+  LimitReason,
+  PROTOCOL_VERSION,
+  type PushRequest,
+  type PushResultAction,
+  type ServerMessage,
+  SYNC_ERROR_CLOSE_CODE,
+  type SyncCloseReason,
+  Timeouts,
+  type WireNetworkDiff,
+  type WireRecord,
+  type WireSchema,
+} from "./protocol.ts";
+import type { ChangeSet, RoomData, RoomStore } from "./room_store.ts";
+
+/** The transport a session needs: a WebSocket or anything shaped like one. */
+export interface RoomSocket {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+const OPEN = 1;
+
+/** Limits enforced per room. */
+export interface RoomLimits {
+  /** Sessions per room, counted across isolates via the store's session entries. */
+  maxSessions: number;
+  /** Total JSON size of the document records (characters). */
+  maxRoomBytes: number;
+  /** One client message, whole or reassembled (characters). */
+  maxMessageChars: number;
+  /** One record's JSON (characters). */
+  maxRecordChars: number;
+  /** Longest record id (KV keys are at most 2 KiB). */
+  maxRecordIdChars: number;
+  /** Tombstones kept before the oldest are pruned (clients older than the cutoff get wipe_all). */
+  maxTombstones: number;
+  /** How many extra tombstones a prune removes, so it does not run on every delete. */
+  tombstonePruneBuffer: number;
+}
+
+/** Timers (milliseconds); injectable so tests can use short values. */
+export interface RoomTimeouts {
+  connect: number;
+  idle: number;
+  removal: number;
+  batch: number;
+  /** How often idle / connect deadlines are checked. */
+  prune: number;
+  /** Lifetime of a session entry in the store; refreshed every {@link heartbeat}. */
+  sessionTtl: number;
+  heartbeat: number;
+  /**
+   * While sessions are connected, how often the store's clock is checked for commits made by other
+   * isolates (repairs lost bus notices; 0 disables).
+   */
+  poll: number;
+}
+
+/** What the host learns from a room (app layer: persistence hooks, metering, unloading). */
+export interface RoomHooks {
+  onSessionAdded?(info: { roomId: string; sessionId: string; meta: unknown }): void;
+  onSessionRemoved?(
+    info: { roomId: string; sessionId: string; meta: unknown; remaining: number },
+  ): void;
+  /** After every commit made by this room (client pushes and server-side changes). */
+  onDocumentChanged?(info: { roomId: string; clock: number }): void;
+  /** A local session's presence changed (`record`) or went away (`null`): for other isolates. */
+  onPresenceChanged?(change: PresenceChange & { roomId: string }): void;
+}
+
+/** A presence record of one session, or its removal (`record: null`). */
+export interface PresenceChange {
+  sessionId: string;
+  presenceId: string;
+  record: WireRecord | null;
+}
+
+/** Options for {@link TldrawRoom.load}. */
+export interface RoomOptions {
+  roomId: string;
+  store: RoomStore;
+  /** Record schema; default `createTLSchema()`. */
+  schema?: StoreSchema<UnknownRecord, unknown>;
+  log?: Logger;
+  /** Identifies this isolate in session entries. */
+  isolateId?: string;
+  limits?: Partial<RoomLimits>;
+  timeouts?: Partial<RoomTimeouts>;
+  hooks?: RoomHooks;
+}
+
+/** How a socket joins a room. */
+export interface AttachOptions {
+  sessionId: string;
+  isReadonly: boolean;
+  /** Host data about the session (e.g. the user), handed back in hooks. */
+  meta?: unknown;
+  userId?: string;
+}
+
+const DEFAULT_LIMITS: RoomLimits = {
+  maxSessions: 50,
+  maxRoomBytes: 25 * 1024 * 1024,
+  maxMessageChars: 4 * 1024 * 1024,
+  maxRecordChars: 4 * 1024 * 1024,
+  maxRecordIdChars: 512,
+  maxTombstones: 5_000,
+  tombstonePruneBuffer: 1_000,
+};
+
+const DEFAULT_TIMEOUTS: RoomTimeouts = {
+  connect: Timeouts.connect,
+  idle: Timeouts.idle,
+  removal: Timeouts.removal,
+  batch: Timeouts.batch,
+  prune: 2_000,
+  sessionTtl: 60_000,
+  heartbeat: 20_000,
+  poll: 1_000,
+};
+
+// Lost commit races in a row before a push is given up (each one means another isolate committed).
+const MAX_COMMIT_ATTEMPTS = 8;
+
+const SessionState = {
+  admitting: "admitting",
+  awaiting_connect: "awaiting_connect",
+  connected: "connected",
+  awaiting_removal: "awaiting_removal",
+  removed: "removed",
+} as const;
+type SessionState = (typeof SessionState)[keyof typeof SessionState];
+
+interface Session {
+  sessionId: string;
+  socket: RoomSocket;
+  state: SessionState;
+  presenceId: string | null;
+  isReadonly: boolean;
+  meta: unknown;
+  userId: string | undefined;
+  startedAt: number;
+  lastInteraction: number;
+  /** The client's schema (kept as one object: StoreSchema caches migrations by identity). */
+  schema: SerializedSchema | null;
+  requiresDownMigrations: boolean;
+  supportsStringAppend: boolean;
+  requiresLegacyRejection: boolean;
+  assembler: ChunkAssembler;
+  outbox: DataEvent[];
+  batchTimer: ReturnType<typeof setTimeout> | null;
+  removalTimer: ReturnType<typeof setTimeout> | null;
+}
+
+/** One tldraw room served by this isolate. Create with {@link TldrawRoom.load}. */
+export class TldrawRoom {
+  readonly roomId: string;
+  readonly #store: RoomStore;
+  readonly #recordSchema: RecordSchema;
+  readonly #log: Logger;
+  readonly #isolateId: string;
+  readonly #limits: RoomLimits;
+  readonly #timeouts: RoomTimeouts;
+  readonly #hooks: RoomHooks;
+
+  #records = new Map<string, CachedRecord>();
+  #tombstones = new Map<string, number>();
+  #clock = 0;
+  #historyStart = 0;
+  #roomChars = 0;
+
+  readonly #sessions = new Map<string, Session>();
+  readonly #bySocket = new Map<RoomSocket, Session>();
+  readonly #presences = new Map<string, WireRecord>();
+  /** Presence of sessions served by other isolates (from the bus), by presence id. */
+  readonly #remotePresences = new Map<string, { sessionId: string; record: WireRecord }>();
+  #polls = 0;
+  /** Serialises everything that reads or advances the document (connects, pushes, catch-ups). */
+  #queue: Promise<void> = Promise.resolve();
+  #pending = 0;
+  #pruneTimer: ReturnType<typeof setInterval> | null = null;
+  #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
+  #pollTimer: ReturnType<typeof setInterval> | null = null;
+  #catchUpQueued: Promise<void> | null = null;
+  #closed = false;
+  /** Store writes not awaited by anyone (session entries); awaited by {@link close}. */
+  readonly #background = new Set<Promise<unknown>>();
+
+  private constructor(options: RoomOptions) {
+    this.roomId = options.roomId;
+    this.#store = options.store;
+    this.#recordSchema = new RecordSchema(
+      options.schema ?? (createTLSchema() as unknown as StoreSchema<UnknownRecord, unknown>),
+    );
+    this.#log = (options.log ?? silentLogger).child({ roomId: options.roomId });
+    this.#isolateId = options.isolateId ?? crypto.randomUUID();
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.#hooks = options.hooks ?? {};
+  }
+
+  /** Loads (or creates, with tldraw's default document and page) a room from the store. */
+  static async load(options: RoomOptions): Promise<TldrawRoom> {
+    const room = new TldrawRoom(options);
+    let data = await room.#store.load(room.roomId);
+    if (!data) {
+      const initial: RoomData = {
+        meta: {
+          documentClock: 0,
+          tombstoneHistoryStartsAtClock: 0,
+          schema: room.#recordSchema.wire,
+        },
+        records: DEFAULT_INITIAL_SNAPSHOT.documents.map((d) => ({
+          state: structuredClone(d.state) as unknown as WireRecord,
+          lastChangedClock: 0,
+        })),
+        tombstones: new Map(),
+      };
+      // Another isolate may create it at the same moment; then load theirs.
+      data = await room.#store.create(room.roomId, initial)
+        ? initial
+        : await room.#store.load(room.roomId);
+      if (!data) throw new Error(`room ${room.roomId} vanished while being created`);
+    }
+    room.#replaceCache(data);
+    // A listing is not a snapshot: re-read whatever changed while loading.
+    await room.#catchUpNow();
+    await room.#migrateStoredRecords(data.meta.schema);
+    return room;
+  }
+
+  /** Current document clock of this isolate's cache. */
+  get clock(): number {
+    return this.#clock;
+  }
+
+  /** Sessions in this isolate (any state but removed). */
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** `true` after {@link close}. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** A deep copy of a document record, or `undefined`. */
+  getRecord(id: string): WireRecord | undefined {
+    const record = this.#records.get(id);
+    return record ? structuredClone(record.state) : undefined;
+  }
+
+  /** Document records (copies), e.g. for snapshots. */
+  getRecords(): WireRecord[] {
+    return [...this.#records.values()].map((r) => structuredClone(r.state));
+  }
+
+  /** Current presence records of this isolate's sessions. */
+  getPresences(): WireRecord[] {
+    return [...this.#presences.values()].map((p) => structuredClone(p));
+  }
+
+  /** Summary of the sessions (for the host and tests). */
+  getSessions(): { sessionId: string; state: string; isReadonly: boolean; meta: unknown }[] {
+    return [...this.#sessions.values()].map((s) => ({
+      sessionId: s.sessionId,
+      state: s.state,
+      isReadonly: s.isReadonly,
+      meta: s.meta,
+    }));
+  }
+
+  /**
+   * Registers a socket whose `open` event has fired. The room-wide session limit is checked against
+   * the store first (ROOM_FULL); frames that arrive meanwhile are handled afterwards, in order.
+   */
+  attach(socket: RoomSocket, options: AttachOptions): void {
+    if (this.#closed) {
+      safeClose(socket);
+      return;
+    }
+    const now = Date.now();
+    const session: Session = {
+      sessionId: options.sessionId,
+      socket,
+      state: SessionState.admitting,
+      presenceId: null,
+      isReadonly: options.isReadonly,
+      meta: options.meta,
+      userId: options.userId,
+      startedAt: now,
+      lastInteraction: now,
+      schema: null,
+      requiresDownMigrations: false,
+      supportsStringAppend: true,
+      requiresLegacyRejection: false,
+      assembler: new ChunkAssembler(this.#limits.maxMessageChars),
+      outbox: [],
+      batchTimer: null,
+      removalTimer: null,
+    };
+    this.#bySocket.set(socket, session);
+    this.#enqueue(async () => {
+      try {
+        await this.#admit(session);
+      } catch (error) {
+        // The store failed (KV unreachable): nothing was admitted; the client may retry.
+        this.#log.error("session admission failed", { sessionId: session.sessionId, error });
+        this.#bySocket.delete(socket);
+        session.state = SessionState.removed;
+        closeWith(socket, SYNC_ERROR_CLOSE_CODE, CloseReason.UNKNOWN_ERROR);
+      }
+    });
+  }
+
+  async #admit(session: Session): Promise<void> {
+    if (session.state !== SessionState.admitting) return; // closed while waiting
+    const entries = await this.#store.listSessions(this.roomId);
+    const others = entries.filter((e) => e.sessionId !== session.sessionId);
+    if (others.length >= this.#limits.maxSessions) {
+      this.#log.info("room full", { sessionId: session.sessionId, sessions: others.length });
+      this.#bySocket.delete(session.socket);
+      session.state = SessionState.removed;
+      closeWith(session.socket, SYNC_ERROR_CLOSE_CODE, CloseReason.ROOM_FULL);
+      return;
+    }
+    await this.#putSessionEntry(session);
+    if (session.state !== SessionState.admitting) {
+      // The socket closed while we were writing the entry.
+      this.#track(this.#store.deleteSession(this.roomId, session.sessionId));
+      return;
+    }
+    const existing = this.#sessions.get(session.sessionId);
+    session.presenceId = existing?.presenceId ?? this.#recordSchema.presenceType?.createId() ??
+      null;
+    if (existing) {
+      // Same tab reconnecting: the old socket is stale. Its late close event is ignored because it
+      // is no longer the session's socket (the reference's bug: it killed the new session).
+      this.#clearSessionTimers(existing);
+      this.#bySocket.delete(existing.socket);
+      existing.state = SessionState.removed;
+      if (existing.socket.readyState === OPEN) safeClose(existing.socket);
+    }
+    session.state = SessionState.awaiting_connect;
+    this.#sessions.set(session.sessionId, session);
+    this.#startTimers();
+    if (!existing) {
+      this.#hooks.onSessionAdded?.({
+        roomId: this.roomId,
+        sessionId: session.sessionId,
+        meta: session.meta,
+      });
+    }
+  }
+
+  /** Feeds one frame from a socket (text, or bytes decoded as UTF-8). */
+  handleMessage(socket: RoomSocket, data: string | ArrayBuffer | Uint8Array): void {
+    const session = this.#bySocket.get(socket);
+    if (!session || session.state === SessionState.removed) return;
+    const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+    const result = session.assembler.push(text);
+    if (result.kind === "pending") return;
+    if (result.kind === "error") {
+      this.#log.info("bad frame", { sessionId: session.sessionId, error: result.error });
+      if (result.error === ChunkError.invalid_json) {
+        this.#reject(session, CloseReason.UNKNOWN_ERROR);
+      } else if (result.error === ChunkError.too_large) {
+        this.#reject(session, LimitReason.MESSAGE_TOO_LARGE);
+      } else {
+        // The reference closes without a code (the client reconnects).
+        safeClose(session.socket);
+        this.#cancel(session);
+      }
+      return;
+    }
+    const parsed = clientMessageSchema.safeParse(result.data);
+    if (!parsed.success) {
+      this.#log.info("bad message", {
+        sessionId: session.sessionId,
+        type: (result.data as { type?: unknown })?.type,
+      });
+      this.#reject(session, CloseReason.UNKNOWN_ERROR);
+      return;
+    }
+    this.#dispatch(session, parsed.data);
+  }
+
+  #dispatch(session: Session, message: ClientMessage): void {
+    switch (message.type) {
+      case "ping":
+        // Answered at once, outside the queue: pong may overtake queued data (spec 1.2).
+        if (session.state !== SessionState.connected) return;
+        session.lastInteraction = Date.now();
+        this.#sendNow(session, { type: "pong" });
+        return;
+      case "connect":
+        this.#enqueue(() => this.#handleConnect(session, message));
+        return;
+      case "push":
+        this.#enqueue(() => this.#handlePush(session, message));
+        return;
+    }
+  }
+
+  /** The socket closed or errored. Ignored for sockets that were replaced by a reconnect. */
+  handleClose(socket: RoomSocket): void {
+    const session = this.#bySocket.get(socket);
+    if (!session) return;
+    this.#bySocket.delete(socket);
+    if (session.state === SessionState.admitting) {
+      session.state = SessionState.removed;
+      return;
+    }
+    if (this.#sessions.get(session.sessionId) !== session) return;
+    this.#cancel(session);
+  }
+
+  /** Closes a session, with 4099 + `reason` when given (kick), else a plain close (reconnect). */
+  closeSession(sessionId: string, reason?: SyncCloseReason): void {
+    const session = this.#sessions.get(sessionId);
+    if (!session) return;
+    if (reason) this.#reject(session, reason);
+    else {
+      safeClose(session.socket);
+      this.#removeSession(session);
+    }
+  }
+
+  /** Sends an application message to one connected session. */
+  sendCustomMessage(sessionId: string, data: unknown): void {
+    const session = this.#sessions.get(sessionId);
+    if (session?.state === SessionState.connected) this.#sendNow(session, { type: "custom", data });
+  }
+
+  /**
+   * Reads changes other isolates committed after this cache's clock and forwards them to the local
+   * sessions as one patch (or re-hydrates everyone when the log no longer reaches back).
+   */
+  catchUp(): Promise<void> {
+    // Several notices in a row need one read, not one each.
+    return this.#catchUpQueued ??= this.#enqueue(() => {
+      this.#catchUpQueued = null;
+      return this.#catchUpNow();
+    });
+  }
+
+  /**
+   * Presence of a session on another isolate (from the bus): forwarded to the local sessions and
+   * included in connect replies. Sessions whose store entry expired (crashed isolate) are dropped by
+   * the periodic check.
+   */
+  applyRemotePresence(change: PresenceChange): void {
+    if (this.#closed) return;
+    const prev = this.#remotePresences.get(change.presenceId);
+    // A session that moved here from another isolate has its own (local) presence now.
+    if (change.record && this.#sessions.has(change.sessionId)) return;
+    if (change.record) {
+      const record = { ...change.record, id: change.presenceId };
+      this.#remotePresences.set(change.presenceId, { sessionId: change.sessionId, record });
+      this.#broadcast({
+        puts: { [change.presenceId]: prev ? [prev.record, record] : record },
+        deletes: [],
+      }, null);
+    } else if (prev) {
+      this.#remotePresences.delete(change.presenceId);
+      this.#broadcast({ puts: {}, deletes: [change.presenceId] }, null);
+    }
+  }
+
+  async #sweepRemotePresences(): Promise<void> {
+    if (this.#remotePresences.size === 0) return;
+    const live = new Set((await this.#store.listSessions(this.roomId)).map((e) => e.sessionId));
+    const gone: string[] = [];
+    for (const [id, { sessionId }] of this.#remotePresences) {
+      if (!live.has(sessionId) || this.#sessions.has(sessionId)) gone.push(id);
+    }
+    for (const id of gone) this.#remotePresences.delete(id);
+    if (gone.length > 0) this.#broadcast({ puts: {}, deletes: gone }, null);
+  }
+
+  /** A notice that the store reached `clock` (from the bus): catch up if that is news. */
+  noticeClock(clock: number): void {
+    if (clock > this.#clock && !this.#closed) void this.catchUp();
+  }
+
+  /**
+   * A server-side edit (restore, rename, …): `update` receives a copy of the document records and
+   * returns the records to put and ids to remove. Validated, committed and broadcast like a push.
+   */
+  updateDocument(
+    update: (records: WireRecord[]) => { puts?: WireRecord[]; removes?: string[] },
+  ): Promise<void> {
+    return this.#enqueueResult(async () => {
+      for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
+        const { puts = [], removes = [] } = update(this.getRecords());
+        const diff: WireNetworkDiff = {};
+        for (const record of puts) diff[record.id] = ["put", record];
+        for (const id of removes) diff[id] = ["remove"];
+        const plan = this.#planPush(null, { type: "push", clientClock: 0, diff });
+        if (!plan.docDiff) return;
+        if (await this.#commitPlan(plan) !== undefined) {
+          this.#broadcast(plan.docForward, null, plan.docDiff);
+          return;
+        }
+        await this.#catchUpNow();
+      }
+      throw new Error("server-side update lost too many commit races");
+    });
+  }
+
+  /**
+   * Finishes queued work, closes every socket (by default without a code, so clients reconnect;
+   * shutdown passes 1012), removes the sessions' store entries and stops all timers.
+   */
+  async close(code?: number, reason?: string): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.idle();
+    const close = (socket: RoomSocket) =>
+      code === undefined ? safeClose(socket) : closeWith(socket, code, reason ?? "");
+    for (const session of [...this.#sessions.values()]) {
+      close(session.socket);
+      this.#removeSession(session, { broadcast: false });
+    }
+    for (const socket of [...this.#bySocket.keys()]) close(socket);
+    this.#bySocket.clear();
+    this.#stopTimers();
+    while (this.#background.size > 0) await Promise.all([...this.#background]);
+  }
+
+  /** `true` when no socket is attached (the room can be unloaded). */
+  get empty(): boolean {
+    return this.#sessions.size === 0 && this.#bySocket.size === 0 && this.#pending === 0;
+  }
+
+  /** Resolves when nothing is queued (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.#pending > 0) await this.#queue;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Queue and timers
+
+  /** Queues a task; its failure is logged (the queue goes on). */
+  #enqueue(task: () => Promise<void> | void): Promise<void> {
+    return this.#enqueueResult(task).catch((error) => {
+      this.#log.error("room task failed", { error });
+    });
+  }
+
+  /** Queues a task; the returned promise rejects if it fails (the queue goes on). */
+  #enqueueResult(task: () => Promise<void> | void): Promise<void> {
+    this.#pending++;
+    const run = this.#queue.then(task);
+    this.#queue = run.then(() => {}, () => {}).finally(() => this.#pending--);
+    return run;
+  }
+
+  #startTimers(): void {
+    this.#pruneTimer ??= setInterval(() => this.#prune(), this.#timeouts.prune);
+    this.#heartbeatTimer ??= setInterval(() => this.#heartbeat(), this.#timeouts.heartbeat);
+    if (this.#timeouts.poll > 0) {
+      this.#pollTimer ??= setInterval(() => {
+        if (this.#pending > 0) return;
+        void this.catchUp();
+        // Every 10th check: forget presence of sessions whose isolate stopped refreshing them.
+        if (++this.#polls % 10 === 0) void this.#enqueue(() => this.#sweepRemotePresences());
+      }, this.#timeouts.poll);
+    }
+  }
+
+  #stopTimers(): void {
+    if (this.#pruneTimer !== null) clearInterval(this.#pruneTimer);
+    if (this.#heartbeatTimer !== null) clearInterval(this.#heartbeatTimer);
+    if (this.#pollTimer !== null) clearInterval(this.#pollTimer);
+    this.#pruneTimer = null;
+    this.#heartbeatTimer = null;
+    this.#pollTimer = null;
+  }
+
+  #prune(): void {
+    const now = Date.now();
+    for (const session of [...this.#sessions.values()]) {
+      if (session.state === SessionState.awaiting_connect) {
+        if (now - session.startedAt >= this.#timeouts.connect) {
+          safeClose(session.socket);
+          this.#removeSession(session);
+        }
+      } else if (session.state === SessionState.connected) {
+        if (session.socket.readyState !== OPEN) this.#cancel(session);
+        else if (now - session.lastInteraction >= this.#timeouts.idle) {
+          this.#log.info("session idle", { sessionId: session.sessionId });
+          safeClose(session.socket);
+          this.#cancel(session);
+        }
+      }
+    }
+  }
+
+  #heartbeat(): void {
+    for (const session of this.#sessions.values()) {
+      if (session.state === SessionState.awaiting_removal) continue;
+      this.#track(this.#putSessionEntry(session));
+    }
+  }
+
+  async #putSessionEntry(session: Session): Promise<void> {
+    const now = Date.now();
+    await this.#store.putSession(this.roomId, {
+      sessionId: session.sessionId,
+      isolateId: this.#isolateId,
+      userId: session.userId,
+      lastSeen: now,
+      expiresAt: now + this.#timeouts.sessionTtl,
+    }, this.#timeouts.sessionTtl);
+  }
+
+  #track(promise: Promise<unknown>): void {
+    const tracked = promise.catch((error) =>
+      this.#log.warn("session entry write failed", { error })
+    )
+      .finally(() => this.#background.delete(tracked));
+    this.#background.add(tracked);
+  }
+
+  #clearSessionTimers(session: Session): void {
+    if (session.batchTimer !== null) clearTimeout(session.batchTimer);
+    if (session.removalTimer !== null) clearTimeout(session.removalTimer);
+    session.batchTimer = null;
+    session.removalTimer = null;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Session lifecycle
+
+  /** Socket gone: keep the presence for the removal grace period, then remove. */
+  #cancel(session: Session): void {
+    if (
+      session.state === SessionState.awaiting_removal || session.state === SessionState.removed
+    ) return;
+    session.state = SessionState.awaiting_removal;
+    this.#clearSessionTimers(session);
+    session.outbox = [];
+    session.removalTimer = setTimeout(() => {
+      session.removalTimer = null;
+      if (this.#sessions.get(session.sessionId) === session) this.#removeSession(session);
+    }, this.#timeouts.removal);
+  }
+
+  #removeSession(session: Session, options: { broadcast?: boolean } = {}): void {
+    if (session.state === SessionState.removed) return;
+    session.state = SessionState.removed;
+    this.#clearSessionTimers(session);
+    this.#bySocket.delete(session.socket);
+    if (this.#sessions.get(session.sessionId) !== session) return;
+    this.#sessions.delete(session.sessionId);
+    this.#track(this.#store.deleteSession(this.roomId, session.sessionId));
+    if (session.presenceId && this.#presences.delete(session.presenceId)) {
+      if (options.broadcast !== false) {
+        this.#broadcast({ puts: {}, deletes: [session.presenceId] }, null);
+      }
+      this.#hooks.onPresenceChanged?.({
+        roomId: this.roomId,
+        sessionId: session.sessionId,
+        presenceId: session.presenceId,
+        record: null,
+      });
+    }
+    if (this.#sessions.size === 0) this.#stopTimers();
+    this.#hooks.onSessionRemoved?.({
+      roomId: this.roomId,
+      sessionId: session.sessionId,
+      meta: session.meta,
+      remaining: this.#sessions.size,
+    });
+  }
+
+  /** Fatal error for one session: 4099 + reason (legacy clients: `incompatibility_error`). */
+  #reject(session: Session, reason: SyncCloseReason): void {
+    if (session.state === SessionState.removed) return;
+    this.#log.info("session rejected", { sessionId: session.sessionId, reason });
+    if (session.requiresLegacyRejection) {
+      this.#flush(session);
+      this.#sendNow(session, { type: "incompatibility_error", reason: legacyReasonFor(reason) });
+      safeClose(session.socket);
+    } else {
+      closeWith(session.socket, SYNC_ERROR_CLOSE_CODE, reason);
+    }
+    if (this.#sessions.get(session.sessionId) === session) this.#removeSession(session);
+    else {
+      session.state = SessionState.removed;
+      this.#bySocket.delete(session.socket);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Sending
+
+  #sendNow(session: Session, message: ServerMessage): void {
+    if (session.socket.readyState !== OPEN) return;
+    try {
+      session.socket.send(JSON.stringify(message));
+    } catch (error) {
+      this.#log.warn("send failed", { sessionId: session.sessionId, error });
+    }
+  }
+
+  /** Data events: the first goes out at once, later ones within the batch window go together. */
+  #sendData(session: Session, event: DataEvent): void {
+    if (session.state !== SessionState.connected) return;
+    if (session.batchTimer === null) {
+      this.#sendNow(session, { type: "data", data: [event] });
+      session.batchTimer = setTimeout(() => {
+        session.batchTimer = null;
+        if (session.outbox.length > 0) {
+          const data = session.outbox;
+          session.outbox = [];
+          this.#sendNow(session, { type: "data", data });
+        }
+      }, this.#timeouts.batch);
+    } else {
+      session.outbox.push(event);
+    }
+  }
+
+  /** Sends queued data events now (before a non-data message, to keep order). */
+  #flush(session: Session): void {
+    if (session.outbox.length > 0) {
+      const data = session.outbox;
+      session.outbox = [];
+      this.#sendNow(session, { type: "data", data });
+    }
+  }
+
+  /** Sends a change to every connected session except `except`, migrated down where needed. */
+  #broadcast(forward: ForwardDiff, except: Session | null, network?: WireNetworkDiff): void {
+    let unmigrated = network;
+    const legacyAppend = !this.#canEmitStringAppend();
+    for (const session of [...this.#sessions.values()]) {
+      if (session === except || session.state !== SessionState.connected) continue;
+      if (session.socket.readyState !== OPEN) {
+        this.#cancel(session);
+        continue;
+      }
+      let diff: WireNetworkDiff | undefined;
+      if (session.requiresDownMigrations) {
+        diff = this.#migrateDiffForSession(session, forward);
+        if (!diff) continue; // session rejected
+      } else {
+        diff = unmigrated ??= toNetworkDiff(forward, legacyAppend);
+      }
+      if (Object.keys(diff).length === 0) continue;
+      this.#sendData(session, { type: "patch", diff, serverClock: this.#clock });
+    }
+  }
+
+  /** `forward` for `session` (migrated down when it is older); rejects it if that fails. */
+  #migrateDiffForSession(session: Session, forward: ForwardDiff): WireNetworkDiff | undefined {
+    try {
+      return this.#recordSchema.diffFor(
+        forward,
+        session.requiresDownMigrations ? session.schema : null,
+        !this.#canEmitStringAppend(),
+      );
+    } catch (error) {
+      if (error instanceof SessionRejection) {
+        this.#reject(session, error.reason);
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Connect
+
+  async #handleConnect(session: Session, message: ConnectRequest): Promise<void> {
+    if (
+      session.state !== SessionState.awaiting_connect && session.state !== SessionState.connected
+    ) {
+      return;
+    }
+    let version = message.protocolVersion;
+    if (version === 5) version = 6;
+    session.requiresLegacyRejection = version === 6;
+    if (version === 6) version = 7;
+    if (version === 7) {
+      version = 8;
+      session.supportsStringAppend = false;
+    }
+    if (version === null || version === undefined || version < PROTOCOL_VERSION) {
+      return this.#reject(session, CloseReason.CLIENT_TOO_OLD);
+    }
+    if (version > PROTOCOL_VERSION) return this.#reject(session, CloseReason.SERVER_TOO_OLD);
+    if (!message.schema) return this.#reject(session, CloseReason.CLIENT_TOO_OLD);
+    const theirSchema = message.schema as unknown as SerializedSchema;
+    const migrations = this.#recordSchema.store.getMigrationsSince(theirSchema);
+    if (!migrations.ok) {
+      return this.#reject(session, this.#recordSchema.mismatchReason(theirSchema));
+    }
+    if (migrations.value.some((m) => m.scope !== "record" || !m.down)) {
+      return this.#reject(session, CloseReason.CLIENT_TOO_OLD);
+    }
+    const sameSchema = isEqual(theirSchema, this.#recordSchema.serialized);
+    session.schema = sameSchema ? this.#recordSchema.serialized : theirSchema;
+    session.requiresDownMigrations = migrations.value.length > 0;
+
+    // Other isolates may have committed since our last look: hydrate from the latest state.
+    await this.#catchUpNow();
+    if (
+      session.state !== SessionState.awaiting_connect && session.state !== SessionState.connected
+    ) {
+      return;
+    }
+
+    const presencePuts: ForwardDiff = { puts: {}, deletes: [] };
+    for (const [id, record] of this.#presences) {
+      if (id !== session.presenceId) presencePuts.puts[id] = record;
+    }
+    for (const [id, { sessionId, record }] of this.#remotePresences) {
+      if (sessionId !== session.sessionId) presencePuts.puts[id] = record;
+    }
+    const docChanges = this.#changesSince(message.lastServerClock);
+    const presenceDiff = this.#migrateDiffForSession(session, presencePuts);
+    if (!presenceDiff) return;
+    let docDiff: WireNetworkDiff = {};
+    if (docChanges) {
+      const migrated = this.#migrateDiffForSession(session, docChanges.diff);
+      if (!migrated) return;
+      docDiff = migrated;
+    }
+    const reply: ConnectReply = {
+      type: "connect",
+      connectRequestId: message.connectRequestId,
+      hydrationType: docChanges?.wipeAll ? "wipe_all" : "wipe_presence",
+      protocolVersion: PROTOCOL_VERSION,
+      schema: this.#recordSchema.wire,
+      serverClock: this.#clock,
+      diff: { ...presenceDiff, ...docDiff },
+      isReadonly: session.isReadonly,
+    };
+    session.state = SessionState.connected;
+    session.lastInteraction = Date.now();
+    this.#flush(session);
+    this.#sendNow(session, reply);
+  }
+
+  /** Spec 7.2, from the cache. `undefined` when nothing changed after `since`. */
+  #changesSince(since: number): { wipeAll: boolean; diff: ForwardDiff } | undefined {
+    if (since === this.#clock) return undefined;
+    if (since > this.#clock) since = -1;
+    const wipeAll = since < this.#historyStart;
+    const diff: ForwardDiff = { puts: {}, deletes: [] };
+    for (const [id, record] of this.#records) {
+      if (wipeAll || record.lastChangedClock > since) diff.puts[id] = record.state;
+    }
+    if (!wipeAll) {
+      for (const [id, clock] of this.#tombstones) if (clock > since) diff.deletes.push(id);
+    }
+    return { wipeAll, diff };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Push
+
+  async #handlePush(session: Session, message: PushRequest): Promise<void> {
+    if (session.state !== SessionState.connected) return;
+    session.lastInteraction = Date.now();
+    try {
+      for (let attempt = 1;; attempt++) {
+        const plan = this.#planPush(session, message);
+        let clock: number | undefined = this.#clock;
+        if (plan.docDiff) {
+          if (
+            plan.bytesDelta > 0 && this.#roomChars + plan.bytesDelta > this.#limits.maxRoomBytes
+          ) {
+            throw new SessionRejection(LimitReason.ROOM_TOO_LARGE);
+          }
+          clock = await this.#commitPlan(plan);
+        }
+        if (clock !== undefined) {
+          this.#finishPush(session, message, plan);
+          if (this.#tombstones.size > this.#limits.maxTombstones) {
+            void this.#enqueue(() => this.#pruneTombstones());
+          }
+          return;
+        }
+        if (attempt >= MAX_COMMIT_ATTEMPTS) {
+          throw new SessionRejection(CloseReason.UNKNOWN_ERROR, "too many lost commit races");
+        }
+        // Another isolate committed first: take its changes, then re-validate against them.
+        await this.#catchUpNow();
+        if (session.state !== SessionState.connected) return;
+      }
+    } catch (error) {
+      if (error instanceof SessionRejection) {
+        this.#reject(session, error.reason);
+        return;
+      }
+      this.#log.error("push failed", { sessionId: session.sessionId, error });
+      this.#reject(session, CloseReason.UNKNOWN_ERROR);
+    }
+  }
+
+  /** Commits a plan; returns the new clock, or `undefined` after a lost race. */
+  async #commitPlan(plan: PushPlan): Promise<number | undefined> {
+    const result = await this.#store.commit(this.roomId, this.#clock, plan.changeSet);
+    if (!result.ok) {
+      if (result.error === "too_large") {
+        throw new SessionRejection(LimitReason.MESSAGE_TOO_LARGE, "change too large to commit");
+      }
+      return undefined;
+    }
+    this.#clock = result.clock;
+    for (const { record } of plan.changeSet.puts) {
+      this.#setCached(record, result.clock);
+      this.#tombstones.delete(record.id);
+    }
+    for (const { id } of plan.changeSet.deletes) {
+      this.#deleteCached(id);
+      this.#tombstones.set(id, result.clock);
+    }
+    this.#hooks.onDocumentChanged?.({ roomId: this.roomId, clock: result.clock });
+    return result.clock;
+  }
+
+  #finishPush(session: Session, message: PushRequest, plan: PushPlan): void {
+    if (plan.presence && session.presenceId) {
+      this.#presences.set(session.presenceId, plan.presence.record);
+      this.#hooks.onPresenceChanged?.({
+        roomId: this.roomId,
+        sessionId: session.sessionId,
+        presenceId: session.presenceId,
+        record: plan.presence.record,
+      });
+    }
+    let action: PushResultAction;
+    if (isEqual(plan.docDiff, message.diff)) action = "commit";
+    else if (!plan.docDiff) action = "discard";
+    else if (session.requiresDownMigrations) {
+      const migrated = this.#migrateDiffForSession(session, plan.docForward);
+      if (!migrated) return;
+      action = { rebaseWithDiff: migrated };
+    } else action = { rebaseWithDiff: plan.docDiff };
+    this.#sendData(session, {
+      type: "push_result",
+      clientClock: message.clientClock,
+      serverClock: this.#clock,
+      action,
+    });
+    if (plan.docDiff || plan.presence) {
+      this.#broadcast(
+        {
+          puts: { ...plan.docForward.puts, ...plan.presence?.forward.puts },
+          deletes: plan.docForward.deletes,
+        },
+        session,
+        { ...plan.docDiff, ...plan.presence?.diff },
+      );
+    }
+  }
+
+  /** Evaluates a push against the cache (see push_plan.ts). `session` null = server-side. */
+  #planPush(session: Session | null, message: PushRequest): PushPlan {
+    return planPush(
+      {
+        schema: this.#recordSchema,
+        records: this.#records,
+        presences: this.#presences,
+        maxRecordChars: this.#limits.maxRecordChars,
+        maxRecordIdChars: this.#limits.maxRecordIdChars,
+        legacyAppend: !this.#canEmitStringAppend(),
+      },
+      session && {
+        isReadonly: session.isReadonly,
+        presenceId: session.presenceId,
+        clientSchema: session.requiresDownMigrations ? session.schema : null,
+      },
+      message,
+    );
+  }
+
+  /** Spec 7.3: drop the oldest tombstones (whole clock values) and move the history cutoff. */
+  async #pruneTombstones(): Promise<void> {
+    const excess = this.#tombstones.size - this.#limits.maxTombstones;
+    if (excess <= 0) return;
+    const clocks = [...this.#tombstones.values()].sort((a, b) => a - b);
+    const drop = Math.min(clocks.length, excess + this.#limits.tombstonePruneBuffer);
+    // Everything below the first kept clock goes; ties with the last dropped one go too.
+    const lastDropped = clocks[drop - 1]!;
+    const firstKept = clocks.find((c) => c > lastDropped);
+    const startsAt = firstKept ?? this.#clock;
+    if (await this.#store.pruneTombstones(this.roomId, this.#clock, startsAt)) {
+      this.#applyHistoryStart(startsAt);
+    }
+  }
+
+  #applyHistoryStart(startsAt: number): void {
+    this.#historyStart = startsAt;
+    for (const [id, clock] of this.#tombstones) {
+      if (clock < startsAt) this.#tombstones.delete(id);
+    }
+  }
+
+  #canEmitStringAppend(): boolean {
+    for (const session of this.#sessions.values()) {
+      if (session.state === SessionState.connected && !session.supportsStringAppend) return false;
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Cache
+
+  #setCached(state: WireRecord, clock: number): void {
+    const chars = JSON.stringify(state).length;
+    const old = this.#records.get(state.id);
+    this.#roomChars += chars - (old?.chars ?? 0);
+    this.#records.set(state.id, { state, lastChangedClock: clock, chars });
+  }
+
+  #deleteCached(id: string): void {
+    const old = this.#records.get(id);
+    if (!old) return;
+    this.#roomChars -= old.chars;
+    this.#records.delete(id);
+  }
+
+  #replaceCache(data: RoomData): void {
+    this.#records = new Map();
+    this.#roomChars = 0;
+    // Spec 7.1: the clock is at least every stored record's and tombstone's clock.
+    let clock = data.meta.documentClock;
+    for (const record of data.records) {
+      this.#setCached(record.state, record.lastChangedClock);
+      clock = Math.max(clock, record.lastChangedClock);
+    }
+    for (const tombstoneClock of data.tombstones.values()) clock = Math.max(clock, tombstoneClock);
+    this.#tombstones = new Map(data.tombstones);
+    this.#historyStart = Math.min(data.meta.tombstoneHistoryStartsAtClock, clock);
+    this.#clock = clock;
+  }
+
+  async #catchUpNow(): Promise<void> {
+    const changes = await this.#store.changesSince(this.roomId, this.#clock);
+    if (changes.kind === "none") return;
+    const forward: ForwardDiff = { puts: {}, deletes: [] };
+    if (changes.kind === "changes") {
+      for (const record of changes.records) {
+        const prev = this.#records.get(record.state.id)?.state;
+        forward.puts[record.state.id] = prev ? [prev, record.state] : record.state;
+        this.#setCached(record.state, record.lastChangedClock);
+        this.#tombstones.delete(record.state.id);
+      }
+      for (const [id, clock] of changes.deletes) {
+        if (this.#records.has(id)) forward.deletes.push(id);
+        this.#deleteCached(id);
+        this.#tombstones.set(id, clock);
+      }
+      this.#clock = Math.max(this.#clock, changes.clock);
+      this.#applyHistoryStart(changes.tombstoneHistoryStartsAtClock);
+    } else {
+      // The log does not reach back: reload everything and send the difference as one patch.
+      const data = await this.#store.load(this.roomId);
+      if (!data) return;
+      const before = this.#records;
+      this.#replaceCache(data);
+      for (const [id, record] of this.#records) {
+        const prev = before.get(id)?.state;
+        if (!prev) forward.puts[id] = record.state;
+        else if (!isEqual(prev, record.state)) forward.puts[id] = [prev, record.state];
+      }
+      for (const id of before.keys()) if (!this.#records.has(id)) forward.deletes.push(id);
+    }
+    this.#broadcast(forward, null);
+  }
+
+  /** Stored records older than the server schema are migrated up once, as one commit. */
+  async #migrateStoredRecords(stored: WireSchema | null): Promise<void> {
+    if (!stored || isEqual(stored, this.#recordSchema.serialized)) return;
+    const schema = stored as unknown as SerializedSchema;
+    const migrations = this.#recordSchema.store.getMigrationsSince(schema);
+    if (!migrations.ok || migrations.value.length === 0) return;
+    const changeSet: ChangeSet = {
+      puts: [],
+      deletes: [],
+      schema: this.#recordSchema.wire,
+    };
+    for (const cached of this.#records.values()) {
+      const result = this.#recordSchema.store.migratePersistedRecord(
+        cached.state as unknown as UnknownRecord,
+        schema,
+        "up",
+      );
+      if (result.type === "error") {
+        this.#log.error("stored record migration failed", { id: cached.state.id });
+        continue;
+      }
+      const next = result.value as unknown as WireRecord;
+      if (!isEqual(next, cached.state)) changeSet.puts.push({ record: next, prev: cached });
+    }
+    const result = await this.#store.commit(this.roomId, this.#clock, changeSet);
+    if (result.ok) {
+      this.#clock = result.clock;
+      for (const { record } of changeSet.puts) this.#setCached(record, result.clock);
+    } else {
+      await this.#catchUpNow();
+    }
+  }
+}
+
+function safeClose(socket: RoomSocket): void {
+  try {
+    if (socket.readyState <= OPEN) socket.close();
+  } catch {
+    // Already closing.
+  }
+}
+
+function closeWith(socket: RoomSocket, code: number, reason: string): void {
+  try {
+    if (socket.readyState <= OPEN) socket.close(code, reason);
+  } catch {
+    // Already closing.
+  }
+}

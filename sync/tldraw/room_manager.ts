@@ -1,0 +1,237 @@
+/**
+ * The tldraw rooms served by this isolate: loads a room on its first socket, unloads it when its last
+ * session is gone (the store keeps the document), and closes them all on shutdown.
+ *
+ * @module
+ */
+import type { Logger } from "../../log.ts";
+import type { Bus, Json } from "../bus/bus.ts";
+import { CloseReason, SYNC_ERROR_CLOSE_CODE, type SyncCloseReason } from "./protocol.ts";
+import {
+  type AttachOptions,
+  type PresenceChange,
+  type RoomHooks,
+  type RoomLimits,
+  type RoomSocket,
+  type RoomTimeouts,
+  TldrawRoom,
+} from "./room.ts";
+import type { RoomStore } from "./room_store.ts";
+
+/** Options for {@link RoomManager}. */
+export interface RoomManagerOptions {
+  store: RoomStore;
+  log: Logger;
+  limits?: Partial<RoomLimits>;
+  timeouts?: Partial<RoomTimeouts>;
+  /** Identifies this isolate in session entries (default: random). */
+  isolateId?: string;
+  /** Passed to every room (the manager adds its own unloading on top). */
+  hooks?: RoomHooks;
+  /**
+   * Cross-isolate notices: after each commit the room's new clock is published on `tldraw:<roomId>`;
+   * a notice from another isolate makes the local room catch up from the store. Lost notices are
+   * repaired by the rooms' periodic clock check (`timeouts.poll`).
+   */
+  bus?: Bus;
+}
+
+/**
+ * Thrown (or rejected) by an admission check passed to {@link RoomManager.connect}: the socket is
+ * closed with 4099 and `reason` (e.g. `FORBIDDEN`, `NOT_FOUND`, `NOT_AUTHENTICATED`).
+ */
+export class RoomAccessDenied extends Error {
+  constructor(readonly reason: SyncCloseReason) {
+    super(reason);
+    this.name = "RoomAccessDenied";
+  }
+}
+
+/** The transport side of one socket in a room: feed it frames and the close event. */
+export interface RoomConnection {
+  message(data: string | ArrayBuffer | Uint8Array): void;
+  close(): void;
+}
+
+/** Rooms per isolate. */
+export class RoomManager {
+  readonly #options: RoomManagerOptions;
+  readonly #rooms = new Map<string, Promise<TldrawRoom>>();
+  readonly #unloading = new Set<Promise<void>>();
+  readonly #unsubscribe = new Map<string, () => void>();
+  readonly isolateId: string;
+  #closed = false;
+
+  constructor(options: RoomManagerOptions) {
+    this.#options = options;
+    this.isolateId = options.isolateId ?? crypto.randomUUID();
+  }
+
+  /** Number of rooms loaded (or loading). */
+  get size(): number {
+    return this.#rooms.size;
+  }
+
+  /** The room, loading it from the store on first use. */
+  get(roomId: string): Promise<TldrawRoom> {
+    let room = this.#rooms.get(roomId);
+    if (!room) {
+      const hooks = this.#options.hooks ?? {};
+      const bus = this.#options.bus;
+      room = TldrawRoom.load({
+        roomId,
+        store: this.#options.store,
+        log: this.#options.log,
+        isolateId: this.isolateId,
+        ...(this.#options.limits ? { limits: this.#options.limits } : {}),
+        ...(this.#options.timeouts ? { timeouts: this.#options.timeouts } : {}),
+        hooks: {
+          ...hooks,
+          onSessionRemoved: (info) => {
+            hooks.onSessionRemoved?.(info);
+            if (info.remaining === 0) this.#maybeUnload(roomId);
+          },
+          onPresenceChanged: (change) => {
+            hooks.onPresenceChanged?.(change);
+            const { sessionId, presenceId, record } = change;
+            bus?.publish(presenceTopic(roomId), { sessionId, presenceId, record } as Json).catch(
+              (error) => this.#options.log.warn("presence publish failed", { roomId, error }),
+            );
+          },
+          onDocumentChanged: (info) => {
+            hooks.onDocumentChanged?.(info);
+            bus?.publish(busTopic(roomId), { clock: info.clock }).catch((error) =>
+              this.#options.log.warn("bus publish failed", { roomId, error })
+            );
+          },
+        },
+      });
+      this.#rooms.set(roomId, room);
+      if (bus) {
+        const loaded = room;
+        const unsubscribeClock = bus.subscribe(busTopic(roomId), (body) => {
+          const clock = (body as { clock?: unknown } | null)?.clock;
+          if (typeof clock !== "number") return;
+          loaded.then((r) => r.noticeClock(clock), () => {});
+        });
+        const unsubscribePresence = bus.subscribe(presenceTopic(roomId), (body) => {
+          const change = parsePresenceChange(body);
+          if (change) loaded.then((r) => r.applyRemotePresence(change), () => {});
+        });
+        this.#unsubscribe.set(roomId, () => {
+          unsubscribeClock();
+          unsubscribePresence();
+        });
+      }
+      // A failed load is not cached: the next socket tries again.
+      room.catch(() => {
+        if (this.#rooms.get(roomId) === room) this.#forget(roomId);
+      });
+    }
+    return room;
+  }
+
+  /**
+   * Attaches an open socket to a room. Frames and the close event are forwarded in order once the
+   * room is loaded. `options` may be a promise (an access check run by the host, e.g. reading the
+   * file's permissions): frames wait for it; a {@link RoomAccessDenied} closes the socket with 4099
+   * and its reason, any other failure (or a room that fails to load) with UNKNOWN_ERROR.
+   */
+  connect(
+    roomId: string,
+    socket: RoomSocket,
+    options: AttachOptions | Promise<AttachOptions>,
+  ): RoomConnection {
+    if (this.#closed) {
+      socket.close();
+      return { message: () => {}, close: () => {} };
+    }
+    let gone = false;
+    const ready: Promise<TldrawRoom | null> = Promise.resolve(options)
+      .then((attach) => gone ? null : this.#attach(roomId, socket, attach))
+      .catch((error) => {
+        const reason = error instanceof RoomAccessDenied ? error.reason : CloseReason.UNKNOWN_ERROR;
+        if (!(error instanceof RoomAccessDenied)) {
+          this.#options.log.error("room connect failed", { roomId, error });
+        }
+        if (socket.readyState <= 1) socket.close(SYNC_ERROR_CLOSE_CODE, reason);
+        return null;
+      });
+    return {
+      message: (data) => void ready.then((room) => room?.handleMessage(socket, data)),
+      close: () => {
+        gone = true;
+        void ready.then((room) => room?.handleClose(socket));
+      },
+    };
+  }
+
+  async #attach(roomId: string, socket: RoomSocket, options: AttachOptions): Promise<TldrawRoom> {
+    // The room may have been unloaded while it loaded (it is removed from the map before it
+    // closes); then load it afresh.
+    for (;;) {
+      const room = await this.get(roomId);
+      if (!room.closed) {
+        room.attach(socket, options);
+        return room;
+      }
+      await Promise.all([...this.#unloading]);
+    }
+  }
+
+  #forget(roomId: string): void {
+    this.#rooms.delete(roomId);
+    this.#unsubscribe.get(roomId)?.();
+    this.#unsubscribe.delete(roomId);
+  }
+
+  #maybeUnload(roomId: string): void {
+    const pending = this.#rooms.get(roomId);
+    if (!pending) return;
+    const unload = (async () => {
+      const room = await pending;
+      await room.idle();
+      if (!room.empty || this.#rooms.get(roomId) !== pending) return;
+      this.#forget(roomId);
+      await room.close();
+    })().catch((error) => this.#options.log.warn("room unload failed", { roomId, error }))
+      .finally(() => this.#unloading.delete(unload));
+    this.#unloading.add(unload);
+  }
+
+  /**
+   * Shutdown: finishes every room's queued commits, then closes its sockets with `code` (1012 by
+   * default so clients reconnect to another instance) and stops its timers.
+   */
+  async close(code = 1012, reason = "server restarting"): Promise<void> {
+    this.#closed = true;
+    const rooms = await Promise.allSettled([...this.#rooms.values()]);
+    for (const roomId of [...this.#rooms.keys()]) this.#forget(roomId);
+    await Promise.all(
+      rooms.map((r) => r.status === "fulfilled" ? r.value.close(code, reason) : undefined),
+    );
+    while (this.#unloading.size > 0) await Promise.all([...this.#unloading]);
+  }
+}
+
+/** The bus topic of a room's clock notices. */
+export function busTopic(roomId: string): string {
+  return `tldraw:${roomId}`;
+}
+
+/** The bus topic of a room's presence changes. */
+export function presenceTopic(roomId: string): string {
+  return `tldraw-presence:${roomId}`;
+}
+
+function parsePresenceChange(body: Json): PresenceChange | null {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return null;
+  const { sessionId, presenceId, record } = body;
+  if (typeof sessionId !== "string" || typeof presenceId !== "string") return null;
+  if (record !== null && (typeof record !== "object" || Array.isArray(record))) return null;
+  return {
+    sessionId,
+    presenceId,
+    record: record as PresenceChange["record"],
+  };
+}

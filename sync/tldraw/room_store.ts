@@ -1,0 +1,114 @@
+/**
+ * The narrow storage interface of a tldraw room. The store is the sequencer and the source of truth:
+ * every change is committed against the clock the caller last saw, so two isolates serving one room
+ * can never both advance it from the same value. Implementations: {@link MemoryRoomStore} (tests,
+ * single process) and {@link KvRoomStore} (Deno KV).
+ *
+ * @module
+ */
+import type { WireRecord, WireSchema } from "./protocol.ts";
+
+/** Per-room metadata. */
+export interface RoomMeta {
+  /** Current document clock; goes up by exactly one per commit. */
+  documentClock: number;
+  /** Clients whose `lastServerClock` is below this need `wipe_all` (tombstones before it are gone). */
+  tombstoneHistoryStartsAtClock: number;
+  /** Serialized schema the stored records conform to. */
+  schema: WireSchema | null;
+}
+
+/** A document record with the clock of its last change. */
+export interface StoredRecord {
+  state: WireRecord;
+  lastChangedClock: number;
+}
+
+/** Everything stored for a room. */
+export interface RoomData {
+  meta: RoomMeta;
+  records: StoredRecord[];
+  /** Deleted record id → clock of the deletion. */
+  tombstones: Map<string, number>;
+}
+
+/**
+ * One atomic change. `prev` is the record as the caller saw it (its cached state): stores may use it
+ * to clean up (e.g. the KV store deletes the chunks of the replaced value) without reading first.
+ */
+export interface ChangeSet {
+  puts: { record: WireRecord; prev?: StoredRecord | undefined }[];
+  deletes: { id: string; prev: StoredRecord }[];
+  /** Replaces the stored schema (after a migration of the stored records). */
+  schema?: WireSchema;
+}
+
+/** Why a commit was refused. */
+export const CommitError = {
+  /** The room's clock is not the expected one: someone else committed first. Catch up and retry. */
+  conflict: "conflict",
+  /** The change set cannot be written as one atomic operation. */
+  too_large: "too_large",
+} as const;
+/** One of the {@link CommitError} values. */
+export type CommitError = (typeof CommitError)[keyof typeof CommitError];
+
+/** The outcome of {@link RoomStore.commit}. */
+export type CommitResult = { ok: true; clock: number } | { ok: false; error: CommitError };
+
+/** What changed after a clock, as read from the change log. */
+export type ChangesSince =
+  /** Nothing newer than the given clock. */
+  | { kind: "none"; clock: number }
+  /**
+   * Changes up to `clock`: current state of changed records, and deletions. A record may appear with
+   * a `lastChangedClock` above `clock` when it changed again while reading; applying it is still safe.
+   */
+  | {
+    kind: "changes";
+    clock: number;
+    tombstoneHistoryStartsAtClock: number;
+    records: StoredRecord[];
+    deletes: [id: string, clock: number][];
+  }
+  /** The log does not reach back that far (compacted, or a bulk change): reload the whole room. */
+  | { kind: "gap"; clock: number };
+
+/** A session's entry, shared by every isolate serving the room (room-wide limits, presence). */
+export interface SessionEntry {
+  sessionId: string;
+  /** Which isolate serves it. */
+  isolateId: string;
+  userId?: string | undefined;
+  /** When the entry was last refreshed (epoch ms). */
+  lastSeen: number;
+  /** After this (epoch ms) the entry counts as gone even if the store has not deleted it yet. */
+  expiresAt: number;
+}
+
+/** Storage for tldraw rooms. Every method may be called by several isolates concurrently. */
+export interface RoomStore {
+  /** Loads a room, or `null` when it was never created. */
+  load(roomId: string): Promise<RoomData | null>;
+  /**
+   * Creates a room with `data` unless it already exists. Returns `false` when it existed (load it).
+   */
+  create(roomId: string, data: RoomData): Promise<boolean>;
+  /** Commits `changes` as clock `expectedClock + 1`, atomically, iff the room is at `expectedClock`. */
+  commit(roomId: string, expectedClock: number, changes: ChangeSet): Promise<CommitResult>;
+  /** Current clock (cheap: one read). `-1` when the room does not exist. */
+  readClock(roomId: string): Promise<number>;
+  /** Changes committed after `clock`. */
+  changesSince(roomId: string, clock: number): Promise<ChangesSince>;
+  /**
+   * Forgets tombstones older than `startsAt` and moves the history cutoff there, iff the room is at
+   * `expectedClock` (the clock does not move). Returns `false` on a lost race.
+   */
+  pruneTombstones(roomId: string, expectedClock: number, startsAt: number): Promise<boolean>;
+  /** Writes (or refreshes) a session entry that disappears after `ttlMs` unless refreshed. */
+  putSession(roomId: string, entry: SessionEntry, ttlMs: number): Promise<void>;
+  /** Removes a session entry. */
+  deleteSession(roomId: string, sessionId: string): Promise<void>;
+  /** Live (not expired) session entries of a room. */
+  listSessions(roomId: string): Promise<SessionEntry[]>;
+}

@@ -1,0 +1,263 @@
+/**
+ * One contract for every RoomStore implementation: memory and Deno KV must behave the same.
+ */
+import assert from "node:assert/strict";
+import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
+import { MemoryRoomStore } from "../../sync/tldraw/memory_room_store.ts";
+import type { WireRecord } from "../../sync/tldraw/protocol.ts";
+import type { RoomData, RoomStore, StoredRecord } from "../../sync/tldraw/room_store.ts";
+
+interface Harness {
+  store: RoomStore;
+  /** A second handle on the same storage (another isolate). */
+  other: RoomStore;
+  close(): void;
+}
+
+const implementations: Record<string, () => Promise<Harness>> = {
+  memory: () => {
+    const store = new MemoryRoomStore({ logSize: 5 });
+    return Promise.resolve({ store, other: store, close: () => {} });
+  },
+  kv: async () => {
+    const kv = await Deno.openKv(":memory:");
+    return {
+      store: new KvRoomStore(kv, { logSize: 5 }),
+      other: new KvRoomStore(kv, { logSize: 5 }),
+      close: () => kv.close(),
+    };
+  },
+};
+
+const shape = (id: string, extra: Record<string, unknown> = {}): WireRecord => ({
+  id,
+  typeName: "shape",
+  ...extra,
+});
+
+const emptyRoom = (records: StoredRecord[] = []): RoomData => ({
+  meta: { documentClock: 0, tombstoneHistoryStartsAtClock: 0, schema: { schemaVersion: 2 } },
+  records,
+  tombstones: new Map(),
+});
+
+function byId(records: StoredRecord[]): Record<string, StoredRecord> {
+  return Object.fromEntries(records.map((r) => [r.state.id, r]));
+}
+
+for (const [name, open] of Object.entries(implementations)) {
+  const test = (title: string, fn: (h: Harness) => Promise<void>) =>
+    Deno.test(`RoomStore contract (${name}): ${title}`, async () => {
+      const h = await open();
+      try {
+        await fn(h);
+      } finally {
+        h.close();
+      }
+    });
+
+  test("a missing room loads as null and create is once only", async ({ store, other }) => {
+    assert.equal(await store.load("r"), null);
+    assert.equal(await store.readClock("r"), -1);
+    assert.equal(
+      await store.create("r", emptyRoom([{ state: shape("shape:a"), lastChangedClock: 0 }])),
+      true,
+    );
+    assert.equal(await other.create("r", emptyRoom()), false);
+    const data = await other.load("r");
+    assert.equal(data?.meta.documentClock, 0);
+    assert.deepEqual(data?.records.map((r) => r.state.id), ["shape:a"]);
+  });
+
+  test("commits advance the clock by one and record last-changed clocks", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    const a = shape("shape:a", { x: 1 });
+    assert.deepEqual(await store.commit("r", 0, { puts: [{ record: a }], deletes: [] }), {
+      ok: true,
+      clock: 1,
+    });
+    const b = shape("shape:b");
+    const a2 = { ...a, x: 2 };
+    const r2 = await store.commit("r", 1, {
+      puts: [{ record: a2, prev: { state: a, lastChangedClock: 1 } }, { record: b }],
+      deletes: [],
+    });
+    assert.deepEqual(r2, { ok: true, clock: 2 });
+    const data = await other.load("r");
+    assert.equal(data?.meta.documentClock, 2);
+    const records = byId(data!.records);
+    assert.deepEqual(records["shape:a"], { state: a2, lastChangedClock: 2 });
+    assert.deepEqual(records["shape:b"], { state: b, lastChangedClock: 2 });
+  });
+
+  test("a commit against a stale clock is a conflict and changes nothing", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    assert.equal(
+      (await other.commit("r", 0, { puts: [{ record: shape("shape:x") }], deletes: [] })).ok,
+      true,
+    );
+    const lost = await store.commit("r", 0, { puts: [{ record: shape("shape:y") }], deletes: [] });
+    assert.deepEqual(lost, { ok: false, error: "conflict" });
+    const data = await store.load("r");
+    assert.deepEqual(data?.records.map((r) => r.state.id), ["shape:x"]);
+    assert.equal(await store.readClock("r"), 1);
+  });
+
+  test("deletes leave tombstones and changesSince reports puts and removes", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    const a = shape("shape:a");
+    const b = shape("shape:b");
+    await store.commit("r", 0, { puts: [{ record: a }, { record: b }], deletes: [] });
+    await store.commit("r", 1, {
+      deletes: [{ id: "shape:a", prev: { state: a, lastChangedClock: 1 } }],
+      puts: [],
+    });
+    const data = await other.load("r");
+    assert.deepEqual([...data!.tombstones], [["shape:a", 2]]);
+    assert.deepEqual(await other.changesSince("r", 2), { kind: "none", clock: 2 });
+    const since1 = await other.changesSince("r", 1);
+    assert.equal(since1.kind, "changes");
+    if (since1.kind !== "changes") return;
+    assert.equal(since1.clock, 2);
+    assert.deepEqual(since1.records, []);
+    assert.deepEqual(since1.deletes, [["shape:a", 2]]);
+    const since0 = await other.changesSince("r", 0);
+    assert.equal(since0.kind, "changes");
+    if (since0.kind !== "changes") return;
+    assert.deepEqual(since0.records, [{ state: b, lastChangedClock: 1 }]);
+    assert.deepEqual(since0.deletes, [["shape:a", 2]]);
+    // Re-creating a deleted id clears its tombstone.
+    await store.commit("r", 2, { puts: [{ record: a }], deletes: [] });
+    assert.deepEqual([...(await other.load("r"))!.tombstones], []);
+  });
+
+  test("the change log is bounded: older clocks are a gap", async ({ store }) => {
+    await store.create("r", emptyRoom());
+    for (let clock = 0; clock < 8; clock++) {
+      await store.commit("r", clock, { puts: [{ record: shape(`shape:${clock}`) }], deletes: [] });
+    }
+    assert.equal((await store.changesSince("r", 1)).kind, "gap");
+    assert.equal((await store.changesSince("r", 5)).kind, "changes");
+    assert.equal((await store.changesSince("r", 99)).kind, "gap");
+  });
+
+  test("large records round-trip through chunks, also when replaced or deleted", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    const big = shape("shape:big", { text: "é".repeat(200_000) });
+    assert.equal((await store.commit("r", 0, { puts: [{ record: big }], deletes: [] })).ok, true);
+    let data = await other.load("r");
+    assert.deepEqual(data?.records[0]?.state, big);
+    const since = await other.changesSince("r", 0);
+    assert.equal(since.kind === "changes" && since.records[0]?.state.text, big.text);
+    const smaller = { ...big, text: "x".repeat(70_000) };
+    await store.commit("r", 1, {
+      puts: [{ record: smaller, prev: { state: big, lastChangedClock: 1 } }],
+      deletes: [],
+    });
+    data = await other.load("r");
+    assert.deepEqual(data?.records[0]?.state, smaller);
+    await store.commit("r", 2, {
+      puts: [],
+      deletes: [{ id: big.id, prev: { state: smaller, lastChangedClock: 2 } }],
+    });
+    data = await other.load("r");
+    assert.deepEqual(data?.records, []);
+  });
+
+  test("a change set too large for one atomic write is still committed whole", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    const puts = Array.from({ length: 5_000 }, (_, i) => ({
+      record: shape(`shape:${i}`, { text: "y".repeat(1_000) }),
+    }));
+    puts.push({ record: shape("shape:huge", { text: "z".repeat(200_000) }) });
+    assert.deepEqual(await store.commit("r", 0, { puts, deletes: [] }), { ok: true, clock: 1 });
+    const data = await other.load("r");
+    assert.equal(data?.meta.documentClock, 1);
+    assert.equal(data?.records.length, 5_001);
+    assert.deepEqual(byId(data!.records)["shape:huge"]?.state, puts.at(-1)!.record);
+    // The log entry of such a commit is too large to list ids: readers behind it reload.
+    const since = await other.changesSince("r", 0);
+    assert.ok(since.kind === "gap" || since.kind === "changes");
+    // And deleting them all is one commit too.
+    const deletes = data!.records.map((r) => ({ id: r.state.id, prev: r }));
+    assert.deepEqual(await other.commit("r", 1, { puts: [], deletes }), { ok: true, clock: 2 });
+    assert.equal((await store.load("r"))?.records.length, 0);
+  });
+
+  test("pruning tombstones moves the history cutoff", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    const a = shape("shape:a");
+    await store.commit("r", 0, { puts: [{ record: a }], deletes: [] });
+    await store.commit("r", 1, {
+      puts: [],
+      deletes: [{ id: a.id, prev: { state: a, lastChangedClock: 1 } }],
+    });
+    assert.equal(await store.pruneTombstones("r", 1, 2), false);
+    assert.equal(await store.pruneTombstones("r", 2, 2), true);
+    const data = await other.load("r");
+    assert.equal(data?.meta.tombstoneHistoryStartsAtClock, 2);
+    assert.equal((await other.changesSince("r", 1)).kind, "gap");
+  });
+
+  test("session entries are listed until deleted or expired", async ({ store, other }) => {
+    const now = Date.now();
+    await store.putSession("r", {
+      sessionId: "s1",
+      isolateId: "i1",
+      lastSeen: now,
+      expiresAt: now + 60_000,
+    }, 60_000);
+    await store.putSession("r", {
+      sessionId: "s2",
+      isolateId: "i1",
+      lastSeen: now,
+      expiresAt: now - 1,
+    }, 60_000);
+    assert.deepEqual((await other.listSessions("r")).map((s) => s.sessionId), ["s1"]);
+    await other.deleteSession("r", "s1");
+    assert.deepEqual(await store.listSessions("r"), []);
+  });
+}
+
+Deno.test("KvRoomStore: a staged commit interrupted after its meta write is finished by the next reader", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    // The committing isolate "dies" when it starts applying the staged mutations (it lists them).
+    const crashing = new Proxy(kv, {
+      get(target, property) {
+        if (property === "list") {
+          return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+            if ("prefix" in selector && selector.prefix.includes("stage")) {
+              throw new Error("isolate killed");
+            }
+            return target.list(selector, options);
+          };
+        }
+        const value = Reflect.get(target, property);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const dying = new KvRoomStore(crashing);
+    await dying.create("r", emptyRoom());
+    const puts = Array.from({ length: 2_000 }, (_, i) => ({
+      record: shape(`shape:${i}`, { text: "w".repeat(1_000) }),
+    }));
+    await assert.rejects(dying.commit("r", 0, { puts, deletes: [] }), /isolate killed/);
+    // The meta (clock 1) was committed before the crash: the change is durable and any reader
+    // rolls it forward before answering.
+    const survivor = new KvRoomStore(kv);
+    const data = await survivor.load("r");
+    assert.equal(data?.meta.documentClock, 1);
+    assert.equal(data?.records.length, 2_000);
+    assert.equal(await survivor.readClock("r"), 1);
+    assert.deepEqual(
+      await survivor.commit("r", 1, { puts: [{ record: shape("shape:next") }], deletes: [] }),
+      { ok: true, clock: 2 },
+    );
+    let staged = 0;
+    for await (const _ of kv.list({ prefix: ["tldraw", "r", "stage"] })) staged++;
+    assert.equal(staged, 0);
+  } finally {
+    kv.close();
+  }
+});

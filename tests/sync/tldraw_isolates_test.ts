@@ -1,0 +1,172 @@
+/**
+ * Several isolates (room managers) on one KV: bus notices make patches flow between them, a lost
+ * notice is repaired by the periodic clock check, and every session sees clocks without gaps.
+ */
+import assert from "node:assert/strict";
+import { FakeSocket, until } from "../helpers/fake_socket.ts";
+import { connectRequest, geoShape } from "../helpers/raw_socket.ts";
+import { silentLogger } from "../../log.ts";
+import { MemoryBusHub } from "../../sync/bus/memory_bus.ts";
+import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
+import { type RoomConnection, RoomManager } from "../../sync/tldraw/room_manager.ts";
+
+interface Isolate {
+  manager: RoomManager;
+  join(sessionId: string): Promise<{ socket: FakeSocket; connection: RoomConnection }>;
+}
+
+async function withIsolates(
+  count: number,
+  fn: (isolates: Isolate[], hub: MemoryBusHub) => Promise<void>,
+  poll = 5_000,
+  timeouts: Record<string, number> = {},
+) {
+  const kv = await Deno.openKv(":memory:");
+  const hub = new MemoryBusHub();
+  const buses = Array.from({ length: count }, () => hub.connect());
+  const isolates = buses.map((bus): Isolate => {
+    const manager = new RoomManager({
+      store: new KvRoomStore(kv),
+      log: silentLogger,
+      bus,
+      timeouts: { poll, idle: 10_000, ...timeouts },
+    });
+    return {
+      manager,
+      join: async (sessionId) => {
+        const socket = new FakeSocket();
+        const connection = manager.connect("room", socket, { sessionId, isReadonly: false });
+        connection.message(JSON.stringify(connectRequest()));
+        await until(() => socket.sent.some((f) => f.type === "connect"));
+        return { socket, connection };
+      },
+    };
+  });
+  try {
+    await fn(isolates, hub);
+  } finally {
+    for (const isolate of isolates) await isolate.manager.close();
+    // Let bus deliveries already scheduled (a macrotask each) finish before closing.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    for (const bus of buses) await bus.close();
+    kv.close();
+  }
+}
+
+function pushShape(connection: RoomConnection, clientClock: number, id: string) {
+  connection.message(JSON.stringify({
+    type: "push",
+    clientClock,
+    diff: { [id]: ["put", geoShape(id)] },
+  }));
+}
+
+Deno.test("a commit on one isolate reaches sessions on another through the bus", async () => {
+  await withIsolates(2, async ([one, two]) => {
+    const a = await one!.join("a");
+    const b = await two!.join("b");
+    pushShape(a.connection, 0, "shape:x");
+    await until(() => b.socket.dataEvents().some((e) => e.diff?.["shape:x"]), 1_000);
+    assert.equal(b.socket.dataEvents()[0].serverClock, 1);
+  });
+});
+
+Deno.test("a lost bus notice is repaired by the periodic clock check", async () => {
+  await withIsolates(2, async ([one, two], hub) => {
+    hub.setDropRule(() => true);
+    const a = await one!.join("a");
+    const b = await two!.join("b");
+    const started = Date.now();
+    pushShape(a.connection, 0, "shape:lost");
+    await until(() => b.socket.dataEvents().some((e) => e.diff?.["shape:lost"]), 2_000);
+    assert.ok(hub.dropped > 0);
+    assert.ok(Date.now() - started < 2_000);
+  }, 200);
+});
+
+Deno.test("concurrent pushes on three isolates: clocks only increase and every copy converges", async () => {
+  await withIsolates(3, async (isolates) => {
+    const sessions = await Promise.all(isolates.map((isolate, i) => isolate.join(`s${i}`)));
+    const perSession = 5;
+    for (let n = 0; n < perSession; n++) {
+      sessions.forEach((s, i) => pushShape(s.connection, n, `shape:${i}-${n}`));
+    }
+    const total = perSession * sessions.length;
+    await until(() =>
+      sessions.every((s) =>
+        s.socket.dataEvents().at(-1)?.serverClock === total &&
+        s.socket.dataEvents().filter((e) => e.type === "push_result").length === perSession
+      ), 5_000);
+    for (const { socket } of sessions) {
+      // Strictly increasing per session. A catch-up may fold several clocks into one patch (like
+      // the reference's broadcast of external changes); its content covers all of them.
+      const clocks = socket.dataEvents().map((e) => e.serverClock);
+      for (let i = 1; i < clocks.length; i++) assert.ok(clocks[i] > clocks[i - 1], `${clocks}`);
+      for (const e of socket.dataEvents().filter((e) => e.type === "push_result")) {
+        assert.equal(e.action, "commit");
+      }
+    }
+    // Every isolate's copy holds all 15 shapes at clock 15.
+    const rooms = await Promise.all(isolates.map((i) => i.manager.get("room")));
+    for (const room of rooms) {
+      assert.equal(room.clock, total);
+      assert.equal(room.getRecords().filter((r) => r.typeName === "shape").length, total);
+    }
+  });
+});
+
+Deno.test("presence crosses isolates: it appears, moves and is removed on the other isolate", async () => {
+  await withIsolates(
+    2,
+    async ([one, two]) => {
+      const a = await one!.join("a");
+      const b = await two!.join("b");
+      a.connection.message(JSON.stringify({
+        type: "push",
+        clientClock: 0,
+        presence: ["put", presenceRecord(5)],
+      }));
+      const seen = () =>
+        b.socket.dataEvents().filter((e) =>
+          Object.keys(e.diff ?? {}).some((id) => id.startsWith("instance_presence:"))
+        );
+      await until(() => seen().length === 1, 1_000);
+      const presenceId = Object.keys(seen()[0].diff)[0]!;
+      // A late joiner on isolate two gets A's presence in its connect reply.
+      const c = await two!.join("c");
+      assert.equal(c.socket.sent[0].diff[presenceId][1].cursor.x, 5);
+      a.connection.message(JSON.stringify({
+        type: "push",
+        clientClock: 1,
+        presence: ["patch", { cursor: ["put", { x: 9, y: 0, type: "default", rotation: 0 }] }],
+      }));
+      await until(() => seen().length === 2, 1_000);
+      assert.deepEqual(seen()[1].diff[presenceId][0], "patch");
+      // A leaves; after the removal wait its presence is removed on isolate two as well.
+      a.socket.close();
+      a.connection.close();
+      await until(() => seen().some((e) => e.diff[presenceId]?.[0] === "remove"), 2_000);
+    },
+    5_000,
+    { removal: 100 },
+  );
+});
+
+function presenceRecord(x: number) {
+  return {
+    userId: "user:u",
+    userName: "U",
+    lastActivityTimestamp: 1,
+    color: "#000000",
+    camera: { x: 0, y: 0, z: 1 },
+    selectedShapeIds: [],
+    currentPageId: "page:page",
+    brush: null,
+    scribbles: [],
+    screenBounds: null,
+    followingUserId: null,
+    cursor: { x, y: 0, type: "default", rotation: 0 },
+    chatMessage: "",
+    meta: {},
+  };
+}
