@@ -13,6 +13,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createApp } from "./routes/app.ts";
 import { Lifecycle } from "./routes/lifecycle.ts";
 import { openKv } from "./sync/kv.ts";
+import { openBus } from "./sync/bus/open.ts";
 import { startIsolates } from "./isolates.ts";
 
 /** A running server. */
@@ -57,8 +58,9 @@ export async function startServer(
     throw error;
   }
   const db = database;
+  const bus = await openBus(config, db, log);
   const lifecycle = new Lifecycle();
-  const app = createApp({ config, kv, database: db, log, lifecycle });
+  const app = createApp({ config, kv, database: db, log, lifecycle, ...(bus ? { bus } : {}) });
 
   let resolveListening: (port: number) => void;
   const listening = new Promise<number>((resolve) => (resolveListening = resolve));
@@ -77,6 +79,7 @@ export async function startServer(
     host: config.http.host,
     database: db.kind,
     kv: config.kvPath ?? "deploy",
+    bus: config.bus,
     dev: config.dev,
   });
 
@@ -93,6 +96,7 @@ export async function startServer(
         ),
       ]);
       if (timedOut) log.warn("connections still open after grace period", { reason });
+      await bus?.close().catch((error) => log.error("bus close failed", { error }));
       await db.close().catch((error) => log.error("database close failed", { error }));
       kv.close();
       log.info("shutdown complete", { reason });

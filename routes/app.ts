@@ -29,7 +29,13 @@ export function createApp(deps: AppDeps): Hono {
     }),
   );
   app.route("/", healthRoutes(deps));
-  app.route("/", roomRoutes(deps, deps.rooms ?? createRoomManager(deps)));
+  app.route(
+    "/",
+    roomRoutes(
+      deps,
+      deps.rooms ?? createRoomManager(deps, deps.bus ? { bus: deps.bus } : {}),
+    ),
+  );
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
   return app;

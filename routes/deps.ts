@@ -7,6 +7,7 @@ import type { Config } from "../config.ts";
 import type { Database } from "../db/database.ts";
 import type { Logger } from "../log.ts";
 import type { RoomManager } from "../sync/tldraw/room_manager.ts";
+import type { Bus } from "../sync/bus/bus.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 
 /** Dependencies handed to {@link createApp} and each router. */
@@ -18,4 +19,6 @@ export interface AppDeps {
   lifecycle: Lifecycle;
   /** tldraw rooms of this isolate; created by `createApp` from `kv` and `config` when absent. */
   rooms?: RoomManager;
+  /** This isolate's endpoint on the cross-isolate bus (absent: single isolate, rooms poll KV). */
+  bus?: Bus;
 }

@@ -30,6 +30,8 @@ export interface TestServerOptions {
   database?: Database;
   /** Use this KV instead of a fresh in-memory one (it is then not closed by the server). */
   kv?: Deno.Kv;
+  /** This isolate's bus endpoint (tests of several in-process isolates share a `MemoryBusHub`). */
+  bus?: AppDeps["bus"];
   /** Log to stderr (`LOG_LEVEL` env, default silent). */
   log?: Logger;
 }
@@ -43,7 +45,14 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const log = options.log ??
     (envLevel ? createLogger(envLevel as Config["logLevel"]) : silentLogger);
   const lifecycle = new Lifecycle();
-  const deps: AppDeps = { config, kv, database, log, lifecycle };
+  const deps: AppDeps = {
+    config,
+    kv,
+    database,
+    log,
+    lifecycle,
+    ...(options.bus ? { bus: options.bus } : {}),
+  };
   const app = createApp(deps);
   let resolvePort: (port: number) => void;
   const listening = new Promise<number>((resolve) => (resolvePort = resolve));

@@ -1,0 +1,35 @@
+/**
+ * Builds the configured bus for one isolate (see `BUS` in config.ts).
+ *
+ * @module
+ */
+import type { Config } from "../../config.ts";
+import type { Database } from "../../db/database.ts";
+import type { Logger } from "../../log.ts";
+import { BroadcastChannelBus } from "./broadcast_channel_bus.ts";
+import { type Bus, newEndpointId } from "./bus.ts";
+import { CombinedBus } from "./combined_bus.ts";
+import { PostgresBus } from "./postgres_bus.ts";
+
+/** Opens the bus `config.bus` names, or `undefined` for `none`. */
+export async function openBus(
+  config: Pick<Config, "bus">,
+  database: Database,
+  log: Logger,
+): Promise<Bus | undefined> {
+  const id = newEndpointId();
+  const onError = (error: unknown) => log.error("bus handler failed", { error });
+  switch (config.bus) {
+    case "none":
+      return undefined;
+    case "broadcast":
+      return new BroadcastChannelBus({ id });
+    case "postgres":
+      return await PostgresBus.open(database.notifier, { id, onError });
+    case "both":
+      return new CombinedBus([
+        new BroadcastChannelBus({ id }),
+        await PostgresBus.open(database.notifier, { id, onError }),
+      ], id);
+  }
+}
