@@ -5,6 +5,7 @@ import { createApp } from "../routes/app.ts";
 import { HttpError } from "../routes/errors.ts";
 import { Lifecycle } from "../routes/lifecycle.ts";
 import { openTestDatabase } from "./helpers/db.ts";
+import "./helpers/tldraw_settle.ts";
 
 async function appWithLog() {
   const lines: Record<string, unknown>[] = [];

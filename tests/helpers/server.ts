@@ -10,6 +10,8 @@ import { createApp } from "../../routes/app.ts";
 import type { AppDeps } from "../../routes/deps.ts";
 import { Lifecycle } from "../../routes/lifecycle.ts";
 import { openTestDatabase } from "./db.ts";
+// The app loads the tldraw packages, whose start-up timer would otherwise be blamed on the first test.
+import "./tldraw_settle.ts";
 
 /** A running test server. Dispose it (or call `close`) at the end of the test. */
 export interface TestServer extends AsyncDisposable {
