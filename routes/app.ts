@@ -11,6 +11,7 @@ import { healthRoutes } from "./health.ts";
 import { refuseWhileDraining } from "./middleware/draining.ts";
 import { errorHandler, notFoundHandler } from "./middleware/error_handler.ts";
 import { requestLog } from "./middleware/request_log.ts";
+import { createUserData } from "./user_sync.ts";
 import { createRoomManager } from "../sync/tldraw/setup.ts";
 import { roomRoutes } from "./rooms.ts";
 
@@ -29,6 +30,10 @@ export function createApp(deps: AppDeps): Hono {
     }),
   );
   app.route("/", healthRoutes(deps));
+  // Auth, the user-sync socket, /app/files and /app/file/:id/meta. `userData.feed.onFileChanged`,
+  // `userData.fileAccess` and `userData.auth` are what the room routes need.
+  const userData = createUserData(deps, deps.userData);
+  app.route("/", userData.routes);
   app.route(
     "/",
     roomRoutes(

@@ -9,6 +9,7 @@ import type { Logger } from "../log.ts";
 import type { RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { Bus } from "../sync/bus/bus.ts";
 import type { Lifecycle } from "./lifecycle.ts";
+import type { UserDataOptions } from "./user_sync.ts";
 
 /** Dependencies handed to {@link createApp} and each router. */
 export interface AppDeps {
@@ -21,4 +22,6 @@ export interface AppDeps {
   rooms?: RoomManager;
   /** This isolate's endpoint on the cross-isolate bus (absent: single isolate, rooms poll KV). */
   bus?: Bus;
+  /** Tunables and test hooks of the user-data surface (timers, rate limits, JWKS caching). */
+  userData?: UserDataOptions;
 }

@@ -36,6 +36,8 @@ export interface TestServerOptions {
   bus?: AppDeps["bus"];
   /** Log to stderr (`LOG_LEVEL` env, default silent). */
   log?: Logger;
+  /** Tunables and test hooks of the user-data surface. */
+  userData?: AppDeps["userData"];
 }
 
 /** Starts the app on `127.0.0.1:0`. */
@@ -54,6 +56,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     log,
     lifecycle,
     ...(options.bus ? { bus: options.bus } : {}),
+    ...(options.userData ? { userData: options.userData } : {}),
   };
   const app = createApp(deps);
   let resolvePort: (port: number) => void;

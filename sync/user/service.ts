@@ -1,0 +1,186 @@
+/**
+ * The user-data sync service of one process: the open connections per user, the per-user mutation queue,
+ * and the change feed that brings every row change (from any process, route or plain SQL) to the affected
+ * users' sockets.
+ *
+ * @module
+ */
+import type { Database } from "../../db/database.ts";
+import type { Logger } from "../../log.ts";
+import { ChangeFeed, type ChangeFeedOptions } from "./change_feed.ts";
+import type { ChangeRecord } from "./change_records.ts";
+import { type ConnectionHost, UserSyncConnection } from "./connection.ts";
+import { ensureUser, loadUserSnapshot, type UserSnapshot } from "./data.ts";
+import type { Identity } from "./identity.ts";
+import { applyMutation, type ApplyMutationOptions } from "./mutations.ts";
+import { type ClientMessage, MutationError } from "./protocol.ts";
+import { KvRateLimiter, type RateLimit } from "./rate_limit.ts";
+
+/** Tunables and test hooks of the service. */
+export interface UserSyncOptions {
+  /** Change-feed timing and hooks. */
+  feed?: ChangeFeedOptions;
+  /** Connections per user (default 60 per minute). */
+  connectRate?: RateLimit;
+  /** Mutations per user (default 100 per 10 s). */
+  mutationRate?: RateLimit;
+  /** Retry tunables and the per-attempt hook of the mutation transaction. */
+  mutation?: Omit<ApplyMutationOptions, "maxFilesPerUser">;
+  /** Test hook: called with each committed mutation number, in commit order. */
+  onMutationApplied?: (userId: string, mutationNumber: number) => void;
+}
+
+/** What the service is built from. */
+export interface UserSyncDeps {
+  database: Database;
+  kv: Deno.Kv;
+  log: Logger;
+  maxFilesPerUser: number;
+  maxMessageBytes: number;
+  options?: UserSyncOptions;
+}
+
+/** Default connect limit. */
+export const DEFAULT_CONNECT_RATE: RateLimit = { limit: 60, windowMs: 60_000 };
+/** Default mutation limit. */
+export const DEFAULT_MUTATION_RATE: RateLimit = { limit: 100, windowMs: 10_000 };
+
+/** Serves user-sync sockets in this process. */
+export class UserSyncService implements ConnectionHost {
+  /** The change feed; the room side subscribes with `feed.onFileChanged`. */
+  readonly feed: ChangeFeed;
+  readonly #deps: UserSyncDeps;
+  readonly #log: Logger;
+  readonly #connections = new Map<string, Set<UserSyncConnection>>();
+  readonly #queues = new Map<string, Promise<void>>();
+  readonly #connectLimiter: KvRateLimiter;
+  readonly #mutationLimiter: KvRateLimiter;
+  readonly #identities = new WeakMap<UserSyncConnection, Identity>();
+  #unsubscribe: (() => void) | undefined;
+  #stopped = false;
+
+  constructor(deps: UserSyncDeps) {
+    this.#deps = deps;
+    this.#log = deps.log.child({ component: "user_sync" });
+    this.feed = new ChangeFeed(deps.database, deps.log, deps.options?.feed);
+    this.#connectLimiter = new KvRateLimiter(
+      deps.kv,
+      "user_sync_connect",
+      deps.options?.connectRate ?? DEFAULT_CONNECT_RATE,
+    );
+    this.#mutationLimiter = new KvRateLimiter(
+      deps.kv,
+      "user_sync_mutate",
+      deps.options?.mutationRate ?? DEFAULT_MUTATION_RATE,
+    );
+  }
+
+  /** Counts a connection attempt; `true` when the user is over the connect limit. */
+  isConnectLimited(userId: string): Promise<boolean> {
+    return this.#connectLimiter.isLimited(userId);
+  }
+
+  /** Serves an upgraded socket (not yet open) for an authenticated user. */
+  accept(socket: WebSocket, identity: Identity, sessionId: string): void {
+    const connection = new UserSyncConnection(
+      socket,
+      identity.userId,
+      sessionId,
+      this,
+      this.#log.child({ userId: identity.userId, sessionId }),
+      this.#deps.maxMessageBytes,
+    );
+    this.#identities.set(connection, identity);
+    connection.attach();
+  }
+
+  /** {@link ConnectionHost.load}: registers the connection (holding changes back), then snapshots. */
+  async load(connection: UserSyncConnection): Promise<UserSnapshot> {
+    this.#unsubscribe ??= this.feed.subscribe((records) => this.#route(records));
+    await this.feed.ready();
+    let set = this.#connections.get(connection.userId);
+    if (!set) this.#connections.set(connection.userId, set = new Set());
+    set.add(connection);
+    // It may have closed while the feed started; `closed` already ran and would not run again.
+    if (connection.isClosed) this.closed(connection);
+    const since = this.feed.lowWatermark;
+    const identity = this.#identities.get(connection) ?? { userId: connection.userId };
+    const { database } = this.#deps;
+    let snapshot = await loadUserSnapshot(database, connection.userId, since);
+    if (!snapshot) {
+      await ensureUser(database.db, identity);
+      snapshot = await loadUserSnapshot(database, connection.userId, since);
+    }
+    if (!snapshot) throw new Error("user row missing after insert");
+    return snapshot;
+  }
+
+  /** {@link ConnectionHost.closed} */
+  closed(connection: UserSyncConnection): void {
+    const set = this.#connections.get(connection.userId);
+    set?.delete(connection);
+    if (set?.size === 0) this.#connections.delete(connection.userId);
+  }
+
+  /** {@link ConnectionHost.mutate}: one at a time per user, in arrival order. */
+  mutate(
+    connection: UserSyncConnection,
+    message: Extract<ClientMessage, { type: "mutate" }>,
+  ): void {
+    const userId = connection.userId;
+    const previous = this.#queues.get(userId) ?? Promise.resolve();
+    const next = previous.then(() => this.#process(connection, message));
+    this.#queues.set(userId, next);
+    void next.finally(() => {
+      if (this.#queues.get(userId) === next) this.#queues.delete(userId);
+    });
+  }
+
+  async #process(
+    connection: UserSyncConnection,
+    { mutationId, updates }: Extract<ClientMessage, { type: "mutate" }>,
+  ): Promise<void> {
+    const userId = connection.userId;
+    try {
+      if (this.#stopped) throw new MutationError("unknown_error", "server stopping");
+      if (await this.#mutationLimiter.isLimited(userId)) {
+        throw new MutationError("rate_limit_exceeded", "too many mutations");
+      }
+      const result = await applyMutation(this.#deps.database, userId, updates, {
+        ...this.#deps.options?.mutation,
+        maxFilesPerUser: this.#deps.maxFilesPerUser,
+      });
+      this.#deps.options?.onMutationApplied?.(userId, result.mutationNumber);
+      // Updates to every local socket of every affected user, then the commit to the sender.
+      this.feed.deliverOwn(result.changes);
+      connection.send({ type: "commit", mutationIds: [mutationId] });
+    } catch (error) {
+      const code = error instanceof MutationError ? error.code : "unknown_error";
+      if (code === "unknown_error") this.#log.error("mutation failed", { userId, error });
+      else this.#log.debug("mutation rejected", { userId, code, error });
+      connection.send({ type: "reject", mutationId, errorCode: code });
+    }
+  }
+
+  #route(records: ChangeRecord[]): void {
+    const perConnection = new Map<UserSyncConnection, ChangeRecord[]>();
+    for (const record of records) {
+      for (const userId of record.userIds) {
+        for (const connection of this.#connections.get(userId) ?? []) {
+          let list = perConnection.get(connection);
+          if (!list) perConnection.set(connection, list = []);
+          list.push(record);
+        }
+      }
+    }
+    for (const [connection, list] of perConnection) connection.deliver(list);
+  }
+
+  /** Waits for queued mutations, then stops the feed. Sockets are closed by the lifecycle. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.allSettled([...this.#queues.values()]);
+    this.#unsubscribe?.();
+    await this.feed.stop();
+  }
+}
