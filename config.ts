@@ -82,6 +82,10 @@ const envSchema = z.object({
   MAX_FILES_PER_USER: intFromEnv(1, 100_000).default(200),
   ISOLATES: intFromEnv(1, 64).default(1),
   BUS: z.enum(BUS_KINDS, { error: `expected one of ${BUS_KINDS.join(", ")}` }).default("auto"),
+  LIVESTORE_PATH_PREFIX: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, {
+    error: "expected a path like /livestore",
+  }).default("/livestore"),
+  LIVESTORE_AUTH_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
   DENO_DEPLOYMENT_ID: z.string().optional(),
 });
 
@@ -122,6 +126,15 @@ export interface Config {
     maxMessageBytes: number;
     maxFilesPerUser: number;
   };
+  livestore: LivestoreConfig;
+}
+
+/** LiveStore sync (see routes/livestore.ts). */
+export interface LivestoreConfig {
+  /** Path prefix of the LiveStore endpoints (the client routes by query parameters under it). */
+  prefix: string;
+  /** When set, clients must send it as `authToken` in their sync payload. */
+  authToken: string | undefined;
 }
 
 /** Thrown when the environment holds an invalid value; `message` names every offending variable. */
@@ -205,6 +218,7 @@ export function loadConfig(
       maxMessageBytes: e.MAX_MESSAGE_BYTES,
       maxFilesPerUser: e.MAX_FILES_PER_USER,
     },
+    livestore: { prefix: e.LIVESTORE_PATH_PREFIX, authToken: e.LIVESTORE_AUTH_TOKEN },
   };
 }
 

@@ -81,6 +81,30 @@ export interface UserMutationNumberTable {
   mutationNumber: ColumnType<number, number, number>;
 }
 
+/** The `livestore_store` table: one row per LiveStore store (sync/livestore/). */
+export interface LivestoreStoreTable {
+  storeId: string;
+  /** Created once per store; clients wipe themselves when it changes. */
+  backendId: string;
+  /** seqNum of the last event, 0 for an empty log. */
+  head: ColumnType<number, number | undefined, number>;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The `livestore_event` table: the append-only event log of every LiveStore store. */
+export interface LivestoreEventTable {
+  storeId: string;
+  seqNum: number;
+  parentSeqNum: number;
+  name: string;
+  /** A JSON column; written and read as JSON text (see sync/livestore/postgres_event_store.ts). */
+  args: string | null;
+  clientId: string;
+  sessionId: string;
+  createdAt: number;
+}
+
 /** The migration bookkeeping table (`migrations.applied_migrations`). */
 export interface AppliedMigrationTable {
   name: string;
@@ -95,6 +119,8 @@ export interface DB {
   file_state: FileStateTable;
   asset: AssetTable;
   user_mutation_number: UserMutationNumberTable;
+  livestore_store: LivestoreStoreTable;
+  livestore_event: LivestoreEventTable;
   "migrations.applied_migrations": AppliedMigrationTable;
 }
 

@@ -8,6 +8,7 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import type { AppDeps } from "./deps.ts";
 import { healthRoutes } from "./health.ts";
+import { livestoreRoutes, livestoreSettings } from "./livestore.ts";
 import { refuseWhileDraining } from "./middleware/draining.ts";
 import { errorHandler, notFoundHandler } from "./middleware/error_handler.ts";
 import { requestLog } from "./middleware/request_log.ts";
@@ -41,6 +42,7 @@ export function createApp(deps: AppDeps): Hono {
       deps.rooms ?? createRoomManager(deps, deps.bus ? { bus: deps.bus } : {}),
     ),
   );
+  app.route(livestoreSettings(deps.config).prefix, livestoreRoutes(deps));
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
   return app;
