@@ -15,6 +15,9 @@ import { requestLog } from "./middleware/request_log.ts";
 import { createUserData } from "./user_sync.ts";
 import { createRoomManager } from "../sync/tldraw/setup.ts";
 import { roomRoutes } from "./rooms.ts";
+import { fileRoomRoutes } from "./file_rooms.ts";
+import { tldrImportRoutes } from "./tldr_import.ts";
+import { FileRooms } from "../sync/file_rooms.ts";
 
 /** Creates the HTTP application. */
 export function createApp(deps: AppDeps): Hono {
@@ -35,13 +38,24 @@ export function createApp(deps: AppDeps): Hono {
   // `userData.fileAccess` and `userData.auth` are what the room routes need.
   const userData = createUserData(deps, deps.userData);
   app.route("/", userData.routes);
-  app.route(
-    "/",
-    roomRoutes(
-      deps,
-      deps.rooms ?? createRoomManager(deps, deps.bus ? { bus: deps.bus } : {}),
-    ),
-  );
+  // File rooms follow their file rows; the hook closes over `fileRooms`, set right below.
+  let fileRooms: FileRooms | undefined;
+  const rooms = deps.rooms ?? createRoomManager(deps, {
+    ...(deps.bus ? { bus: deps.bus } : {}),
+    hooks: {
+      onDocumentChanged: ({ roomId }) => {
+        fileRooms?.onDocumentChanged(roomId).catch((error) =>
+          deps.log.error("file rename from the editor failed", { roomId, error })
+        );
+      },
+    },
+  });
+  fileRooms = new FileRooms({ rooms, database: deps.database, log: deps.log });
+  fileRooms.follow(userData.feed);
+  deps.lifecycle.onDrain(() => fileRooms?.stop());
+  app.route("/", roomRoutes(deps, rooms));
+  app.route("/", fileRoomRoutes(deps, rooms, userData, deps.fileRooms));
+  app.route("/", tldrImportRoutes(deps, rooms, userData));
   app.route(livestoreSettings(deps.config).prefix, livestoreRoutes(deps));
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);

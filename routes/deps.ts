@@ -9,6 +9,7 @@ import type { Logger } from "../log.ts";
 import type { RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { Bus } from "../sync/bus/bus.ts";
 import type { Lifecycle } from "./lifecycle.ts";
+import type { FileRoomRouteOptions } from "./file_rooms.ts";
 import type { UserDataOptions } from "./user_sync.ts";
 
 /** Dependencies handed to {@link createApp} and each router. */
@@ -24,4 +25,6 @@ export interface AppDeps {
   bus?: Bus;
   /** Tunables and test hooks of the user-data surface (timers, rate limits, JWKS caching). */
   userData?: UserDataOptions;
+  /** Tunables of the file-room route (join rate limit). */
+  fileRooms?: FileRoomRouteOptions;
 }

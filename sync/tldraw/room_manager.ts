@@ -57,6 +57,8 @@ export interface RoomConnection {
 export class RoomManager {
   readonly #options: RoomManagerOptions;
   readonly #rooms = new Map<string, Promise<TldrawRoom>>();
+  /** Rooms done loading, for synchronous lookups ({@link loaded}). */
+  readonly #ready = new Map<string, TldrawRoom>();
   readonly #unloading = new Set<Promise<void>>();
   readonly #unsubscribe = new Map<string, () => void>();
   readonly isolateId: string;
@@ -70,6 +72,24 @@ export class RoomManager {
   /** Number of rooms loaded (or loading). */
   get size(): number {
     return this.#rooms.size;
+  }
+
+  /** The room if it is loaded (and done loading) on this isolate; never loads it. */
+  loaded(roomId: string): TldrawRoom | undefined {
+    return this.#ready.get(roomId);
+  }
+
+  /**
+   * Runs `fn` with the room (loading it if needed) and unloads it afterwards if no session uses it:
+   * for server-side work such as seeding a room from an upload.
+   */
+  async withRoom<T>(roomId: string, fn: (room: TldrawRoom) => Promise<T>): Promise<T> {
+    const room = await this.#attachable(roomId);
+    try {
+      return await fn(room);
+    } finally {
+      if (room.empty) this.#maybeUnload(roomId);
+    }
   }
 
   /** The room, loading it from the store on first use. */
@@ -107,6 +127,10 @@ export class RoomManager {
         },
       });
       this.#rooms.set(roomId, room);
+      const settled = room;
+      room.then((r) => {
+        if (this.#rooms.get(roomId) === settled) this.#ready.set(roomId, r);
+      }, () => {});
       if (bus) {
         const loaded = room;
         const unsubscribeClock = bus.subscribe(busTopic(roomId), (body) => {
@@ -167,20 +191,23 @@ export class RoomManager {
   }
 
   async #attach(roomId: string, socket: RoomSocket, options: AttachOptions): Promise<TldrawRoom> {
-    // The room may have been unloaded while it loaded (it is removed from the map before it
-    // closes); then load it afresh.
+    const room = await this.#attachable(roomId);
+    room.attach(socket, options);
+    return room;
+  }
+
+  /** The loaded room, waiting out an unload in progress (the room is then loaded afresh). */
+  async #attachable(roomId: string): Promise<TldrawRoom> {
     for (;;) {
       const room = await this.get(roomId);
-      if (!room.closed) {
-        room.attach(socket, options);
-        return room;
-      }
+      if (!room.closed) return room;
       await Promise.all([...this.#unloading]);
     }
   }
 
   #forget(roomId: string): void {
     this.#rooms.delete(roomId);
+    this.#ready.delete(roomId);
     this.#unsubscribe.get(roomId)?.();
     this.#unsubscribe.delete(roomId);
   }

@@ -9,7 +9,7 @@ import type { Logger } from "../../log.ts";
 import type { Bus } from "../bus/bus.ts";
 import type { Lifecycle } from "../../routes/lifecycle.ts";
 import { KvRoomStore } from "./kv_room_store.ts";
-import type { RoomTimeouts } from "./room.ts";
+import type { RoomHooks, RoomTimeouts } from "./room.ts";
 import { RoomManager } from "./room_manager.ts";
 
 /** What {@link createRoomManager} needs (a subset of `AppDeps`). */
@@ -26,6 +26,8 @@ export interface RoomSetupOptions {
   timeouts?: Partial<RoomTimeouts>;
   /** Cross-isolate clock notices (see {@link RoomManager}); without it rooms rely on polling. */
   bus?: Bus;
+  /** What the host learns from every room (e.g. file rooms follow document renames). */
+  hooks?: RoomHooks;
 }
 
 /** A room manager on KV with the configured limits, closed (with 1012) when the server drains. */
@@ -45,6 +47,7 @@ export function createRoomManager(
     },
     ...(options.timeouts ? { timeouts: options.timeouts } : {}),
     ...(options.bus ? { bus: options.bus } : {}),
+    ...(options.hooks ? { hooks: options.hooks } : {}),
   });
   deps.lifecycle.onDrain(() => rooms.close());
   return rooms;

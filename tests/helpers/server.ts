@@ -38,6 +38,8 @@ export interface TestServerOptions {
   log?: Logger;
   /** Tunables and test hooks of the user-data surface. */
   userData?: AppDeps["userData"];
+  /** Tunables of the file-room route. */
+  fileRooms?: AppDeps["fileRooms"];
 }
 
 /** Starts the app on `127.0.0.1:0`. */
@@ -57,6 +59,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     lifecycle,
     ...(options.bus ? { bus: options.bus } : {}),
     ...(options.userData ? { userData: options.userData } : {}),
+    ...(options.fileRooms ? { fileRooms: options.fileRooms } : {}),
   };
   const app = createApp(deps);
   let resolvePort: (port: number) => void;

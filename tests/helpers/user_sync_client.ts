@@ -10,6 +10,7 @@ import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { type Config, testConfig } from "../../config.ts";
 import type { Database } from "../../db/database.ts";
 import type { Logger } from "../../log.ts";
+import type { FileRoomRouteOptions } from "../../routes/file_rooms.ts";
 import type { UserDataOptions } from "../../routes/user_sync.ts";
 import type { ServerMessage } from "../../sync/user/protocol.ts";
 import { startTestServer, type TestServer } from "./server.ts";
@@ -175,6 +176,7 @@ export interface AuthServerOptions {
   auth?: Partial<Config["auth"]>;
   limits?: Partial<Config["limits"]>;
   userData?: UserDataOptions;
+  fileRooms?: FileRoomRouteOptions;
   /** Share a KV (e.g. two servers as two isolates). */
   kv?: Deno.Kv;
   /** Share a database (it is then not closed by the server). */
@@ -193,6 +195,7 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     ...(options.kv ? { kv: options.kv } : {}),
     ...(options.database ? { database: options.database } : {}),
     ...(options.log ? { log: options.log } : {}),
+    ...(options.fileRooms ? { fileRooms: options.fileRooms } : {}),
     userData: {
       ...options.userData,
       service: {

@@ -1,0 +1,95 @@
+/**
+ * `GET /app/file/:fileId` (WebSocket): a file's tldraw room, through the same room engine as `/r/`.
+ * Admission follows the file row: missing or deleted → `NOT_FOUND`; private and not the owner →
+ * `FORBIDDEN` (`NOT_AUTHENTICATED` when anonymous); shared `view` → read-only for non-owners; shared
+ * `edit` → read-write; the owner always read-write. Per-user join rate limit → `RATE_LIMITED`.
+ * Refusals are accept-then-close 4099 because the tldraw client retries HTTP errors forever.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { fileRoomId, type FileSessionMeta } from "../sync/file_rooms.ts";
+import { CloseReason } from "../sync/tldraw/protocol.ts";
+import { RoomAccessDenied, type RoomManager } from "../sync/tldraw/room_manager.ts";
+import type { AttachOptions } from "../sync/tldraw/room.ts";
+import { KvRateLimiter, type RateLimit } from "../sync/user/rate_limit.ts";
+import type { AppDeps } from "./deps.ts";
+import { HttpError } from "./errors.ts";
+import type { UserData } from "./user_sync.ts";
+
+/** File ids as the app creates them: URL-safe, 1–128 characters. */
+export const FILE_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+const SESSION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
+
+/** Room joins per user (all isolates share the budget through KV). */
+export const DEFAULT_FILE_JOIN_RATE: RateLimit = { limit: 120, windowMs: 60_000 };
+
+const REFUSAL_REASONS = {
+  not_found: CloseReason.NOT_FOUND,
+  forbidden: CloseReason.FORBIDDEN,
+  not_authenticated: CloseReason.NOT_AUTHENTICATED,
+} as const;
+
+/** Options of {@link fileRoomRoutes}. */
+export interface FileRoomRouteOptions {
+  joinRate?: RateLimit;
+}
+
+/** The authenticated file-room route. */
+export function fileRoomRoutes(
+  deps: AppDeps,
+  rooms: RoomManager,
+  userData: UserData,
+  options: FileRoomRouteOptions = {},
+): Hono {
+  const joins = new KvRateLimiter(
+    deps.kv,
+    "file_room_join",
+    options.joinRate ?? DEFAULT_FILE_JOIN_RATE,
+  );
+  const app = new Hono();
+  app.get("/app/file/:fileId", async (c) => {
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      throw new HttpError("bad_request", "expected a WebSocket upgrade (tldraw sync)");
+    }
+    const fileId = c.req.param("fileId");
+    const requested = c.req.query("sessionId");
+    const sessionId = requested && SESSION_ID_PATTERN.test(requested)
+      ? requested
+      : crypto.randomUUID();
+    // Read the token before the upgrade: the request is gone afterwards.
+    const auth = await userData.auth.check(c);
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    deps.lifecycle.trackSocket(socket);
+
+    const admit = async (): Promise<AttachOptions> => {
+      if (!FILE_ID_PATTERN.test(fileId)) throw new RoomAccessDenied(CloseReason.NOT_FOUND);
+      // A token that was sent but is not valid is an error, not an anonymous visit.
+      if (!auth.ok && auth.reason !== "missing") {
+        throw new RoomAccessDenied(CloseReason.NOT_AUTHENTICATED);
+      }
+      const identity = auth.ok ? auth.identity : undefined;
+      if (identity && await joins.isLimited(identity.userId)) {
+        throw new RoomAccessDenied(CloseReason.RATE_LIMITED);
+      }
+      const access = await userData.fileAccess(fileId, identity);
+      if (access.kind !== "ok") throw new RoomAccessDenied(REFUSAL_REASONS[access.kind]);
+      const meta: FileSessionMeta = { userId: identity?.userId, isOwner: access.isOwner };
+      return {
+        sessionId,
+        isReadonly: access.readonly,
+        meta,
+        ...(identity ? { userId: identity.userId } : {}),
+      };
+    };
+
+    // Admit only once the socket is open: a CONNECTING socket cannot be answered.
+    socket.addEventListener("open", () => {
+      const connection = rooms.connect(fileRoomId(fileId), socket, admit());
+      socket.addEventListener("message", (event) => connection.message(event.data));
+      socket.addEventListener("close", () => connection.close());
+    });
+    return response;
+  });
+  return app;
+}

@@ -1,0 +1,133 @@
+/**
+ * Files and their rooms: a file's tldraw room follows its `file` row. The row's changes arrive from
+ * the user-data change feed on every isolate (whoever made them: the user-sync channel, a route, or
+ * plain SQL), and each isolate applies them to the sessions it serves:
+ *
+ * - unshared → non-owner sessions closed with `FORBIDDEN`;
+ * - link type `edit` → `view` → non-owners' writable sessions closed without a code, so their clients
+ *   reconnect at once and are admitted read-only;
+ * - deleted (soft or hard) → every session closed with `NOT_FOUND`;
+ * - renamed → the room's `document:document` record takes the new name (and a rename in the editor
+ *   updates `file.name`: see {@link FileRooms.onDocumentChanged}).
+ *
+ * @module
+ */
+import type { Database } from "../db/database.ts";
+import type { File } from "../db/schema.ts";
+import type { Logger } from "../log.ts";
+import type { ChangeFeed, FileChangeEvent as FileChange } from "./user/change_feed.ts";
+import { CloseReason } from "./tldraw/protocol.ts";
+import type { TldrawRoom } from "./tldraw/room.ts";
+import type { RoomManager } from "./tldraw/room_manager.ts";
+
+/** The room id of a file. The `:` keeps it out of reach of the anonymous `/r/:roomId` routes. */
+export function fileRoomId(fileId: string): string {
+  return `file:${fileId}`;
+}
+
+/** The file id of a file room id, or `undefined` for other rooms. */
+export function fileIdOfRoom(roomId: string): string | undefined {
+  return roomId.startsWith("file:") ? roomId.slice("file:".length) : undefined;
+}
+
+/** What a file-room session carries in its `meta`. */
+export interface FileSessionMeta {
+  userId: string | undefined;
+  isOwner: boolean;
+}
+
+const DOCUMENT_ID = "document:document";
+
+function sessionMeta(meta: unknown): FileSessionMeta {
+  const value = meta as Partial<FileSessionMeta> | null | undefined;
+  return { userId: value?.userId, isOwner: value?.isOwner === true };
+}
+
+/** Keeps file rooms in line with their file rows. */
+export class FileRooms {
+  readonly #rooms: RoomManager;
+  readonly #database: Database;
+  readonly #log: Logger;
+  #stop: (() => void) | undefined;
+
+  constructor(options: { rooms: RoomManager; database: Database; log: Logger }) {
+    this.#rooms = options.rooms;
+    this.#database = options.database;
+    this.#log = options.log.child({ component: "file_rooms" });
+  }
+
+  /** Starts following file changes from `feed`. */
+  follow(feed: ChangeFeed): void {
+    this.#stop ??= feed.onFileChanged((change) => {
+      this.#apply(change).catch((error) =>
+        this.#log.error("applying a file change to its room failed", {
+          fileId: change.fileId,
+          error,
+        })
+      );
+    });
+  }
+
+  /** Stops following. */
+  stop(): void {
+    this.#stop?.();
+    this.#stop = undefined;
+  }
+
+  async #apply(change: FileChange): Promise<void> {
+    const room = this.#rooms.loaded(fileRoomId(change.fileId));
+    if (!room) return; // no session here; admission reads the row afresh
+    if (change.kind === "deleted" || (change.kind === "updated" && change.after.isDeleted)) {
+      this.#closeSessions(room, () => true, CloseReason.NOT_FOUND);
+      return;
+    }
+    if (change.kind !== "updated") return;
+    const { before, after } = change;
+    if (!after.shared) {
+      this.#closeSessions(room, (meta) => !meta.isOwner, CloseReason.FORBIDDEN);
+    } else if (after.sharedLinkType === "view" && before.sharedLinkType !== "view") {
+      // A plain close: the client reconnects right away and is admitted read-only.
+      this.#closeSessions(room, (meta, readonly) => !meta.isOwner && !readonly, undefined);
+    }
+    if (after.name !== before.name) await this.syncDocumentName(room, after);
+  }
+
+  #closeSessions(
+    room: TldrawRoom,
+    which: (meta: FileSessionMeta, readonly: boolean) => boolean,
+    reason: CloseReason | undefined,
+  ): void {
+    for (const session of room.getSessions()) {
+      if (which(sessionMeta(session.meta), session.isReadonly)) {
+        room.closeSession(session.sessionId, reason);
+      }
+    }
+  }
+
+  /** Gives the room's document record the file's name (no-op when equal). */
+  async syncDocumentName(room: TldrawRoom, file: Pick<File, "name">): Promise<void> {
+    await room.updateDocument((records) => {
+      const document = records.find((record) => record.id === DOCUMENT_ID);
+      if (!document || document.name === file.name) return {};
+      return { puts: [{ ...document, name: file.name }] };
+    });
+  }
+
+  /**
+   * Called after a commit in a file room on this isolate: a document name changed in the editor
+   * becomes the file's name. Idempotent, so isolates racing on it agree.
+   */
+  async onDocumentChanged(roomId: string): Promise<void> {
+    const fileId = fileIdOfRoom(roomId);
+    const room = fileId ? this.#rooms.loaded(roomId) : undefined;
+    if (!fileId || !room) return;
+    const name = room.getRecord(DOCUMENT_ID)?.name;
+    if (typeof name !== "string") return;
+    await this.#database.db.updateTable("file")
+      .set({ name, updatedAt: Date.now() })
+      .where("id", "=", fileId)
+      .where("name", "<>", name)
+      .where("isDeleted", "=", false)
+      .execute();
+  }
+}
