@@ -18,6 +18,8 @@ import { roomRoutes } from "./rooms.ts";
 import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
 import { FileRooms } from "../sync/file_rooms.ts";
+import { jwtAccessHooks, tokenAuthHooks } from "../sync/livestore/hooks.ts";
+import { defaultStoreAccess } from "../sync/livestore/store_access.ts";
 
 /** Creates the HTTP application. */
 export function createApp(deps: AppDeps): Hono {
@@ -56,7 +58,18 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", roomRoutes(deps, rooms));
   app.route("/", fileRoomRoutes(deps, rooms, userData, deps.fileRooms));
   app.route("/", tldrImportRoutes(deps, rooms, userData));
-  app.route(livestoreSettings(deps.config).prefix, livestoreRoutes(deps));
+  // LiveStore: a JWT in the sync payload gets the per-store rule tied to our users; without one, the
+  // configured shared token (if any) decides.
+  app.route(
+    livestoreSettings(deps.config).prefix,
+    livestoreRoutes(deps, {
+      hooks: jwtAccessHooks({
+        verify: async (token) => ({ userId: (await userData.auth.verifier.verify(token)).userId }),
+        canAccess: defaultStoreAccess(deps.database),
+        withoutJwt: tokenAuthHooks(deps.config.livestore.authToken),
+      }),
+    }),
+  );
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
   return app;
