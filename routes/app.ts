@@ -40,21 +40,20 @@ export function createApp(deps: AppDeps): Hono {
   // `userData.fileAccess` and `userData.auth` are what the room routes need.
   const userData = createUserData(deps, deps.userData);
   app.route("/", userData.routes);
-  // File rooms follow their file rows; the hook closes over `fileRooms`, set right below.
-  let fileRooms: FileRooms | undefined;
+  // File rooms follow their file rows (and their document names follow back).
+  const fileRooms = new FileRooms({ database: deps.database, log: deps.log });
   const rooms = deps.rooms ?? createRoomManager(deps, {
     ...(deps.bus ? { bus: deps.bus } : {}),
     hooks: {
       onDocumentChanged: ({ roomId }) => {
-        fileRooms?.onDocumentChanged(roomId).catch((error) =>
+        fileRooms.onDocumentChanged(roomId).catch((error) =>
           deps.log.error("file rename from the editor failed", { roomId, error })
         );
       },
     },
   });
-  fileRooms = new FileRooms({ rooms, database: deps.database, log: deps.log });
-  fileRooms.follow(userData.feed);
-  deps.lifecycle.onDrain(() => fileRooms?.stop());
+  fileRooms.follow(userData.feed, rooms);
+  deps.lifecycle.onDrain(() => fileRooms.stop());
   app.route("/", roomRoutes(deps, rooms));
   app.route("/", fileRoomRoutes(deps, rooms, userData, deps.fileRooms));
   app.route("/", tldrImportRoutes(deps, rooms, userData));

@@ -45,19 +45,19 @@ function sessionMeta(meta: unknown): FileSessionMeta {
 
 /** Keeps file rooms in line with their file rows. */
 export class FileRooms {
-  readonly #rooms: RoomManager;
+  #rooms: RoomManager | undefined;
   readonly #database: Database;
   readonly #log: Logger;
   #stop: (() => void) | undefined;
 
-  constructor(options: { rooms: RoomManager; database: Database; log: Logger }) {
-    this.#rooms = options.rooms;
+  constructor(options: { database: Database; log: Logger }) {
     this.#database = options.database;
     this.#log = options.log.child({ component: "file_rooms" });
   }
 
-  /** Starts following file changes from `feed`. */
-  follow(feed: ChangeFeed): void {
+  /** Starts applying file changes from `feed` to the rooms of `rooms`. */
+  follow(feed: ChangeFeed, rooms: RoomManager): void {
+    this.#rooms = rooms;
     this.#stop ??= feed.onFileChanged((change) => {
       this.#apply(change).catch((error) =>
         this.#log.error("applying a file change to its room failed", {
@@ -75,7 +75,7 @@ export class FileRooms {
   }
 
   async #apply(change: FileChange): Promise<void> {
-    const room = this.#rooms.loaded(fileRoomId(change.fileId));
+    const room = this.#rooms?.loaded(fileRoomId(change.fileId));
     if (!room) return; // no session here; admission reads the row afresh
     if (change.kind === "deleted" || (change.kind === "updated" && change.after.isDeleted)) {
       this.#closeSessions(room, () => true, CloseReason.NOT_FOUND);
@@ -119,7 +119,7 @@ export class FileRooms {
    */
   async onDocumentChanged(roomId: string): Promise<void> {
     const fileId = fileIdOfRoom(roomId);
-    const room = fileId ? this.#rooms.loaded(roomId) : undefined;
+    const room = fileId ? this.#rooms?.loaded(roomId) : undefined;
     if (!fileId || !room) return;
     const name = room.getRecord(DOCUMENT_ID)?.name;
     if (typeof name !== "string") return;
