@@ -81,6 +81,8 @@ export function openPostgres({ url, poolSize = 10 }: PostgresOptions): Database 
       await withTimeout(sql`select 1`.execute(), timeoutMs, "database ping");
     },
     async close() {
+      // Bounded: a connection stuck in LISTEN or a long query must not hold up a shutdown forever.
+      await sql.end({ timeout: 5 });
       await db.destroy();
     },
   };

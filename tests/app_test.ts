@@ -12,7 +12,8 @@ async function appWithLog() {
   const log = createLogger("debug", (line) => lines.push(JSON.parse(line)));
   const kv = await Deno.openKv(":memory:");
   const database = await openTestDatabase();
-  const app = createApp({ config: testConfig(), kv, database, log, lifecycle: new Lifecycle() });
+  const lifecycle = new Lifecycle();
+  const app = createApp({ config: testConfig(), kv, database, log, lifecycle });
   app.get("/boom", () => {
     throw new Error("secret internal detail");
   });
@@ -23,6 +24,8 @@ async function appWithLog() {
     app,
     lines,
     async [Symbol.asyncDispose]() {
+      // As the server does: stop the engines (the change feed's listener) before closing storage.
+      await lifecycle.drain();
       kv.close();
       await database.close();
     },
