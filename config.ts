@@ -76,6 +76,7 @@ const envSchema = z.object({
   AUTH_DEV_IDP: booleanFromEnv.optional(),
   ADMIN_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
   ADMIN_USER_IDS: commaList.default([]),
+  METRICS_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
   MAX_SESSIONS_PER_ROOM: intFromEnv(1, 10_000).default(50),
   MAX_ROOM_BYTES: intFromEnv(1024, 1024 ** 3).default(25 * 1024 * 1024),
   MAX_MESSAGE_BYTES: intFromEnv(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
@@ -108,6 +109,8 @@ export interface Config {
     | { kind: "pglite"; dataDir: string };
   migrateOnStart: boolean;
   logLevel: LogLevel;
+  /** When set, `GET /metrics` requires it as a bearer token. */
+  metricsToken: string | undefined;
   /** Local Web Worker isolates to run (`deno task dev --isolates N`); 1 = serve in the main thread. */
   isolates: number;
   /** The cross-isolate bus (resolved: never `auto`). */
@@ -202,6 +205,7 @@ export function loadConfig(
       : { kind: "pglite", dataDir: e.PGLITE_DIR ?? `${e.DATA_DIR}/pg` },
     migrateOnStart: e.MIGRATE_ON_START,
     logLevel: e.LOG_LEVEL,
+    metricsToken: e.METRICS_TOKEN,
     isolates: options.isolates ?? e.ISOLATES,
     bus: e.BUS === "auto" ? (e.DATABASE_URL ? "both" : "broadcast") : e.BUS,
     auth: {

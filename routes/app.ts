@@ -8,6 +8,9 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import type { AppDeps } from "./deps.ts";
 import { healthRoutes } from "./health.ts";
+import { MetricsRegistry } from "../metrics.ts";
+import { metricsRoutes } from "./metrics.ts";
+import { httpMetrics } from "./middleware/http_metrics.ts";
 import { livestoreRoutes, livestoreSettings } from "./livestore.ts";
 import { refuseWhileDraining } from "./middleware/draining.ts";
 import { errorHandler, notFoundHandler } from "./middleware/error_handler.ts";
@@ -24,8 +27,10 @@ import { defaultStoreAccess } from "../sync/livestore/store_access.ts";
 /** Creates the HTTP application. */
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
+  const metrics = deps.metrics ?? new MetricsRegistry();
   app.use(requestId());
   app.use(requestLog(deps.log));
+  app.use(httpMetrics(metrics));
   app.use(refuseWhileDraining(deps.lifecycle));
   app.use(
     "/app/*",
@@ -36,6 +41,7 @@ export function createApp(deps: AppDeps): Hono {
     }),
   );
   app.route("/", healthRoutes(deps));
+  app.route("/", metricsRoutes(deps, metrics));
   // Auth, the user-sync socket, /app/files and /app/file/:id/meta. `userData.feed.onFileChanged`,
   // `userData.fileAccess` and `userData.auth` are what the room routes need.
   const userData = createUserData(deps, deps.userData);
@@ -52,6 +58,12 @@ export function createApp(deps: AppDeps): Hono {
       },
     },
   });
+  metrics.gauge("sync_open_sockets", "Open WebSockets on this isolate", () => [
+    [{}, deps.lifecycle.openSockets],
+  ]);
+  metrics.gauge("tldraw_rooms_loaded", "tldraw rooms loaded on this isolate", () => [
+    [{}, rooms.size],
+  ]);
   fileRooms.follow(userData.feed, rooms);
   deps.lifecycle.onDrain(() => fileRooms.stop());
   app.route("/", roomRoutes(deps, rooms));

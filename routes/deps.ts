@@ -6,6 +6,7 @@
 import type { Config } from "../config.ts";
 import type { Database } from "../db/database.ts";
 import type { Logger } from "../log.ts";
+import type { MetricsRegistry } from "../metrics.ts";
 import type { RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { Bus } from "../sync/bus/bus.ts";
 import type { Lifecycle } from "./lifecycle.ts";
@@ -19,6 +20,8 @@ export interface AppDeps {
   database: Database;
   log: Logger;
   lifecycle: Lifecycle;
+  /** This isolate's metrics; created by `createApp` when absent. */
+  metrics?: MetricsRegistry;
   /** tldraw rooms of this isolate; created by `createApp` from `kv` and `config` when absent. */
   rooms?: RoomManager;
   /** This isolate's endpoint on the cross-isolate bus (absent: single isolate, rooms poll KV). */
