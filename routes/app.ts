@@ -20,6 +20,8 @@ import { createRoomManager } from "../sync/tldraw/setup.ts";
 import { roomRoutes } from "./rooms.ts";
 import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
+import { adminRoutes } from "./admin.ts";
+import { AdminCommands } from "../sync/admin_commands.ts";
 import { FileRooms } from "../sync/file_rooms.ts";
 import { jwtAccessHooks, tokenAuthHooks } from "../sync/livestore/hooks.ts";
 import { defaultStoreAccess } from "../sync/livestore/store_access.ts";
@@ -69,6 +71,14 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", roomRoutes(deps, rooms));
   app.route("/", fileRoomRoutes(deps, rooms, userData, deps.fileRooms));
   app.route("/", tldrImportRoutes(deps, rooms, userData));
+  const adminCommands = new AdminCommands({
+    rooms,
+    userSync: userData.service,
+    log: deps.log,
+    ...(deps.bus ? { bus: deps.bus } : {}),
+  });
+  deps.lifecycle.onDrain(() => adminCommands.stop());
+  app.route("/", adminRoutes(deps, rooms, userData.auth, adminCommands));
   // LiveStore: a JWT in the sync payload gets the per-store rule tied to our users; without one, the
   // configured shared token (if any) decides.
   app.route(

@@ -74,6 +74,16 @@ export class RoomManager {
     return this.#rooms.size;
   }
 
+  /** The rooms loaded on this isolate. */
+  list(): TldrawRoom[] {
+    return [...this.#ready.values()];
+  }
+
+  /** The store behind the rooms (room-wide facts such as every isolate's sessions). */
+  get store(): RoomStore {
+    return this.#options.store;
+  }
+
   /** The room if it is loaded (and done loading) on this isolate; never loads it. */
   loaded(roomId: string): TldrawRoom | undefined {
     return this.#ready.get(roomId);

@@ -115,6 +115,16 @@ export class UserSyncService implements ConnectionHost {
     return snapshot;
   }
 
+  /**
+   * Closes the user's sockets on this isolate with 1012, so their clients reconnect and load their
+   * data afresh (admin "force reload"). Returns how many were closed.
+   */
+  reloadUser(userId: string): number {
+    const connections = [...(this.#connections.get(userId) ?? [])];
+    for (const connection of connections) connection.close(1012, "reload");
+    return connections.length;
+  }
+
   /** {@link ConnectionHost.closed} */
   closed(connection: UserSyncConnection): void {
     const set = this.#connections.get(connection.userId);

@@ -1,0 +1,130 @@
+/**
+ * The admin API, for operators: `Authorization: Bearer <ADMIN_TOKEN>`, or a user token whose subject
+ * is in `ADMIN_USER_IDS`. Everyone else gets 401 (no credentials) or 403.
+ *
+ * - `GET /admin/health`: this isolate, its bus, KV and database.
+ * - `GET /admin/rooms`: rooms loaded on this isolate with their sessions and clocks.
+ * - `GET /admin/rooms/:roomId`: a room's clock and its sessions on every isolate (KV session entries).
+ * - `GET /admin/rooms/:roomId/snapshot`: the room's document.
+ * - `POST /admin/rooms/:roomId/close` `{sessionId?, reason?}`: close sessions, on every isolate.
+ * - `POST /admin/users/:userId/reload`: make the user's clients reload their data, on every isolate.
+ *
+ * @module
+ */
+import { type Context, Hono } from "hono";
+import { z } from "zod";
+import type { AdminCommands } from "../sync/admin_commands.ts";
+import { pingKv } from "../sync/kv.ts";
+import { CloseReason } from "../sync/tldraw/protocol.ts";
+import type { RoomManager } from "../sync/tldraw/room_manager.ts";
+import type { AppDeps } from "./deps.ts";
+import { HttpError } from "./errors.ts";
+import type { Authenticator } from "./auth/authenticator.ts";
+
+function sameSecret(a: string, b: string): boolean {
+  const left = new TextEncoder().encode(a);
+  const right = new TextEncoder().encode(b);
+  let diff = left.length ^ right.length;
+  for (let i = 0; i < Math.max(left.length, right.length); i++) diff |= left[i]! ^ right[i]!;
+  return diff === 0;
+}
+
+const closeBody = z.object({
+  sessionId: z.string().min(1).max(128).optional(),
+  reason: z.enum(Object.values(CloseReason) as [string, ...string[]]).optional(),
+}).strict();
+
+/** The admin routes. */
+export function adminRoutes(
+  deps: AppDeps,
+  rooms: RoomManager,
+  auth: Authenticator,
+  commands: AdminCommands,
+): Hono {
+  const { config, kv, database } = deps;
+  const requireAdmin = async (c: Context) => {
+    const bearer = c.req.header("authorization")?.match(/^Bearer (.+)$/)?.[1];
+    if (bearer && config.auth.adminToken && sameSecret(bearer, config.auth.adminToken)) return;
+    const result = await auth.check(c);
+    if (!result.ok) throw new HttpError("unauthorized", "admin credentials required");
+    if (!config.auth.adminUserIds.includes(result.identity.userId)) {
+      throw new HttpError("forbidden", "not an admin");
+    }
+  };
+  const app = new Hono();
+  app.use("/admin/*", async (c, next) => {
+    await requireAdmin(c);
+    c.header("Cache-Control", "no-store");
+    await next();
+  });
+
+  app.get("/admin/health", async (c) => {
+    const check = async (fn: () => Promise<void>) => {
+      try {
+        await fn();
+        return { ok: true };
+      } catch (error) {
+        return { ok: false, error: error instanceof Error ? error.message : String(error) };
+      }
+    };
+    return c.json({
+      isolate: rooms.isolateId,
+      bus: config.bus,
+      busConnected: deps.bus !== undefined,
+      kv: await check(() => pingKv(kv)),
+      db: await check(() => database.ping()),
+      openSockets: deps.lifecycle.openSockets,
+      roomsLoaded: rooms.size,
+    });
+  });
+
+  app.get("/admin/rooms", (c) =>
+    c.json({
+      isolate: rooms.isolateId,
+      rooms: rooms.list().map((room) => ({
+        roomId: room.roomId,
+        clock: room.clock,
+        sessions: room.getSessions().map(({ sessionId, state, isReadonly }) => ({
+          sessionId,
+          state,
+          isReadonly,
+        })),
+      })),
+    }));
+
+  app.get("/admin/rooms/:roomId", async (c) => {
+    const roomId = c.req.param("roomId");
+    const clock = await rooms.store.readClock(roomId);
+    if (clock < 0) throw new HttpError("not_found", "no such room");
+    const sessions = await rooms.store.listSessions(roomId);
+    return c.json({ roomId, clock, sessions });
+  });
+
+  app.get("/admin/rooms/:roomId/snapshot", async (c) => {
+    const roomId = c.req.param("roomId");
+    if (await rooms.store.readClock(roomId) < 0) throw new HttpError("not_found", "no such room");
+    const snapshot = await rooms.withRoom(
+      roomId,
+      (room) => Promise.resolve({ roomId, clock: room.clock, records: room.getRecords() }),
+    );
+    return c.json(snapshot);
+  });
+
+  app.post("/admin/rooms/:roomId/close", async (c) => {
+    const parsed = closeBody.safeParse(await c.req.json().catch(() => ({})));
+    if (!parsed.success) throw new HttpError("bad_request", "expected {sessionId?, reason?}");
+    const closedHere = await commands.run({
+      kind: "close_sessions",
+      roomId: c.req.param("roomId"),
+      ...(parsed.data.sessionId ? { sessionId: parsed.data.sessionId } : {}),
+      ...(parsed.data.reason ? { reason: parsed.data.reason as CloseReason } : {}),
+    });
+    return c.json({ closedHere });
+  });
+
+  app.post("/admin/users/:userId/reload", async (c) => {
+    const closedHere = await commands.run({ kind: "reload_user", userId: c.req.param("userId") });
+    return c.json({ closedHere });
+  });
+  return app;
+}

@@ -1,0 +1,118 @@
+/** The admin API: who may use it, and what it does on this isolate and on the others. */
+import assert from "node:assert/strict";
+import { testConfig } from "../../config.ts";
+import { MemoryBusHub } from "../../sync/bus/memory_bus.ts";
+import { connectRaw } from "../helpers/raw_socket.ts";
+import { startTestServer } from "../helpers/server.ts";
+import { eventually, startAuthServer } from "../helpers/user_sync_client.ts";
+
+const ADMIN_TOKEN = "admin-token-for-tests-0123456789";
+
+const ADMIN_SETTINGS = { adminToken: ADMIN_TOKEN, adminUserIds: ["root-user"] };
+
+function adminAuth(): { auth: ReturnType<typeof testConfig>["auth"] } {
+  return { auth: { ...testConfig().auth, ...ADMIN_SETTINGS } };
+}
+
+Deno.test("admin routes refuse anyone without admin credentials", async () => {
+  await using server = await startAuthServer({ auth: ADMIN_SETTINGS });
+  const get = async (headers: Record<string, string> = {}) => {
+    const response = await fetch(`${server.url}/admin/rooms`, { headers });
+    const body = await response.json();
+    return { status: response.status, code: body.error?.code };
+  };
+  assert.deepEqual(await get(), { status: 401, code: "unauthorized" });
+  assert.deepEqual(await get({ Authorization: "Bearer wrong-token" }), {
+    status: 401,
+    code: "unauthorized",
+  });
+  const userToken = await server.token("someone");
+  assert.deepEqual(await get({ Authorization: `Bearer ${userToken}` }), {
+    status: 403,
+    code: "forbidden",
+  });
+  assert.equal((await get({ Authorization: `Bearer ${ADMIN_TOKEN}` })).status, 200);
+  const adminUser = await server.token("root-user");
+  assert.equal((await get({ Authorization: `Bearer ${adminUser}` })).status, 200);
+  // Mutating routes too.
+  const close = await fetch(`${server.url}/admin/rooms/x/close`, { method: "POST" });
+  assert.equal(close.status, 401);
+  await close.body?.cancel();
+});
+
+Deno.test("admin: list rooms and sessions, read a snapshot, close sessions with a reason", async () => {
+  await using server = await startTestServer({ config: adminAuth() });
+  const headers = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+  const { socket: a } = await connectRaw(`${server.wsUrl}/r/ops-room?sessionId=a`);
+  const { socket: b } = await connectRaw(`${server.wsUrl}/r/ops-room?sessionId=b`);
+
+  const local = await (await fetch(`${server.url}/admin/rooms`, { headers })).json();
+  const room = local.rooms.find((r: { roomId: string }) => r.roomId === "ops-room");
+  assert.deepEqual(room.sessions.map((s: { sessionId: string }) => s.sessionId).sort(), ["a", "b"]);
+
+  const wide = await (await fetch(`${server.url}/admin/rooms/ops-room`, { headers })).json();
+  assert.equal(wide.sessions.length, 2);
+  assert.equal(typeof wide.clock, "number");
+  const missing = await fetch(`${server.url}/admin/rooms/no-such-room`, { headers });
+  assert.equal(missing.status, 404);
+  await missing.body?.cancel();
+
+  const snapshot = await (await fetch(`${server.url}/admin/rooms/ops-room/snapshot`, { headers }))
+    .json();
+  assert.ok(snapshot.records.some((r: { id: string }) => r.id === "document:document"));
+
+  const closeOne = await fetch(`${server.url}/admin/rooms/ops-room/close`, {
+    method: "POST",
+    headers: { ...headers, "Content-Type": "application/json" },
+    body: JSON.stringify({ sessionId: "a", reason: "FORBIDDEN" }),
+  });
+  assert.deepEqual(await closeOne.json(), { closedHere: 1 });
+  assert.deepEqual(await a.closed, { code: 4099, reason: "FORBIDDEN" });
+  const bad = await fetch(`${server.url}/admin/rooms/ops-room/close`, {
+    method: "POST",
+    headers: { ...headers, "Content-Type": "application/json" },
+    body: JSON.stringify({ reason: "NOT_A_REASON" }),
+  });
+  assert.equal(bad.status, 400);
+  await bad.body?.cancel();
+  await b.close();
+
+  const health = await (await fetch(`${server.url}/admin/health`, { headers })).json();
+  assert.equal(health.kv.ok, true);
+  assert.equal(health.db.ok, true);
+});
+
+Deno.test("admin: closing a room's sessions reaches the other isolates over the bus", async () => {
+  const hub = new MemoryBusHub();
+  const kv = await Deno.openKv(":memory:");
+  await using one = await startTestServer({ config: adminAuth(), kv, bus: hub.connect("one") });
+  await using two = await startTestServer({ config: adminAuth(), kv, bus: hub.connect("two") });
+  try {
+    const { socket } = await connectRaw(`${two.wsUrl}/r/spread?sessionId=far`);
+    const response = await fetch(`${one.url}/admin/rooms/spread/close`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ reason: "NOT_FOUND" }),
+    });
+    assert.deepEqual(await response.json(), { closedHere: 0 });
+    assert.deepEqual(await socket.closed, { code: 4099, reason: "NOT_FOUND" });
+  } finally {
+    await one.close();
+    await two.close();
+    await one.deps.bus?.close();
+    await two.deps.bus?.close();
+    kv.close();
+  }
+});
+
+Deno.test("admin: force-reloading a user closes their data sockets with 1012", async () => {
+  await using server = await startAuthServer({ auth: ADMIN_SETTINGS });
+  await using client = await server.connect("alice");
+  await eventually(() => client.messages.some((m) => m.type === "initial_data"));
+  const response = await fetch(`${server.url}/admin/users/alice/reload`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  assert.deepEqual(await response.json(), { closedHere: 1 });
+  assert.deepEqual(await client.closed, { code: 1012, reason: "reload" });
+});
