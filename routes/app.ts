@@ -20,6 +20,7 @@ import { createRoomManager } from "../sync/tldraw/setup.ts";
 import { roomRoutes } from "./rooms.ts";
 import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
+import { webRoutes } from "./web.ts";
 import { adminRoutes } from "./admin.ts";
 import { AdminCommands } from "../sync/admin_commands.ts";
 import { FileRooms } from "../sync/file_rooms.ts";
@@ -91,6 +92,8 @@ export function createApp(deps: AppDeps): Hono {
       }),
     }),
   );
+  // The web app at `/` (a static build; see routes/web.ts).
+  app.route("/", webRoutes(deps.web));
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
   return app;

@@ -12,6 +12,7 @@ import type { Bus } from "../sync/bus/bus.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import type { FileRoomRouteOptions } from "./file_rooms.ts";
 import type { UserDataOptions } from "./user_sync.ts";
+import type { WebRouteOptions } from "./web.ts";
 
 /** Dependencies handed to {@link createApp} and each router. */
 export interface AppDeps {
@@ -30,4 +31,6 @@ export interface AppDeps {
   userData?: UserDataOptions;
   /** Tunables of the file-room route (join rate limit). */
   fileRooms?: FileRoomRouteOptions;
+  /** Where the web app's build is served from (tests serve their own build). */
+  web?: WebRouteOptions;
 }

@@ -1,0 +1,300 @@
+/**
+ * The web app in a real browser (Debian's Chromium via playwright-core) against the real server:
+ * two pages draw in one room and see each other's shapes, a read-only page cannot edit, a page
+ * survives a server restart, and a signed-in user manages a file. A screenshot is saved under
+ * test-artifacts/.
+ *
+ * The app is built by the same command `deno task build` runs, into a temporary directory.
+ *
+ * @module
+ */
+import "../helpers/tldraw_settle.ts";
+import assert from "node:assert/strict";
+import type { Browser, Page } from "playwright-core";
+import { testConfig } from "../../config.ts";
+import type { Database } from "../../db/database.ts";
+import { silentLogger } from "../../log.ts";
+import { createApp } from "../../routes/app.ts";
+import { Lifecycle } from "../../routes/lifecycle.ts";
+import { launchBrowser } from "../helpers/browser.ts";
+import { openTestDatabase } from "../helpers/db.ts";
+
+const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url);
+/** Every browser-side wait is bounded by this. */
+const WAIT_MS = 15_000;
+
+async function buildApp(outDir: string): Promise<void> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "web/build.ts", "--out", outDir],
+    cwd: decodeURIComponent(new URL("../../", import.meta.url).pathname),
+    stdout: "piped",
+    stderr: "piped",
+    // A fresh clone first installs web/node_modules with npm.
+    signal: AbortSignal.timeout(180_000),
+  }).output();
+  if (!output.success) throw new Error(new TextDecoder().decode(output.stderr));
+}
+
+interface Server {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The app as `startServer` builds it, on a fixed port with a KV file: what a restart needs. The
+ * database stays open across restarts, like an external Postgres would.
+ */
+async function startServer(
+  options: { port: number; kvPath: string; database: Database; webDir: string },
+): Promise<Server & { port: number }> {
+  const config = testConfig();
+  const kv = await Deno.openKv(options.kvPath);
+  const lifecycle = new Lifecycle();
+  const app = createApp({
+    config: { ...config, auth: { ...config.auth, devIdentityProvider: true } },
+    kv,
+    database: options.database,
+    log: silentLogger,
+    lifecycle,
+    web: { dir: options.webDir },
+  });
+  let resolvePort: (port: number) => void;
+  const listening = new Promise<number>((resolve) => (resolvePort = resolve));
+  const server = Deno.serve(
+    { port: options.port, hostname: "127.0.0.1", onListen: ({ port }) => resolvePort(port) },
+    app.fetch,
+  );
+  const port = await listening;
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    async close() {
+      await lifecycle.drain();
+      await server.shutdown();
+      kv.close();
+    },
+  };
+}
+
+/** Waits until the page's board reports `status` (`online`, `offline`, …). */
+async function waitForStatus(page: Page, status: string): Promise<void> {
+  await page.locator(`[data-sync-status="${status}"]`).waitFor({ timeout: WAIT_MS });
+}
+
+/** Ids of the shapes on the page's current page, sorted. */
+function shapeIds(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    // deno-lint-ignore no-explicit-any
+    const editor = (globalThis as any).editor;
+    return editor.getCurrentPageShapes().map((shape: { id: string }) => shape.id).sort();
+  });
+}
+
+/** Waits until the page shows exactly `ids`. */
+async function waitForShapes(page: Page, ids: string[]): Promise<void> {
+  const expected = [...ids].sort();
+  await page.waitForFunction(
+    (expected) => {
+      // deno-lint-ignore no-explicit-any
+      const editor = (globalThis as any).editor;
+      const ids = editor?.getCurrentPageShapes().map((shape: { id: string }) => shape.id).sort();
+      return JSON.stringify(ids) === JSON.stringify(expected);
+    },
+    expected,
+    { timeout: WAIT_MS },
+  );
+}
+
+/** Creates a rectangle through the editor API and returns its id. */
+function createRectangle(page: Page, x: number, y: number): Promise<string> {
+  return page.evaluate(([x, y]) => {
+    // deno-lint-ignore no-explicit-any
+    const editor = (globalThis as any).editor;
+    const id = `shape:${crypto.randomUUID()}`;
+    editor.createShape({ id, type: "geo", x, y, props: { w: 120, h: 80 } });
+    return id;
+  }, [x, y] as const);
+}
+
+/**
+ * Signed in with the dev identity provider: create, rename, share and open a file; a guest opens the
+ * share link; deleting the file closes the guest's board.
+ */
+async function signedInFiles(browser: Browser, url: string): Promise<void> {
+  // Separate contexts: each has its own localStorage, hence its own session.
+  const ownerContext = await browser.newContext();
+  const guestContext = await browser.newContext();
+  ownerContext.setDefaultTimeout(WAIT_MS);
+  guestContext.setDefaultTimeout(WAIT_MS);
+  try {
+    const owner = await ownerContext.newPage();
+    await signIn(owner, url, "carol");
+    await owner.getByLabel("New file name").fill("Plan");
+    await owner.getByRole("button", { name: "Create file" }).click();
+    const item = owner.getByTestId("file-item");
+    await item.getByRole("button", { name: "Plan" }).waitFor({ timeout: WAIT_MS });
+    const fileId = await item.getAttribute("data-file-id");
+    assert.ok(fileId);
+    // The list shows only committed rows; no reject came either.
+    assert.equal(await owner.locator(".error").count(), 0);
+
+    owner.once("dialog", (dialog) => dialog.accept("Roadmap"));
+    await item.getByRole("button", { name: "Rename" }).click();
+    await item.getByRole("button", { name: "Roadmap" }).waitFor({ timeout: WAIT_MS });
+    await item.getByLabel("Sharing").selectOption("edit");
+    const shareLink = await item.locator("code").textContent({ timeout: WAIT_MS });
+    assert.equal(shareLink, `${url}/#/file/${fileId}`);
+
+    await item.getByRole("button", { name: "Roadmap" }).click();
+    await waitForStatus(owner, "online");
+    const shape = await createRectangle(owner, 100, 100);
+
+    const guest = await guestContext.newPage();
+    await signIn(guest, url, "dave");
+    await guest.goto(shareLink);
+    await waitForStatus(guest, "online");
+    await waitForShapes(guest, [shape]);
+
+    await owner.goto(`${url}/#/`);
+    owner.once("dialog", (dialog) => dialog.accept());
+    await item.getByRole("button", { name: "Delete" }).click();
+    await item.waitFor({ state: "detached", timeout: WAIT_MS });
+    // The server closes a deleted file's room with NOT_FOUND; the board says it cannot connect.
+    await guest.locator(".board-error").waitFor({ timeout: WAIT_MS });
+  } finally {
+    await ownerContext.close();
+    await guestContext.close();
+  }
+}
+
+async function signIn(page: Page, url: string, userId: string): Promise<void> {
+  await page.goto(url);
+  await page.getByLabel("User id").fill(userId);
+  await page.getByRole("button", { name: "Sign in as" }).click();
+  await page.locator('[data-testid="file-list"][data-status="online"]').waitFor({
+    timeout: WAIT_MS,
+  });
+}
+
+Deno.test({
+  name: "browser: a shared room, read-only, reconnect after a restart, and signed-in files",
+  async fn() {
+    await using database = await openTestDatabase();
+    const dataDir = await Deno.makeTempDir({ prefix: "browser_e2e_" });
+    const webDir = `${dataDir}/web`;
+    const kvPath = `${dataDir}/kv.sqlite3`;
+    let server: Server | undefined;
+    try {
+      await buildApp(webDir);
+      let current = await startServer({ port: 0, kvPath, database, webDir });
+      server = current;
+      const { port } = current;
+
+      // The page and its assets come with the intended caching headers.
+      const index = await fetch(`${current.url}/`);
+      const html = await index.text();
+      assert.equal(index.headers.get("cache-control"), "no-cache");
+      const script = html.match(/src="(\/assets\/main-[^"]+\.js)"/)?.[1];
+      assert.ok(script, html);
+      const asset = await fetch(`${current.url}${script}`);
+      await asset.body?.cancel();
+      assert.equal(asset.headers.get("cache-control"), "public, max-age=31536000, immutable");
+
+      await using browser = await launchBrowser();
+      const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+      context.setDefaultTimeout(WAIT_MS);
+      // Offline from the internet: the editor's fonts, icons and translations must come from us.
+      const external: string[] = [];
+      await context.route(/^https?:\/\/(?!127\.0\.0\.1)/, (route) => {
+        external.push(route.request().url());
+        return route.abort();
+      });
+      // …and every one of our own requests must succeed (a wrong asset URL only shows as a 404).
+      const failed: string[] = [];
+      context.on("response", (response) => {
+        if (response.status() >= 400) failed.push(`${response.status()} ${response.url()}`);
+      });
+      const alice = await context.newPage();
+      const bob = await context.newPage();
+      const watcher = await context.newPage();
+
+      // Alice creates a room from the home page; Bob opens her share link.
+      await alice.goto(current.url);
+      await alice.getByTestId("create-room").click({ timeout: WAIT_MS });
+      await waitForStatus(alice, "online");
+      const shareLink = await alice.getByTestId("link-share").getAttribute("href") ?? "";
+      const readonlyLink = await alice.getByTestId("link-read-only").getAttribute("href") ?? "";
+      assert.match(shareLink, /\/#\/r\//);
+      assert.match(readonlyLink, /\/#\/ro\//);
+      await bob.goto(shareLink);
+      await waitForStatus(bob, "online");
+
+      // Alice draws with the mouse (rectangle tool by its shortcut), Bob through the editor API.
+      const canvas = alice.locator(".tl-canvas");
+      await canvas.click({ position: { x: 600, y: 600 } });
+      await alice.keyboard.press("r");
+      await alice.mouse.move(200, 200);
+      await alice.mouse.down();
+      await alice.mouse.move(300, 260, { steps: 5 });
+      await alice.mouse.up();
+      const [drawn] = await shapeIds(alice);
+      assert.ok(drawn, "Alice's drag drew no shape");
+      const created = await createRectangle(bob, 400, 150);
+      await waitForShapes(alice, [drawn, created]);
+      await waitForShapes(bob, [drawn, created]);
+
+      // The read-only page sees the room but its edits go nowhere.
+      await watcher.goto(readonlyLink);
+      await waitForStatus(watcher, "online");
+      await waitForShapes(watcher, [drawn, created]);
+      // deno-lint-ignore no-explicit-any
+      assert.ok(await watcher.evaluate(() => (globalThis as any).editor.getIsReadonly()));
+      await watcher.evaluate(() => {
+        // deno-lint-ignore no-explicit-any
+        const editor = (globalThis as any).editor;
+        try {
+          editor.createShape({ id: "shape:from-watcher", type: "geo", x: 0, y: 0 });
+        } catch {
+          // Refusing locally is fine too.
+        }
+      });
+      const marker = await createRectangle(alice, 600, 150);
+      // Once Alice's later shape has reached Bob, the watcher's (had it been sent) would have too.
+      await waitForShapes(bob, [drawn, created, marker]);
+      assert.ok(!(await shapeIds(bob)).includes("shape:from-watcher"));
+
+      // A restart: the page goes offline, reconnects to the new server, and keeps syncing.
+      await current.close();
+      server = undefined;
+      await waitForStatus(alice, "offline");
+      current = await startServer({ port, kvPath, database, webDir });
+      server = current;
+      await waitForStatus(alice, "online");
+      await waitForStatus(bob, "online");
+      const afterRestart = await createRectangle(alice, 200, 350);
+      await waitForShapes(bob, [drawn, created, marker, afterRestart]);
+      await waitForShapes(alice, [drawn, created, marker, afterRestart]);
+
+      await Deno.mkdir(ARTIFACTS, { recursive: true });
+      await alice.screenshot({
+        path: decodeURIComponent(new URL("browser_e2e.png", ARTIFACTS).pathname),
+      });
+      assert.deepEqual(external, [], "the page fetched from outside this server");
+      assert.deepEqual(failed, [], "requests failed");
+      // The icons are drawn from our sprite (an icon without it renders as an empty box).
+      const mask = await alice.locator(".tlui-toolbar .tlui-icon").first().evaluate((element) => {
+        // Runs in the page; Deno's types have no DOM.
+        // deno-lint-ignore no-explicit-any
+        const style = (globalThis as any).getComputedStyle(element);
+        return String(style.maskImage || style.webkitMaskImage);
+      });
+      assert.match(mask, /\/assets\/0_merged-[A-Z0-9]+\.svg#/);
+      await context.close();
+
+      await signedInFiles(browser, current.url);
+    } finally {
+      await server?.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});

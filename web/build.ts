@@ -1,0 +1,234 @@
+/**
+ * Builds the web app (web/src) into a static directory with esbuild: hashed `assets/*` (JS, CSS and
+ * tldraw's fonts, icons and translations from `@tldraw/assets`) and an `index.html` written last, so
+ * a server reading the directory never sees a page whose assets are missing.
+ *
+ * The app's npm packages live in web/node_modules, installed with `npm ci` from the committed
+ * web/package-lock.json on first use (esbuild resolves them the Node way; Deno's own npm cache has
+ * no node_modules layout for it to walk).
+ *
+ * CLI: `deno run -A web/build.ts [--watch] [--out DIR]` (`deno task build`; `deno task dev` runs it
+ * with `--watch`).
+ *
+ * @module
+ */
+// This script runs under Deno, while the rest of the web member is type-checked for the browser.
+/// <reference lib="deno.ns" />
+import * as esbuild from "esbuild";
+
+/** The web app's directory (package.json, src/). */
+export const WEB_DIR: string = decodeURIComponent(new URL(".", import.meta.url).pathname);
+/** Where `deno task build` and `deno task dev` put the app; `routes/web.ts` serves it by default. */
+export const DEFAULT_OUT_DIR: string = `${WEB_DIR}dist`;
+
+/** Options of {@link buildWeb} and {@link watchWeb}. */
+export interface BuildOptions {
+  /** Output directory (created if missing). Default {@link DEFAULT_OUT_DIR}. */
+  outDir?: string;
+  /** Minify and drop source maps. Default true. */
+  production?: boolean;
+  /** Called after every build with its errors (empty on success) and its duration. */
+  onBuild?: (errors: string[], ms: number) => void;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function lockHash(): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    await Deno.readFile(`${WEB_DIR}package-lock.json`),
+  );
+  return [...new Uint8Array(digest).slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/**
+ * Installs web/node_modules unless it matches package-lock.json. A lock directory serializes
+ * concurrent callers (a dev server and a test may start at once).
+ */
+export async function ensureInstalled(): Promise<void> {
+  const marker = `${WEB_DIR}node_modules/.installed-${await lockHash()}`;
+  if (await exists(marker)) return;
+  const lockDir = `${WEB_DIR}.install-lock`;
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    try {
+      await Deno.mkdir(lockDir);
+      break;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      if (Date.now() > deadline) throw new Error(`stale install lock ${lockDir}; remove it`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+  try {
+    if (await exists(marker)) return;
+    const output = await new Deno.Command("npm", {
+      args: ["ci", "--no-audit", "--no-fund", "--loglevel=error"],
+      cwd: WEB_DIR,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!output.success) {
+      throw new Error(`npm ci in ${WEB_DIR} failed:\n${new TextDecoder().decode(output.stderr)}`);
+    }
+    await Deno.writeTextFile(marker, "");
+  } finally {
+    await Deno.remove(lockDir).catch(() => {});
+  }
+}
+
+/** tldraw's asset files (imported by `@tldraw/assets/imports`) are emitted as files, not inlined. */
+const tldrawAssetFiles: esbuild.Plugin = {
+  name: "tldraw-asset-files",
+  setup(build) {
+    build.onLoad(
+      { filter: /[\\/]@tldraw[\\/]assets[\\/].*\.(json|png|svg|woff2?)$/ },
+      async (args) => ({
+        contents: await Deno.readFile(args.path),
+        loader: "file",
+      }),
+    );
+  },
+};
+
+/** Writes index.html for the build's entry JS and CSS, then removes assets no longer produced. */
+function writeIndex(outDir: string): esbuild.Plugin {
+  return {
+    name: "write-index",
+    setup(build) {
+      build.onEnd(async (result) => {
+        if (result.errors.length > 0 || !result.metafile) return;
+        const outputs = Object.keys(result.metafile.outputs).map((path) =>
+          path.slice(path.lastIndexOf("/assets/") + 1)
+        );
+        const js = outputs.find((path) => /^assets\/main-[^/]+\.js$/.test(path));
+        const css = outputs.find((path) => /^assets\/main-[^/]+\.css$/.test(path));
+        if (!js) throw new Error("the build produced no main-*.js");
+        const html = indexHtml(js, css);
+        // Written to a temporary name and renamed: a request never reads a half-written page.
+        await Deno.writeTextFile(`${outDir}/index.html.tmp`, html);
+        await Deno.rename(`${outDir}/index.html.tmp`, `${outDir}/index.html`);
+        const keep = new Set(outputs);
+        for await (const entry of Deno.readDir(`${outDir}/assets`)) {
+          if (!keep.has(`assets/${entry.name}`)) {
+            await Deno.remove(`${outDir}/assets/${entry.name}`).catch(() => {});
+          }
+        }
+      });
+    },
+  };
+}
+
+function indexHtml(js: string, css: string | undefined): string {
+  return `<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>deno-sync whiteboard</title>
+    ${css ? `<link rel="stylesheet" href="/${css}" />` : ""}
+    <script type="module" src="/${js}"></script>
+  </head>
+  <body>
+    <div id="root"></div>
+  </body>
+</html>
+`;
+}
+
+function buildOptions(options: BuildOptions): esbuild.BuildOptions {
+  const outDir = options.outDir ?? DEFAULT_OUT_DIR;
+  const production = options.production ?? true;
+  const report: esbuild.Plugin = {
+    name: "report",
+    setup(build) {
+      let started = 0;
+      build.onStart(() => {
+        started = Date.now();
+      });
+      build.onEnd((result) => {
+        options.onBuild?.(result.errors.map((error) => error.text), Date.now() - started);
+      });
+    },
+  };
+  return {
+    absWorkingDir: WEB_DIR,
+    entryPoints: { main: `${WEB_DIR}src/main.tsx` },
+    outdir: outDir,
+    entryNames: "assets/[name]-[hash]",
+    assetNames: "assets/[name]-[hash]",
+    // File-loader URLs (tldraw's fonts, icons, translations) are absolute: the page is always `/`.
+    publicPath: "/",
+    bundle: true,
+    format: "esm",
+    target: "es2022",
+    platform: "browser",
+    jsx: "automatic",
+    minify: production,
+    sourcemap: production ? false : "linked",
+    metafile: true,
+    logLevel: "silent",
+    define: {
+      "process.env.NODE_ENV": JSON.stringify(production ? "production" : "development"),
+      TLDRAW_LICENSE_KEY: JSON.stringify(Deno.env.get("TLDRAW_LICENSE_KEY") ?? ""),
+    },
+    plugins: [tldrawAssetFiles, writeIndex(outDir), report],
+  };
+}
+
+/** Builds once into `options.outDir`. Throws with esbuild's messages when the build fails. */
+export async function buildWeb(options: BuildOptions = {}): Promise<void> {
+  await ensureInstalled();
+  await Deno.mkdir(`${options.outDir ?? DEFAULT_OUT_DIR}/assets`, { recursive: true });
+  try {
+    await esbuild.build(buildOptions(options));
+  } finally {
+    // esbuild keeps a child process for the next build; stop it so the caller can exit (and tests
+    // see no leaked resources).
+    await esbuild.stop();
+  }
+}
+
+/** Builds, then rebuilds whenever a file of the bundle changes. Dispose the result to stop. */
+export async function watchWeb(options: BuildOptions = {}): Promise<AsyncDisposable> {
+  await ensureInstalled();
+  await Deno.mkdir(`${options.outDir ?? DEFAULT_OUT_DIR}/assets`, { recursive: true });
+  const context = await esbuild.context(buildOptions(options));
+  await context.watch();
+  return {
+    async [Symbol.asyncDispose]() {
+      await context.dispose();
+      await esbuild.stop();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const watch = Deno.args.includes("--watch");
+  const outIndex = Deno.args.indexOf("--out");
+  const outArg = outIndex >= 0 ? Deno.args[outIndex + 1] : undefined;
+  // Relative to where the command runs (esbuild would resolve it against web/).
+  const outDir = outArg && !outArg.startsWith("/") ? `${Deno.cwd()}/${outArg}` : outArg;
+  const onBuild = (errors: string[], ms: number) => {
+    if (errors.length > 0) console.error(`web: build failed:\n  ${errors.join("\n  ")}`);
+    else console.error(`web: built ${outDir ?? "web/dist"} in ${ms} ms`);
+  };
+  if (!watch) {
+    await buildWeb({ ...(outDir ? { outDir } : {}), onBuild });
+    return;
+  }
+  // Development: readable output with source maps, rebuilt on every change under web/src.
+  console.error("web: building, then rebuilding on changes under web/src");
+  await watchWeb({ ...(outDir ? { outDir } : {}), production: false, onBuild });
+}
+
+if (import.meta.main) await main();

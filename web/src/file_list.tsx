@@ -1,0 +1,97 @@
+/**
+ * The signed-in user's files over the user-data channel: create, open, rename, share, delete.
+ *
+ * @module
+ */
+import { useState } from "react";
+import type { Session } from "./auth.ts";
+import { navigate } from "./routes.ts";
+import { appLink } from "./server_urls.ts";
+import type { FileRow, UserData } from "./user_data.ts";
+
+/** Props of {@link FileList}. */
+export interface FileListProps {
+  session: Session;
+  data: UserData;
+}
+
+/** The file list with its actions. */
+export function FileList({ session, data }: FileListProps) {
+  const [name, setName] = useState("");
+  return (
+    <section className="card" data-testid="file-list" data-status={data.status}>
+      <h2>Your files ({data.status})</h2>
+      {data.error && <p className="error">{data.error}</p>}
+      <form
+        onSubmit={(event) => {
+          event.preventDefault();
+          data.createFile(name.trim() || "Untitled");
+          setName("");
+        }}
+      >
+        <input
+          aria-label="New file name"
+          placeholder="new file name"
+          value={name}
+          onChange={(event) => setName(event.target.value)}
+        />
+        <button type="submit">Create file</button>
+      </form>
+      <ul>
+        {data.files.map((file) => (
+          <FileItem key={file.id} file={file} mine={file.ownerId === session.userId} data={data} />
+        ))}
+      </ul>
+      {data.files.length === 0 && data.status === "online" && <p>No files yet.</p>}
+    </section>
+  );
+}
+
+function FileItem({ file, mine, data }: { file: FileRow; mine: boolean; data: UserData }) {
+  const sharing = file.shared ? file.sharedLinkType : "off";
+  return (
+    <li data-testid="file-item" data-file-id={file.id}>
+      <button
+        type="button"
+        className="link"
+        onClick={() => navigate({ page: "file", fileId: file.id })}
+      >
+        {file.name || "Untitled"}
+      </button>
+      {mine
+        ? (
+          <span className="actions">
+            <button
+              type="button"
+              onClick={() => {
+                const name = prompt("Rename file", file.name);
+                if (name !== null && name.trim()) data.renameFile(file.id, name.trim());
+              }}
+            >
+              Rename
+            </button>
+            <select
+              aria-label="Sharing"
+              value={sharing}
+              onChange={(event) =>
+                data.shareFile(file.id, event.target.value as "view" | "edit" | "off")}
+            >
+              <option value="off">private</option>
+              <option value="view">anyone with the link can view</option>
+              <option value="edit">anyone with the link can edit</option>
+            </select>
+            {file.shared && <code>{appLink(`/file/${file.id}`)}</code>}
+            <button
+              type="button"
+              onClick={() => {
+                if (confirm(`Delete "${file.name}"?`)) data.deleteFile(file.id);
+              }}
+            >
+              Delete
+            </button>
+          </span>
+        )
+        : <span className="actions">shared with you ({file.sharedLinkType})</span>}
+    </li>
+  );
+}
