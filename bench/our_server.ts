@@ -1,0 +1,39 @@
+/**
+ * Our server, as a benchmark target in its own process: the production entry (`startServer` with
+ * `loadConfig`), file-backed Deno KV and embedded PGlite in `DATA_DIR` (a temp dir the benchmark makes
+ * and removes), one isolate, logs at `warn`.
+ *
+ * Run: `DATA_DIR=/tmp/x deno run -A --v8-flags=--expose-gc bench/our_server.ts` — prints
+ * `{"ready":{"port":…,"controlPort":…}}` once listening.
+ *
+ * @module
+ */
+import { loadConfig } from "../config.ts";
+import { createLogger } from "../log.ts";
+import { startServer } from "../main.ts";
+import { announce, serveControl } from "./server_control.ts";
+
+if (import.meta.main) {
+  const env = Deno.env.toObject();
+  // Only what the benchmark chooses: a stray DATABASE_URL / KV_PATH from the shell must not point the
+  // benchmark at shared storage.
+  const config = loadConfig({
+    DATA_DIR: env.DATA_DIR,
+    // Diagnostics only (`--servers=ours-memkv`): the same engine on an in-memory KV, to tell the
+    // cost of durable commits from the engine's own.
+    KV_PATH: env.BENCH_KV_PATH,
+    PORT: env.PORT ?? "0",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: env.LOG_LEVEL ?? "warn",
+    ISOLATES: "1",
+  });
+  const log = createLogger(config.logLevel);
+  const server = await startServer(config, log);
+  const controlPort = await serveControl();
+  Deno.addSignalListener("SIGTERM", async () => {
+    await server.shutdown("benchmark done");
+    // Exit normally so `--cpu-prof` writes its profile.
+    Deno.exit(0);
+  });
+  announce({ port: server.port, controlPort });
+}

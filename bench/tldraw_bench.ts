@@ -1,0 +1,358 @@
+/**
+ * tldraw rooms, side by side with the reference (issue 3's benchmark): `deno task bench tldraw`, or
+ * with flags `deno run -A bench/tldraw_bench.ts [--seconds=20] [--only=50x10,sat] [--cpu-prof=DIR]`
+ * (`bench/main.ts` does not forward flags; put them in `TLDRAW_BENCH_FLAGS` instead, e.g.
+ * `TLDRAW_BENCH_FLAGS="--seconds=20" deno task bench tldraw`). Flags are listed below.
+ *
+ * Starts our server (`our_server.ts`: production entry, file-backed KV in a temp `DATA_DIR`, every
+ * change committed to KV before it is acknowledged) and the reference (`reference_server.ts`:
+ * `TLSocketRoom` in memory), each in its own process, and drives both with the same load from a
+ * third process (`load_client.ts`). Scenarios alternate which server goes first, so a change in the
+ * machine's background load is spread over both. Prints one table; server CPU and RSS come from
+ * `/proc` over each measured window.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { runLoad } from "./load_process.ts";
+import { type SaturationSpec, type SteadySpec, stepSustained } from "./load_spec.ts";
+import { machineLoad } from "./proc_stats.ts";
+import { formatCount, formatLatency } from "./report_table.ts";
+import { ServerProcess } from "./server_process.ts";
+import { type JoinOutcome, renderReport, type Saturation } from "./tldraw_report.ts";
+import { type Measured, measured, WindowMeter } from "./window_meter.ts";
+
+const { values: flags } = parseArgs({
+  args: [...(Deno.env.get("TLDRAW_BENCH_FLAGS")?.split(/\s+/).filter(Boolean) ?? []), ...Deno.args],
+  allowPositionals: true,
+  options: {
+    /** Measured seconds per steady scenario. */
+    seconds: { type: "string", default: "6" },
+    /** Unmeasured load before each window (JIT, connection set-up settling). */
+    warmup: { type: "string", default: "1" },
+    /** Longest wait for outstanding results / fan-outs after a window. */
+    drain: { type: "string", default: "3" },
+    /** Saturation: measured seconds per step, first per-client rate, multiplier, step limit. */
+    "step-seconds": { type: "string", default: "3" },
+    "sat-start": { type: "string", default: "5" },
+    "sat-factor": { type: "string", default: "1.3" },
+    "sat-steps": { type: "string", default: "16" },
+    "sat-clients": { type: "string", default: "20" },
+    /** Saturation: a step fails when fan-out p99 exceeds this (ms). */
+    "limit-ms": { type: "string", default: "100" },
+    /** Cold join / memory: shapes per room and rooms measured. */
+    shapes: { type: "string", default: "5000" },
+    "memory-rooms": { type: "string", default: "3" },
+    /** Every n-th document push creates a shape (the others move one). */
+    "create-every": { type: "string", default: "10" },
+    /** Comma list of scenario keys (10x10, 50x10, 50x30p, 100r, sat, join); default all. */
+    only: { type: "string", default: "" },
+    /**
+     * Comma list of servers: ours, reference, and for diagnosis ours-memkv (our engine on an
+     * in-memory KV: no fsync, so the gap to `ours` is the cost of durable commits).
+     */
+    servers: { type: "string", default: "ours,reference" },
+    /** Write a V8 CPU profile of our server into this directory (`deno run --cpu-prof`). */
+    "cpu-prof": { type: "string", default: "" },
+    /** Also write the raw results as JSON here. */
+    json: { type: "string", default: "" },
+  },
+});
+
+const SECONDS = Number(flags.seconds);
+const WARMUP = Number(flags.warmup);
+const DRAIN = Number(flags.drain);
+const LIMIT_MS = Number(flags["limit-ms"]);
+const SHAPES = Number(flags.shapes);
+const MEMORY_ROOMS = Number(flags["memory-rooms"]);
+const CREATE_EVERY = Number(flags["create-every"]);
+const only = new Set(flags.only.split(",").filter(Boolean));
+const wanted = (key: string) => only.size === 0 || only.has(key);
+/** Between runs: let the previous run's session removals and unloads finish. */
+const IDLE_WAIT_MS = 3_000;
+
+interface SteadyScenario {
+  key: string;
+  title: string;
+  rooms: number;
+  clients: number;
+  rate: number;
+  mode: "doc" | "presence";
+}
+
+const STEADY: SteadyScenario[] = [
+  {
+    key: "10x10",
+    title: "1 room × 10 cl × 10 push/s",
+    rooms: 1,
+    clients: 10,
+    rate: 10,
+    mode: "doc",
+  },
+  {
+    key: "50x10",
+    title: "1 room × 50 cl × 10 push/s",
+    rooms: 1,
+    clients: 50,
+    rate: 10,
+    mode: "doc",
+  },
+  {
+    key: "50x30p",
+    title: "1 room × 50 cl × 30 presence/s",
+    rooms: 1,
+    clients: 50,
+    rate: 30,
+    mode: "presence",
+  },
+  {
+    key: "100r",
+    title: "100 rooms × 5 cl × 2 push/s",
+    rooms: 100,
+    clients: 5,
+    rate: 2,
+    mode: "doc",
+  },
+];
+
+/** Scenarios run so far (decides which server goes first). */
+let scenarioIndex = 0;
+
+/** Runs `body` for each server, alternating which goes first from one scenario to the next. */
+async function interleaved<T>(
+  servers: ServerProcess[],
+  body: (server: ServerProcess) => Promise<T>,
+): Promise<Map<string, T>> {
+  const order = scenarioIndex++ % 2 === 0 ? servers : [...servers].reverse();
+  const results = new Map<string, T>();
+  for (const server of order) {
+    await Promise.all(servers.map((s) => s.waitIdle(IDLE_WAIT_MS)));
+    try {
+      results.set(server.name, await body(server));
+    } catch (error) {
+      // One failed run (e.g. timed out on an overloaded machine) leaves a gap, not an empty report.
+      progress(`${server.name}: ${error instanceof Error ? error.message : error}`);
+    }
+  }
+  return results;
+}
+
+async function runSteady(
+  server: ServerProcess,
+  scenario: SteadyScenario,
+  runId: string,
+): Promise<Measured> {
+  const spec: SteadySpec = {
+    kind: "steady",
+    url: server.url,
+    roomPrefix: `${scenario.key}-${runId}`,
+    rooms: scenario.rooms,
+    clientsPerRoom: scenario.clients,
+    rate: scenario.rate,
+    mode: scenario.mode,
+    createEvery: CREATE_EVERY,
+    warmupSeconds: WARMUP,
+    seconds: SECONDS,
+    drainSeconds: DRAIN,
+  };
+  const meter = new WindowMeter(server);
+  const logLines = server.stderrLines;
+  const result = await runLoad(spec, meter.onMark);
+  const phase = result.phases[0]!;
+  progress(`${scenario.key} ${server.name}: fan-out ${formatLatency(phase.fanout)} ms`);
+  return measured(server, meter, "steady", phase, result, logLines);
+}
+
+async function runSaturation(server: ServerProcess, runId: string): Promise<Saturation> {
+  const spec: SaturationSpec = {
+    kind: "saturation",
+    url: server.url,
+    roomPrefix: `sat-${runId}`,
+    clientsPerRoom: Number(flags["sat-clients"]),
+    startRate: Number(flags["sat-start"]),
+    factor: Number(flags["sat-factor"]),
+    maxSteps: Number(flags["sat-steps"]),
+    warmupSeconds: 0.5,
+    stepSeconds: Number(flags["step-seconds"]),
+    drainSeconds: DRAIN,
+    limitMs: LIMIT_MS,
+    createEvery: CREATE_EVERY,
+  };
+  const meter = new WindowMeter(server);
+  const logLines = server.stderrLines;
+  const result = await runLoad(spec, meter.onMark);
+  const steps = result.phases.map((phase, i) =>
+    measured(server, meter, `step${i}`, phase, result, logLines)
+  );
+  const sustained = steps.filter((s) => stepSustained(s.phase, LIMIT_MS));
+  const best = sustained.at(-1);
+  const failed = steps.find((s) => !stepSustained(s.phase, LIMIT_MS));
+  progress(`saturation ${server.name}: ${best ? formatCount(best.phase.offeredPerSec) : 0} push/s`);
+  return { steps, best, failed };
+}
+
+async function runJoin(server: ServerProcess, roomIds: string[]): Promise<JoinOutcome> {
+  const heapBefore = await server.gc();
+  const before = server.rssBytes();
+  let after = before;
+  let heapAfter = heapBefore;
+  const result = await runLoad({ kind: "join", url: server.url, roomIds }, async (mark) => {
+    if (mark !== "joined") return;
+    heapAfter = await server.gc();
+    after = server.rssBytes();
+  });
+  progress(`join ${server.name}: cold ${formatLatency(result.coldJoin)} ms`);
+  return {
+    result,
+    perRoomBytes: (after - before) / roomIds.length,
+    perRoomHeapBytes: (heapAfter - heapBefore) / roomIds.length,
+  };
+}
+
+function progress(message: string): void {
+  console.error(`  … ${message}`);
+}
+
+async function startServers(dataDir: string): Promise<ServerProcess[]> {
+  const names = flags.servers.split(",").filter(Boolean);
+  const profile = flags["cpu-prof"] ? [`--cpu-prof`, `--cpu-prof-dir=${flags["cpu-prof"]}`] : [];
+  return await Promise.all(names.map((name) => {
+    if (name === "reference") {
+      return ServerProcess.start({
+        name,
+        entry: new URL("./reference_server.ts", import.meta.url),
+      });
+    }
+    if (name !== "ours" && name !== "ours-memkv") throw new Error(`unknown server ${name}`);
+    return ServerProcess.start({
+      name,
+      entry: new URL("./our_server.ts", import.meta.url),
+      env: {
+        DATA_DIR: `${dataDir}/${name}`,
+        ...(name === "ours-memkv" ? { BENCH_KV_PATH: ":memory:" } : {}),
+      },
+      denoFlags: profile,
+    });
+  }));
+}
+
+/**
+ * Which code was measured: the commit, and the engine files changed on top of it (the tree is
+ * shared and moves; a number without this is hard to compare later).
+ */
+async function codeVersion(): Promise<string> {
+  const git = async (...args: string[]) => {
+    try {
+      const out = await new Deno.Command("git", { args, stdout: "piped", stderr: "null" }).output();
+      // Only the end: porcelain lines start with a status column that may be a space.
+      return new TextDecoder().decode(out.stdout).trimEnd();
+    } catch {
+      return "";
+    }
+  };
+  const head = await git("log", "-1", "--format=%h %cI");
+  const changed = (await git(
+    "--no-optional-locks",
+    "status",
+    "--porcelain",
+    "--",
+    "sync/tldraw",
+    "routes/rooms.ts",
+  ))
+    .split("\n").filter(Boolean).map((line) => line.slice(3));
+  return `code: ${head || "unknown"}` +
+    (changed.length ? ` + uncommitted changes in ${changed.join(", ")}` : " (clean)");
+}
+
+async function main(): Promise<void> {
+  const startLoad = machineLoad();
+  const runId = Date.now().toString(36);
+  const dataDir = await Deno.makeTempDir({ prefix: "tldraw-bench-" });
+  console.log(
+    `tldraw rooms vs reference — ${new Date().toISOString()} — Deno ${Deno.version.deno}, ` +
+      `${startLoad.cpus} CPUs, load average ${startLoad.load1.toFixed(2)} / ` +
+      `${startLoad.load5.toFixed(2)} (1 / 5 min) at start`,
+  );
+  console.log(await codeVersion());
+  const servers = await startServers(dataDir);
+  const steadyResults = new Map<string, Map<string, Measured>>();
+  let saturation: Map<string, Saturation> | undefined;
+  let joins: Map<string, JoinOutcome> | undefined;
+  try {
+    // Seed the cold-join rooms first: by the time they are joined, their seeding session is long
+    // gone and both servers have unloaded them.
+    const joinRooms = Array.from({ length: MEMORY_ROOMS }, (_, i) => `cold-${runId}-${i}`);
+    if (wanted("join")) {
+      await Promise.all(servers.map(async (server) => {
+        const seeded = await runLoad({
+          kind: "seed",
+          url: server.url,
+          roomIds: joinRooms,
+          shapes: SHAPES,
+          perPush: 250,
+        });
+        progress(`seeded ${server.name} in ${seeded.seedSeconds?.toFixed(1)} s`);
+      }));
+    }
+    for (const scenario of STEADY.filter((s) => wanted(s.key))) {
+      steadyResults.set(
+        scenario.key,
+        await interleaved(servers, (server) => runSteady(server, scenario, runId)),
+      );
+    }
+    if (wanted("sat")) saturation = await interleaved(servers, (s) => runSaturation(s, runId));
+    if (wanted("join")) {
+      // Both servers drop a closed session after 5 s and then unload the room.
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
+      joins = await interleaved(servers, (server) => runJoin(server, joinRooms));
+    }
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  }
+
+  const endLoad = machineLoad();
+  console.log(renderReport({
+    servers: servers.map((server) => server.name),
+    steady: STEADY.flatMap((scenario) => {
+      const results = steadyResults.get(scenario.key);
+      return results ? [{ key: scenario.key, title: scenario.title, results }] : [];
+    }),
+    ...(saturation ? { saturation } : {}),
+    ...(joins ? { joins } : {}),
+    limitMs: LIMIT_MS,
+    saturationClients: Number(flags["sat-clients"]),
+    drainSeconds: DRAIN,
+    shapes: SHAPES,
+    memoryRooms: MEMORY_ROOMS,
+  }));
+  console.log(
+    `\nload average at end: ${endLoad.load1.toFixed(2)} / ${endLoad.load5.toFixed(2)} ` +
+      `(1 / 5 min) on ${endLoad.cpus} CPUs`,
+  );
+  for (const server of servers) {
+    if (server.stderrLines > 0) {
+      console.log(`${server.name} wrote ${server.stderrLines} log lines to stderr`);
+    }
+  }
+  if (flags.json) {
+    await Deno.writeTextFile(
+      flags.json,
+      JSON.stringify(
+        {
+          startLoad,
+          endLoad,
+          steady: Object.fromEntries(
+            [...steadyResults].map(([k, v]) => [k, Object.fromEntries(v)]),
+          ),
+          saturation: saturation ? Object.fromEntries(saturation) : undefined,
+          joins: joins ? Object.fromEntries(joins) : undefined,
+        },
+        null,
+        2,
+      ),
+    );
+  }
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,212 @@
+/**
+ * The tldraw benchmark's report: the side-by-side table, the saturation steps, cold join and memory,
+ * and the issue's targets judged on the run.
+ *
+ * @module
+ */
+import type { LoadResult } from "./load_spec.ts";
+import { formatCount, formatLatency, formatMb, formatMs, renderTable } from "./report_table.ts";
+import type { Measured } from "./window_meter.ts";
+
+/** Saturation: every step measured; `best` is the last sustained one. */
+export interface Saturation {
+  steps: Measured[];
+  best: Measured | undefined;
+  failed: Measured | undefined;
+}
+
+/** Cold join of seeded rooms, then memory per loaded room (after a full GC, before vs after). */
+export interface JoinOutcome {
+  result: LoadResult;
+  /** RSS growth per loaded room (what the issue asks; noisy: freed pages are not always returned). */
+  perRoomBytes: number;
+  /** V8 heap growth per loaded room, after a full GC (the steadier number). */
+  perRoomHeapBytes: number;
+}
+
+/** Everything one run measured. Maps are keyed by server name (`ours`, `reference`, …). */
+export interface BenchResults {
+  /** Server names in the order they are listed. */
+  servers: string[];
+  steady: { key: string; title: string; results: Map<string, Measured> }[];
+  saturation?: Map<string, Saturation>;
+  joins?: Map<string, JoinOutcome>;
+  limitMs: number;
+  saturationClients: number;
+  drainSeconds: number;
+  shapes: number;
+  memoryRooms: number;
+}
+
+/** The whole report as text. */
+export function renderReport(results: BenchResults): string {
+  const parts = [mainTable(results)];
+  if (results.saturation) parts.push(saturationSteps(results));
+  if (results.joins) parts.push(joinTable(results));
+  parts.push(`targets (issue 3):\n${judgeTargets(results).join("\n")}`);
+  return "\n" + parts.join("\n\n");
+}
+
+function mainTable(results: BenchResults): string {
+  const { servers } = results;
+  const rows: string[][] = [];
+  for (const scenario of results.steady) {
+    for (const name of servers) {
+      const m = scenario.results.get(name);
+      if (m) rows.push(measuredRow(name === servers[0] ? scenario.title : "", name, m));
+    }
+  }
+  for (const name of results.saturation ? servers : []) {
+    const s = results.saturation!.get(name);
+    const best = s?.best;
+    const row = best ? measuredRow("", name, best) : ["", name, ...Array(9).fill("–")];
+    row[0] = name === servers[0]
+      ? `saturation 1 room × ${results.saturationClients} cl (fan-out p99 ≤ ${results.limitMs} ms)`
+      : "";
+    // No sustained step: the limit lies below the first one.
+    const first = s?.steps[0]?.phase.offeredPerSec ?? 0;
+    row[1] = `${name} @ ${
+      best ? formatCount(best.phase.offeredPerSec) : `< ${formatCount(first)}`
+    } push/s`;
+    rows.push(row);
+  }
+  const table = renderTable(
+    [
+      "scenario",
+      "server",
+      "push→result p50/p99/max ms",
+      "push→all peers p50/p99/max ms",
+      "deliv/s",
+      "frames/s",
+      "CPU % (JS thr)",
+      "RSS MB",
+      "gen CPU %",
+      "load1",
+      "errors",
+    ],
+    rows,
+    new Set([4, 5, 6, 7, 8, 9, 10]),
+  );
+  return table + "\n" +
+    "deliv/s: pushes delivered to peers (push × peer) per second; frames/s: WebSocket frames the " +
+    "clients received; CPU %: server process, % of one core over the window (JS thr: its " +
+    "JavaScript thread alone); gen CPU %: the load generator; load1: machine load average at the " +
+    "window's end; errors: socket errors/unexpected closes, pushes without result or fan-out " +
+    `${results.drainSeconds} s after the window.`;
+}
+
+function measuredRow(title: string, name: string, m: Measured): string[] {
+  return [
+    title,
+    name,
+    formatLatency(m.phase.ack),
+    formatLatency(m.phase.fanout),
+    formatCount(m.phase.deliveredPerSec),
+    formatCount(m.phase.framesPerSec),
+    `${m.cpuPercent.toFixed(0)} (${m.mainCpuPercent.toFixed(0)})`,
+    formatMb(m.rssBytes),
+    m.phase.clientCpuPercent.toFixed(0),
+    m.load1.toFixed(1),
+    String(m.errors),
+  ];
+}
+
+function saturationSteps(results: BenchResults): string {
+  const width = Math.max(...results.servers.map((name) => name.length));
+  const lines = results.servers.map((name) => {
+    const steps = results.saturation!.get(name)?.steps ?? [];
+    return `  ${name.padEnd(width)}  ` +
+      steps.map((s) =>
+        `${formatCount(s.phase.offeredPerSec)}→${formatMs(s.phase.fanout.p99)}` +
+        `${s.phase.lostAcks + s.phase.lostFanouts ? "(lost)" : ""} ` +
+        `${s.cpuPercent.toFixed(0)}% (${s.mainCpuPercent.toFixed(0)}%)`
+      ).join(", ");
+  });
+  return "saturation steps (offered push/s → fan-out p99 ms, server CPU % (JS thread %)):\n" +
+    lines.join("\n");
+}
+
+function joinTable(results: BenchResults): string {
+  const { servers } = results;
+  return renderTable(
+    [
+      `${formatCount(results.shapes)}-shape room`,
+      "server",
+      "cold join p50/max ms",
+      "warm join p50/max ms",
+      "reply MB",
+      "RSS / room MB",
+      "heap / room MB",
+      "errors",
+    ],
+    servers.flatMap((name) => {
+      const j = results.joins!.get(name);
+      if (!j) return [];
+      return [[
+        name === servers[0] ? `${results.memoryRooms} rooms, connect → connect reply` : "",
+        name,
+        `${formatMs(j.result.coldJoin!.p50)}/${formatMs(j.result.coldJoin!.max)}`,
+        `${formatMs(j.result.warmJoin!.p50)}/${formatMs(j.result.warmJoin!.max)}`,
+        formatMb(j.result.joinReplyChars ?? 0),
+        formatMb(j.perRoomBytes),
+        formatMb(j.perRoomHeapBytes),
+        String(j.result.errors),
+      ]];
+    }),
+    new Set([2, 3, 4, 5, 6, 7]),
+  );
+}
+
+/** The issue's targets (ours vs reference, same run): one `MET` / `MISS` / `n/a` line each. */
+export function judgeTargets(results: BenchResults): string[] {
+  const steady = (key: string, name: string) =>
+    results.steady.find((s) => s.key === key)?.results.get(name);
+  const lines: string[] = [];
+  const verdict = (ok: boolean | undefined, text: string) =>
+    lines.push(`  ${ok === undefined ? "n/a " : ok ? "MET " : "MISS"}  ${text}`);
+  {
+    const o = steady("50x10", "ours"), r = steady("50x10", "reference");
+    verdict(
+      o && r ? o.phase.fanout.p99 <= r.phase.fanout.p99 / 2 : undefined,
+      `1×50×10/s fan-out p99 ≤ ½ reference: ${o ? formatMs(o.phase.fanout.p99) : "?"} vs ` +
+        `${r ? formatMs(r.phase.fanout.p99) : "?"} ms`,
+    );
+    verdict(
+      o ? o.phase.fanout.p50 < 5 : undefined,
+      `1×50×10/s fan-out p50 < 5 ms: ${o ? formatMs(o.phase.fanout.p50) : "?"} ms`,
+    );
+  }
+  {
+    const o = steady("50x30p", "ours"), r = steady("50x30p", "reference");
+    verdict(
+      o && r ? o.cpuPercent <= r.cpuPercent / 2 : undefined,
+      `1×50×30 presence CPU ≤ ½ reference: ${o?.cpuPercent.toFixed(0) ?? "?"}% vs ` +
+        `${r?.cpuPercent.toFixed(0) ?? "?"}% (${
+          o && r ? ratio(o.cpuPercent, r.cpuPercent) : "n/a"
+        })`,
+    );
+  }
+  if (results.saturation) {
+    const sat = results.saturation;
+    const o = sat.get("ours")?.best?.phase.offeredPerSec ?? 0;
+    const r = sat.get("reference")?.best?.phase.offeredPerSec ?? 0;
+    verdict(
+      sat.has("ours") && sat.has("reference") ? o >= 1.5 * r : undefined,
+      `saturation ≥ 1.5× reference: ${formatCount(o)} vs ${formatCount(r)} push/s (${ratio(o, r)})`,
+    );
+  }
+  if (results.joins) {
+    const o = results.joins.get("ours")?.result.coldJoin?.p50;
+    const r = results.joins.get("reference")?.result.coldJoin?.p50;
+    verdict(
+      o !== undefined && r !== undefined ? o <= r : undefined,
+      `cold join no slower: ${o !== undefined ? formatMs(o) : "?"} vs ` +
+        `${r !== undefined ? formatMs(r) : "?"} ms (p50)`,
+    );
+  }
+  return lines;
+}
+
+function ratio(a: number, b: number): string {
+  return b > 0 ? `${(a / b).toFixed(2)}×` : "n/a";
+}
