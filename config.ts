@@ -83,6 +83,8 @@ const envSchema = z.object({
   MAX_FILES_PER_USER: intFromEnv(1, 100_000).default(200),
   ISOLATES: intFromEnv(1, 64).default(1),
   BUS: z.enum(BUS_KINDS, { error: `expected one of ${BUS_KINDS.join(", ")}` }).default("auto"),
+  ROOM_SESSION_TTL_MS: intFromEnv(1_000, 600_000).default(10_000),
+  ROOM_POLL_MS: intFromEnv(0, 60_000).default(1_000),
   LIVESTORE_PATH_PREFIX: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, {
     error: "expected a path like /livestore",
   }).default("/livestore"),
@@ -130,6 +132,17 @@ export interface Config {
     maxFilesPerUser: number;
   };
   livestore: LivestoreConfig;
+  /** tldraw rooms across isolates. */
+  rooms: {
+    /**
+     * Lifetime of a session entry in KV (refreshed every third of it). Presence of a crashed
+     * isolate's sessions disappears, and their slots count against ROOM_FULL, for at most about
+     * this long plus two seconds.
+     */
+    sessionTtlMs: number;
+    /** How often a room with sessions checks KV for commits whose bus notice was lost (0: never). */
+    pollMs: number;
+  };
 }
 
 /** LiveStore sync (see routes/livestore.ts). */
@@ -223,6 +236,7 @@ export function loadConfig(
       maxFilesPerUser: e.MAX_FILES_PER_USER,
     },
     livestore: { prefix: e.LIVESTORE_PATH_PREFIX, authToken: e.LIVESTORE_AUTH_TOKEN },
+    rooms: { sessionTtlMs: e.ROOM_SESSION_TTL_MS, pollMs: e.ROOM_POLL_MS },
   };
 }
 

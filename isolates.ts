@@ -34,6 +34,16 @@ export interface RunningIsolates {
   /** Each isolate's own port, by index. */
   directPorts: number[];
   shutdown(reason: string): Promise<void>;
+  /**
+   * Drains and stops one isolate as a SIGINT would (sockets closed with 1012), leaving the others
+   * running: an eviction.
+   */
+  stopIsolate(index: number, reason: string): Promise<void>;
+  /**
+   * Terminates one isolate's Worker at once, without draining: its sockets drop, its KV writes in
+   * flight are lost, its session entries stay until they expire — a crash (fault tests).
+   */
+  killIsolate(index: number): void;
 }
 
 const STOP_TIMEOUT_MS = 10_000;
@@ -69,14 +79,31 @@ export async function startIsolates(config: Config, log: Logger): Promise<Runnin
   log.info("isolates listening", { port, isolates: config.isolates, directPorts });
 
   let stopping: Promise<void> | undefined;
+  const gone = new Set<number>();
   return {
     port,
     directPorts,
+    async stopIsolate(index, reason) {
+      const worker = workers[index];
+      if (!worker || gone.has(index)) return;
+      gone.add(index);
+      log.info("stopping isolate", { isolate: index, reason });
+      await request(worker, { type: "shutdown", reason }, "stopped", STOP_TIMEOUT_MS)
+        .catch((error) => log.warn("isolate did not stop cleanly", { isolate: index, error }));
+      worker.terminate();
+    },
+    killIsolate(index) {
+      const worker = workers[index];
+      if (!worker || gone.has(index)) return;
+      gone.add(index);
+      log.warn("killing isolate", { isolate: index });
+      worker.terminate();
+    },
     shutdown(reason) {
       stopping ??= (async () => {
         log.info("stopping isolates", { reason });
         await Promise.allSettled(
-          workers.map((worker) =>
+          workers.filter((_, i) => !gone.has(i)).map((worker) =>
             request(worker, { type: "shutdown", reason }, "stopped", STOP_TIMEOUT_MS)
           ),
         );

@@ -9,7 +9,7 @@
  * | `rec, id` | `{c: lastChangedClock, j: json}` or, above one chunk, `{c, n: pieces}` |
  * | `chunk, id, c, i` | piece `i` of the record's JSON written at clock `c` (immutable once written) |
  * | `tomb, id` | clock of the deletion |
- * | `log, clock` | ids written at that clock `{p, d}` (last {@link KvRoomStoreOptions.logSize} kept) |
+ * | `log, clock` | ids written at that clock `{p, d}`, with the values `j` when small (last {@link KvRoomStoreOptions.logSize} kept) |
  * | `sess, sessionId` | a {@link SessionEntry}, with `expireIn` |
  *
  * A commit is one `kv.atomic()` that checks the meta versionstamp, so a lost race is detected rather
@@ -18,16 +18,19 @@
  *
  * @module
  */
+import { KvBatcher } from "./kv_batcher.ts";
 import type { WireRecord } from "./protocol.ts";
 import {
   type ChangeSet,
   type ChangesSince,
   CommitError,
   type CommitResult,
+  type LogStep,
   type RoomData,
   type RoomMeta,
   type RoomStore,
   type SessionEntry,
+  type StepsSince,
   type StoredRecord,
 } from "./room_store.ts";
 
@@ -42,12 +45,16 @@ const GET_MANY_LIMIT = 10;
 const STAGE_PIECES_PER_OP = 10;
 // A log entry listing more ids than this is stored as "bulk": readers of it reload the room.
 const MAX_LOG_ENTRY_CHARS = 50_000;
+// Below this (stored bytes) a log entry carries the records' JSON too: another isolate then forwards
+// exactly what was written at that clock with one range read, instead of reading the records (which
+// may have changed again since). Most pushes are a few hundred bytes.
+const MAX_LOG_VALUE_BYTES = 48_000;
 
 type Head = { c: number; j: string } | { c: number; n: number };
 /** A staged commit the meta points at until it is fully applied. */
 type Pending = { stageId: string; pieces: number; clock: number };
 type StoredMeta = RoomMeta & { pending?: Pending };
-type LogEntry = { p: string[]; d: string[] } | { bulk: true };
+type LogEntry = { p: string[]; d: string[]; j?: string[] } | { bulk: true };
 
 /** Options for {@link KvRoomStore}. */
 export interface KvRoomStoreOptions {
@@ -55,6 +62,19 @@ export interface KvRoomStoreOptions {
   logSize?: number;
   /** Key prefix (default `["tldraw"]`). */
   prefix?: Deno.KvKey;
+  /**
+   * Merge commits of different rooms and session writes issued while another write is in flight
+   * into one atomic operation (group commit, see kv_batcher.ts). Default `true`.
+   */
+  groupCommit?: boolean;
+  /**
+   * Another handle on the same KV file, for reads. On a local SQLite file a handle runs its
+   * operations one after another, so reads on the writing handle wait behind its writes — and
+   * behind the write lock another process or Worker holds (measured with two writers: read p99
+   * 21 ms and 25× fewer reads than on a separate handle). Until the promise resolves, and without
+   * it, reads use the main handle. Closed by {@link KvRoomStore.closeReader}.
+   */
+  readKv?: Deno.Kv | Promise<Deno.Kv>;
 }
 
 /** A {@link RoomStore} on Deno KV. */
@@ -62,6 +82,9 @@ export class KvRoomStore implements RoomStore {
   readonly #kv: Deno.Kv;
   readonly #logSize: number;
   readonly #prefix: Deno.KvKey;
+  readonly #batcher: KvBatcher | undefined;
+  #readKv: Deno.Kv;
+  readonly #openingReader: Promise<Deno.Kv | undefined> | undefined;
   /** Last meta this isolate saw per room, to skip a read before committing. */
   readonly #known = new Map<string, { meta: StoredMeta; versionstamp: string }>();
 
@@ -69,6 +92,30 @@ export class KvRoomStore implements RoomStore {
     this.#kv = kv;
     this.#logSize = options.logSize ?? 1000;
     this.#prefix = options.prefix ?? ["tldraw"];
+    this.#batcher = options.groupCommit === false ? undefined : new KvBatcher(kv);
+    this.#readKv = kv;
+    this.#openingReader = options.readKv
+      ? Promise.resolve(options.readKv).then((readKv) => this.#readKv = readKv, () => undefined)
+      : undefined;
+  }
+
+  /** Closes the read handle given as `readKv` (if any); later reads use the main handle. */
+  async closeReader(): Promise<void> {
+    const reader = await this.#openingReader;
+    this.#readKv = this.#kv;
+    if (reader && reader !== this.#kv) reader.close();
+  }
+
+  /** Commits one atomic write, through the group-commit batcher when enabled. */
+  #write(
+    group: string,
+    size: { checks: number; mutations: number; bytes: number },
+    apply: (op: Deno.AtomicOperation) => void,
+  ): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    if (this.#batcher) return this.#batcher.commit({ group, ...size, apply });
+    const op = this.#kv.atomic();
+    apply(op);
+    return op.commit();
   }
 
   #key(roomId: string, ...parts: Deno.KvKeyPart[]): Deno.KvKey {
@@ -76,7 +123,7 @@ export class KvRoomStore implements RoomStore {
   }
 
   async #readMeta(roomId: string): Promise<Deno.KvEntryMaybe<StoredMeta>> {
-    const entry = await this.#kv.get<StoredMeta>(this.#key(roomId, "meta"));
+    const entry = await this.#readKv.get<StoredMeta>(this.#key(roomId, "meta"));
     if (entry.value && entry.versionstamp) {
       this.#known.set(roomId, { meta: entry.value, versionstamp: entry.versionstamp });
     } else this.#known.delete(roomId);
@@ -103,11 +150,11 @@ export class KvRoomStore implements RoomStore {
     // Listing is not a snapshot: a commit racing with this load may be half visible. The caller
     // catches up from meta.documentClock right after, which re-reads everything changed since.
     const heads = new Map<string, Head>();
-    for await (const entry of this.#kv.list<Head>({ prefix: this.#key(roomId, "rec") })) {
+    for await (const entry of this.#readKv.list<Head>({ prefix: this.#key(roomId, "rec") })) {
       heads.set(String(entry.key.at(-1)), entry.value);
     }
     const pieces = new Map<string, string[]>();
-    for await (const entry of this.#kv.list<string>({ prefix: this.#key(roomId, "chunk") })) {
+    for await (const entry of this.#readKv.list<string>({ prefix: this.#key(roomId, "chunk") })) {
       const [id, clock, index] = entry.key.slice(-3) as [string, number, number];
       const head = heads.get(id);
       if (!head || head.c !== clock) continue;
@@ -122,7 +169,7 @@ export class KvRoomStore implements RoomStore {
       records.push({ state: JSON.parse(json), lastChangedClock: head.c });
     }
     const tombstones = new Map<string, number>();
-    for await (const entry of this.#kv.list<number>({ prefix: this.#key(roomId, "tomb") })) {
+    for await (const entry of this.#readKv.list<number>({ prefix: this.#key(roomId, "tomb") })) {
       if (entry.value >= meta.tombstoneHistoryStartsAtClock) {
         tombstones.set(String(entry.key.at(-1)), entry.value);
       }
@@ -174,8 +221,16 @@ export class KvRoomStore implements RoomStore {
       writes.set(this.#key(roomId, "tomb", id), clock, 64);
     }
     const ids = { p: changes.puts.map((p) => p.record.id), d: changes.deletes.map((d) => d.id) };
-    const idsSize = JSON.stringify(ids).length;
-    const logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
+    let idsSize = JSON.stringify(ids).length;
+    let logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
+    if (!("bulk" in logEntry)) {
+      const values = changes.puts.map((p) => JSON.stringify(p.record));
+      const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
+      if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
+        logEntry = { ...ids, j: values };
+        idsSize += valuesSize;
+      }
+    }
     const meta: StoredMeta = {
       documentClock: clock,
       tombstoneHistoryStartsAtClock: known.meta.tombstoneHistoryStartsAtClock,
@@ -184,19 +239,30 @@ export class KvRoomStore implements RoomStore {
     const metaSize = 200 + JSON.stringify(meta.schema).length;
     const logSize = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64;
     const metaKey = this.#key(roomId, "meta");
-    const op = this.#kv.atomic().check({ key: metaKey, versionstamp: known.versionstamp });
-    op.set(this.#key(roomId, "log", clock), logEntry);
-    if (clock - this.#logSize > 0) op.delete(this.#key(roomId, "log", clock - this.#logSize));
+    const versionstamp = known.versionstamp;
+    const logKey = this.#key(roomId, "log", clock);
+    const oldLogKey = clock - this.#logSize > 0
+      ? this.#key(roomId, "log", clock - this.#logSize)
+      : undefined;
     let staged: Pending | undefined;
-    if (writes.fitsWith(3, metaSize + logSize)) {
-      writes.applyTo(op);
-    } else {
+    const inline = writes.fitsWith(3, metaSize + logSize);
+    if (!inline) {
       // Too big for one atomic operation: write the mutations to staging keys first (invisible),
       // then commit the meta pointing at them, then apply them (spec: every ack is durable).
       staged = await this.#stage(roomId, writes, clock);
       meta.pending = staged;
     }
-    const result = await op.set(metaKey, meta).commit();
+    const result = await this.#write(`room:${roomId}`, {
+      checks: 1,
+      mutations: 3 + (inline ? writes.list.length : 0),
+      bytes: metaSize + logSize + (inline ? writes.bytes : 0),
+    }, (op) => {
+      op.check({ key: metaKey, versionstamp });
+      op.set(logKey, logEntry);
+      if (oldLogKey) op.delete(oldLogKey);
+      if (inline) writes.applyTo(op);
+      op.set(metaKey, meta);
+    });
     if (!result.ok) {
       this.#known.delete(roomId);
       if (staged) await this.#deleteStage(roomId, staged);
@@ -242,7 +308,9 @@ export class KvRoomStore implements RoomStore {
     const check = { key: entry.key, versionstamp: entry.versionstamp };
     const pieces: string[] = [];
     for await (
-      const piece of this.#kv.list<string>({ prefix: this.#key(roomId, "stage", pending.stageId) })
+      const piece of this.#readKv.list<string>({
+        prefix: this.#key(roomId, "stage", pending.stageId),
+      })
     ) pieces[piece.key.at(-1) as number] = piece.value;
     const json = joinPieces(pieces, pending.pieces);
     if (json === undefined) return; // another runner finished and deleted the stage
@@ -313,7 +381,7 @@ export class KvRoomStore implements RoomStore {
     if (since > clock || since < meta.tombstoneHistoryStartsAtClock) return { kind: "gap", clock };
     const touched = new Set<string>();
     let expected = since + 1;
-    const iter = this.#kv.list<LogEntry>({
+    const iter = this.#readKv.list<LogEntry>({
       start: this.#key(roomId, "log", since + 1),
       end: this.#key(roomId, "log", clock + 1),
     });
@@ -333,7 +401,7 @@ export class KvRoomStore implements RoomStore {
         this.#key(roomId, "rec", id),
         this.#key(roomId, "tomb", id),
       ]);
-      const entries = await this.#kv.getMany<(Head | number)[]>(keys);
+      const entries = await this.#readKv.getMany<(Head | number)[]>(keys);
       for (let j = 0; j < batch.length; j++) {
         const id = batch[j]!;
         const head = entries[2 * j]?.value as Head | null;
@@ -356,6 +424,65 @@ export class KvRoomStore implements RoomStore {
     };
   }
 
+  async stepsSince(roomId: string, since: number): Promise<StepsSince> {
+    const meta = (await this.#settledMeta(roomId)).value;
+    if (!meta) return { kind: "gap", clock: -1 };
+    const clock = meta.documentClock;
+    if (since === clock) return { kind: "none", clock };
+    if (since > clock || since < meta.tombstoneHistoryStartsAtClock) return { kind: "gap", clock };
+    const steps: LogStep[] = [];
+    // Steps logged without values: their records are read below.
+    const unresolved: { step: LogStep; ids: string[] }[] = [];
+    let expected = since + 1;
+    const iter = this.#readKv.list<LogEntry>({
+      start: this.#key(roomId, "log", since + 1),
+      end: this.#key(roomId, "log", clock + 1),
+    });
+    for await (const entry of iter) {
+      if (entry.key.at(-1) !== expected || "bulk" in entry.value) return { kind: "gap", clock };
+      const { p, d, j } = entry.value;
+      const step: LogStep = { clock: expected, puts: [], deletes: [...d] };
+      if (j && j.length === p.length) {
+        step.puts = j.map((json) => ({ state: JSON.parse(json), lastChangedClock: expected }));
+      } else {
+        unresolved.push({ step, ids: [...p, ...d] });
+        step.deletes = [];
+      }
+      steps.push(step);
+      expected++;
+    }
+    if (expected !== clock + 1) return { kind: "gap", clock };
+    for (const { step, ids } of unresolved) {
+      for (let i = 0; i < ids.length; i += GET_MANY_LIMIT / 2) {
+        const batch = ids.slice(i, i + GET_MANY_LIMIT / 2);
+        const keys = batch.flatMap((id) => [
+          this.#key(roomId, "rec", id),
+          this.#key(roomId, "tomb", id),
+        ]);
+        const entries = await this.#readKv.getMany<(Head | number)[]>(keys);
+        for (let k = 0; k < batch.length; k++) {
+          const id = batch[k]!;
+          const head = entries[2 * k]?.value as Head | null;
+          const tombstone = entries[2 * k + 1]?.value as number | null;
+          // Only what is still as that clock left it; later changes come with their own step.
+          if (head && head.c === step.clock) {
+            const json = "j" in head ? head.j : await this.#readPieces(roomId, id, head);
+            if (json === undefined) return { kind: "gap", clock }; // superseded while reading
+            step.puts.push({ state: JSON.parse(json), lastChangedClock: head.c });
+          } else if (!head && tombstone === step.clock) {
+            step.deletes.push(id);
+          }
+        }
+      }
+    }
+    return {
+      kind: "steps",
+      clock,
+      tombstoneHistoryStartsAtClock: meta.tombstoneHistoryStartsAtClock,
+      steps,
+    };
+  }
+
   async #readPieces(
     roomId: string,
     id: string,
@@ -363,7 +490,7 @@ export class KvRoomStore implements RoomStore {
   ): Promise<string | undefined> {
     const pieces: string[] = [];
     const prefix = this.#key(roomId, "chunk", id, head.c);
-    for await (const entry of this.#kv.list<string>({ prefix })) {
+    for await (const entry of this.#readKv.list<string>({ prefix })) {
       pieces[entry.key.at(-1) as number] = entry.value;
     }
     return joinPieces(pieces, head.n);
@@ -383,7 +510,7 @@ export class KvRoomStore implements RoomStore {
     // operations is safe.
     let op = this.#kv.atomic();
     let count = 0;
-    for await (const t of this.#kv.list<number>({ prefix: this.#key(roomId, "tomb") })) {
+    for await (const t of this.#readKv.list<number>({ prefix: this.#key(roomId, "tomb") })) {
       if (t.value >= startsAt) continue;
       op.delete(t.key);
       if (++count === MAX_MUTATIONS) {
@@ -397,21 +524,57 @@ export class KvRoomStore implements RoomStore {
   }
 
   async putSession(roomId: string, entry: SessionEntry, ttlMs: number): Promise<void> {
-    await this.#kv.set(this.#key(roomId, "sess", entry.sessionId), entry, { expireIn: ttlMs });
+    const key = this.#key(roomId, "sess", entry.sessionId);
+    const bytes = 300 + (entry.presence ? JSON.stringify(entry.presence).length * 2 : 0);
+    const result = await this.#write(
+      `sess:${roomId}:${entry.sessionId}`,
+      { checks: 0, mutations: 1, bytes },
+      (op) => op.set(key, entry, { expireIn: ttlMs }),
+    );
+    if (!result.ok) throw new Error("session entry write failed");
   }
 
   async deleteSession(roomId: string, sessionId: string): Promise<void> {
-    await this.#kv.delete(this.#key(roomId, "sess", sessionId));
+    const key = this.#key(roomId, "sess", sessionId);
+    const result = await this.#write(
+      `sess:${roomId}:${sessionId}`,
+      { checks: 0, mutations: 1, bytes: 200 },
+      (op) => op.delete(key),
+    );
+    if (!result.ok) throw new Error("session entry delete failed");
   }
 
   async listSessions(roomId: string): Promise<SessionEntry[]> {
     const now = Date.now();
     const sessions: SessionEntry[] = [];
-    for await (const e of this.#kv.list<SessionEntry>({ prefix: this.#key(roomId, "sess") })) {
+    for await (const e of this.#readKv.list<SessionEntry>({ prefix: this.#key(roomId, "sess") })) {
       // expireIn deletes lazily; the stored deadline is authoritative.
       if (e.value.expiresAt > now) sessions.push(e.value);
     }
     return sessions;
+  }
+
+  async deleteRoom(roomId: string): Promise<void> {
+    // The meta key first: a commit racing the delete then fails its versionstamp check.
+    await this.#kv.delete(this.#key(roomId, "meta"));
+    let batch: Deno.KvKey[] = [];
+    const flush = async () => {
+      const op = this.#kv.atomic();
+      for (const key of batch) op.delete(key);
+      await op.commit();
+      batch = [];
+    };
+    // Several passes: a list iterator is not a snapshot of keys written while it runs.
+    for (let pass = 0; pass < 3; pass++) {
+      let found = false;
+      for await (const entry of this.#readKv.list({ prefix: this.#key(roomId) })) {
+        found = true;
+        batch.push(entry.key);
+        if (batch.length >= 500) await flush();
+      }
+      if (batch.length > 0) await flush();
+      if (!found) return;
+    }
   }
 }
 

@@ -12,13 +12,14 @@ import {
   type RoomData,
   type RoomStore,
   type SessionEntry,
+  type StepsSince,
   type StoredRecord,
 } from "./room_store.ts";
 
 interface MemoryRoom {
   data: RoomData;
-  /** clock → ids written at that clock (the change log). */
-  log: Map<number, { puts: string[]; deletes: string[] }>;
+  /** clock → what was written at that clock (the change log, with the values). */
+  log: Map<number, { puts: StoredRecord[]; deletes: string[] }>;
 }
 
 /** Options for {@link MemoryRoomStore}. */
@@ -69,7 +70,10 @@ export class MemoryRoomStore implements RoomStore {
     data.meta.documentClock = clock;
     if (changes.schema) data.meta.schema = structuredClone(changes.schema);
     room.log.set(clock, {
-      puts: changes.puts.map((p) => p.record.id),
+      puts: changes.puts.map((p) => ({
+        state: structuredClone(p.record),
+        lastChangedClock: clock,
+      })),
       deletes: changes.deletes.map((d) => d.id),
     });
     room.log.delete(clock - this.#logSize);
@@ -93,7 +97,7 @@ export class MemoryRoomStore implements RoomStore {
     for (let c = since + 1; c <= clock; c++) {
       const entry = room.log.get(c);
       if (!entry) return Promise.resolve({ kind: "gap", clock });
-      for (const id of entry.puts) touched.add(id);
+      for (const put of entry.puts) touched.add(put.state.id);
       for (const id of entry.deletes) touched.add(id);
     }
     const byId = new Map(room.data.records.map((r) => [r.state.id, r]));
@@ -113,6 +117,29 @@ export class MemoryRoomStore implements RoomStore {
       tombstoneHistoryStartsAtClock: meta.tombstoneHistoryStartsAtClock,
       records,
       deletes,
+    });
+  }
+
+  stepsSince(roomId: string, since: number): Promise<StepsSince> {
+    const room = this.#rooms.get(roomId);
+    if (!room) return Promise.resolve({ kind: "gap", clock: -1 });
+    const { meta } = room.data;
+    const clock = meta.documentClock;
+    if (since === clock) return Promise.resolve({ kind: "none", clock });
+    if (since > clock || since < meta.tombstoneHistoryStartsAtClock) {
+      return Promise.resolve({ kind: "gap", clock });
+    }
+    const steps = [];
+    for (let c = since + 1; c <= clock; c++) {
+      const entry = room.log.get(c);
+      if (!entry) return Promise.resolve({ kind: "gap", clock });
+      steps.push({ clock: c, puts: structuredClone(entry.puts), deletes: [...entry.deletes] });
+    }
+    return Promise.resolve({
+      kind: "steps",
+      clock,
+      tombstoneHistoryStartsAtClock: meta.tombstoneHistoryStartsAtClock,
+      steps,
     });
   }
 
@@ -142,5 +169,11 @@ export class MemoryRoomStore implements RoomStore {
     const now = Date.now();
     const sessions = [...(this.#sessions.get(roomId)?.values() ?? [])];
     return Promise.resolve(sessions.filter((s) => s.expiresAt > now).map((s) => ({ ...s })));
+  }
+
+  deleteRoom(roomId: string): Promise<void> {
+    this.#rooms.delete(roomId);
+    this.#sessions.delete(roomId);
+    return Promise.resolve();
   }
 }

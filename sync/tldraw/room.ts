@@ -45,7 +45,8 @@ import {
   type WireRecord,
   type WireSchema,
 } from "./protocol.ts";
-import type { ChangeSet, RoomData, RoomStore } from "./room_store.ts";
+import type { ChangeSet, LogStep, RoomData, RoomStore, SessionEntry } from "./room_store.ts";
+import { settledView, stepsFromReload } from "./catch_up.ts";
 
 /** The transport a session needs: a WebSocket or anything shaped like one. */
 export interface RoomSocket {
@@ -90,6 +91,14 @@ export interface RoomTimeouts {
    * isolates (repairs lost bus notices; 0 disables).
    */
   poll: number;
+  /**
+   * How often (at most) the session entries are re-read to drop presence of sessions whose isolate
+   * stopped refreshing them, and to learn presence whose bus notice was lost. A crashed isolate's
+   * presence disappears within `sessionTtl + presenceSweep + poll`.
+   */
+  presenceSweep: number;
+  /** A presence change is mirrored into the session entry at most this often. */
+  presenceWrite: number;
 }
 
 /** What the host learns from a room (app layer: persistence hooks, metering, unloading). */
@@ -100,6 +109,11 @@ export interface RoomHooks {
   ): void;
   /** After every commit made by this room (client pushes and server-side changes). */
   onDocumentChanged?(info: { roomId: string; clock: number }): void;
+  /**
+   * A push here lost a second commit race in a row: another isolate keeps committing to this room
+   * first. The host asks the other isolates (bus) to {@link TldrawRoom.yieldCommits} briefly.
+   */
+  onContention?(info: { roomId: string; clock: number }): void;
   /** A local session's presence changed (`record`) or went away (`null`): for other isolates. */
   onPresenceChanged?(change: PresenceChange & { roomId: string }): void;
 }
@@ -150,13 +164,22 @@ const DEFAULT_TIMEOUTS: RoomTimeouts = {
   removal: Timeouts.removal,
   batch: Timeouts.batch,
   prune: 2_000,
-  sessionTtl: 60_000,
-  heartbeat: 20_000,
+  sessionTtl: 10_000,
+  heartbeat: 3_000,
   poll: 1_000,
+  presenceSweep: 2_000,
+  presenceWrite: 1_000,
 };
 
-// Lost commit races in a row before a push is given up (each one means another isolate committed).
-const MAX_COMMIT_ATTEMPTS = 8;
+// Lost commit races in a row before a push is given up (each one means another isolate committed
+// and ours was re-validated against it; with jitter, several writers settle in a few rounds).
+const MAX_COMMIT_ATTEMPTS = 20;
+// Pause before a retry after the second lost race: up to this many ms times the attempt, random,
+// and at most RETRY_JITTER_MAX_MS: shorter than the turn other isolates give (see yieldCommits).
+const RETRY_JITTER_MS = 2;
+const RETRY_JITTER_MAX_MS = 8;
+// Longest a room holds its commits back when another isolate reports contention.
+const MAX_YIELD_MS = 100;
 
 const SessionState = {
   admitting: "admitting",
@@ -186,6 +209,8 @@ interface Session {
   outbox: DataEvent[];
   batchTimer: ReturnType<typeof setTimeout> | null;
   removalTimer: ReturnType<typeof setTimeout> | null;
+  /** Pending write of the session entry after a presence change (throttled). */
+  presenceWriteTimer: ReturnType<typeof setTimeout> | null;
 }
 
 /** One tldraw room served by this isolate. Create with {@link TldrawRoom.load}. */
@@ -210,7 +235,9 @@ export class TldrawRoom {
   readonly #presences = new Map<string, WireRecord>();
   /** Presence of sessions served by other isolates (from the bus), by presence id. */
   readonly #remotePresences = new Map<string, { sessionId: string; record: WireRecord }>();
-  #polls = 0;
+  #lastPresenceSweep = 0;
+  /** Commits wait until then (epoch ms): another isolate asked for a turn. */
+  #yieldUntil = 0;
   /** Serialises everything that reads or advances the document (connects, pushes, catch-ups). */
   #queue: Promise<void> = Promise.resolve();
   #pending = 0;
@@ -334,6 +361,7 @@ export class TldrawRoom {
       outbox: [],
       batchTimer: null,
       removalTimer: null,
+      presenceWriteTimer: null,
     };
     this.#bySocket.set(socket, session);
     this.#enqueue(async () => {
@@ -352,6 +380,7 @@ export class TldrawRoom {
   async #admit(session: Session): Promise<void> {
     if (session.state !== SessionState.admitting) return; // closed while waiting
     const entries = await this.#store.listSessions(this.roomId);
+    this.#learnRemotePresences(entries, session.sessionId);
     const others = entries.filter((e) => e.sessionId !== session.sessionId);
     if (others.length >= this.#limits.maxSessions) {
       this.#log.info("room full", { sessionId: session.sessionId, sessions: others.length });
@@ -504,14 +533,46 @@ export class TldrawRoom {
   }
 
   async #sweepRemotePresences(): Promise<void> {
+    this.#lastPresenceSweep = Date.now();
+    const entries = await this.#store.listSessions(this.roomId);
+    this.#learnRemotePresences(entries);
     if (this.#remotePresences.size === 0) return;
-    const live = new Set((await this.#store.listSessions(this.roomId)).map((e) => e.sessionId));
+    const live = new Set(entries.map((e) => e.sessionId));
     const gone: string[] = [];
     for (const [id, { sessionId }] of this.#remotePresences) {
       if (!live.has(sessionId) || this.#sessions.has(sessionId)) gone.push(id);
     }
     for (const id of gone) this.#remotePresences.delete(id);
     if (gone.length > 0) this.#broadcast({ puts: {}, deletes: gone }, null);
+  }
+
+  /**
+   * Presence mirrored in other isolates' session entries that this isolate has not heard of on the
+   * bus (it joined later, or the notice was lost). Known presence is not overwritten: the bus is
+   * newer than an entry written up to {@link RoomTimeouts.presenceWrite} ago.
+   */
+  #learnRemotePresences(entries: SessionEntry[], joining?: string): void {
+    for (const entry of entries) {
+      if (!entry.presence || entry.isolateId === this.#isolateId) continue;
+      // A session that moved here: its old entry is about to be replaced.
+      if (entry.sessionId === joining || this.#sessions.has(entry.sessionId)) continue;
+      if (this.#remotePresences.has(entry.presence.presenceId)) continue;
+      this.applyRemotePresence({
+        sessionId: entry.sessionId,
+        presenceId: entry.presence.presenceId,
+        record: entry.presence.record,
+      });
+    }
+  }
+
+  /**
+   * Another isolate keeps losing commit races on this room (it reported contention on the bus):
+   * hold this isolate's commits back for `ms`, so that the one that had to catch up gets a turn.
+   * Without it, the isolate that just won commits again before the loser has re-read the log, and
+   * the loser can starve. Only fairness rides on it: a lost request changes nothing else.
+   */
+  yieldCommits(ms: number): void {
+    this.#yieldUntil = Math.max(this.#yieldUntil, Date.now() + Math.min(ms, MAX_YIELD_MS));
   }
 
   /** A notice that the store reached `clock` (from the bus): catch up if that is news. */
@@ -555,6 +616,9 @@ export class TldrawRoom {
     const close = (socket: RoomSocket) =>
       code === undefined ? safeClose(socket) : closeWith(socket, code, reason ?? "");
     for (const session of [...this.#sessions.values()]) {
+      // Batched events (a push_result among them) go out before the close: an acknowledged push
+      // must not be re-sent by a client that never saw its result.
+      this.#flush(session);
       close(session.socket);
       this.#removeSession(session, { broadcast: false });
     }
@@ -599,8 +663,11 @@ export class TldrawRoom {
       this.#pollTimer ??= setInterval(() => {
         if (this.#pending > 0) return;
         void this.catchUp();
-        // Every 10th check: forget presence of sessions whose isolate stopped refreshing them.
-        if (++this.#polls % 10 === 0) void this.#enqueue(() => this.#sweepRemotePresences());
+        // Now and then: forget presence of sessions whose isolate stopped refreshing them.
+        if (Date.now() - this.#lastPresenceSweep >= this.#timeouts.presenceSweep) {
+          this.#lastPresenceSweep = Date.now();
+          void this.#enqueue(() => this.#sweepRemotePresences());
+        }
       }, this.#timeouts.poll);
     }
   }
@@ -642,13 +709,28 @@ export class TldrawRoom {
 
   async #putSessionEntry(session: Session): Promise<void> {
     const now = Date.now();
+    const record = session.presenceId ? this.#presences.get(session.presenceId) : undefined;
     await this.#store.putSession(this.roomId, {
       sessionId: session.sessionId,
       isolateId: this.#isolateId,
       userId: session.userId,
       lastSeen: now,
       expiresAt: now + this.#timeouts.sessionTtl,
+      presence: record && session.presenceId
+        ? { presenceId: session.presenceId, record }
+        : undefined,
     }, this.#timeouts.sessionTtl);
+  }
+
+  /** Mirrors a presence change into the session entry, at most once per `presenceWrite`. */
+  #schedulePresenceWrite(session: Session): void {
+    if (session.presenceWriteTimer !== null) return;
+    session.presenceWriteTimer = setTimeout(() => {
+      session.presenceWriteTimer = null;
+      if (session.state === SessionState.connected && !this.#closed) {
+        this.#track(this.#putSessionEntry(session));
+      }
+    }, this.#timeouts.presenceWrite);
   }
 
   #track(promise: Promise<unknown>): void {
@@ -662,8 +744,10 @@ export class TldrawRoom {
   #clearSessionTimers(session: Session): void {
     if (session.batchTimer !== null) clearTimeout(session.batchTimer);
     if (session.removalTimer !== null) clearTimeout(session.removalTimer);
+    if (session.presenceWriteTimer !== null) clearTimeout(session.presenceWriteTimer);
     session.batchTimer = null;
     session.removalTimer = null;
+    session.presenceWriteTimer = null;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -769,7 +853,12 @@ export class TldrawRoom {
   }
 
   /** Sends a change to every connected session except `except`, migrated down where needed. */
-  #broadcast(forward: ForwardDiff, except: Session | null, network?: WireNetworkDiff): void {
+  #broadcast(
+    forward: ForwardDiff,
+    except: Session | null,
+    network?: WireNetworkDiff,
+    options: { allowEmpty?: boolean } = {},
+  ): void {
     let unmigrated = network;
     const legacyAppend = !this.#canEmitStringAppend();
     for (const session of [...this.#sessions.values()]) {
@@ -785,7 +874,9 @@ export class TldrawRoom {
       } else {
         diff = unmigrated ??= toNetworkDiff(forward, legacyAppend);
       }
-      if (Object.keys(diff).length === 0) continue;
+      // A step of another isolate whose records all changed again later is empty, but it is still
+      // sent: sessions see every clock, in order (invariant 2).
+      if (Object.keys(diff).length === 0 && !options.allowEmpty) continue;
       this.#sendData(session, { type: "patch", diff, serverClock: this.#clock });
     }
   }
@@ -904,6 +995,12 @@ export class TldrawRoom {
     session.lastInteraction = Date.now();
     try {
       for (let attempt = 1;; attempt++) {
+        const wait = this.#yieldUntil - Date.now();
+        if (wait > 0) {
+          await sleep(wait);
+          await this.#catchUpNow();
+          if (session.state !== SessionState.connected) return;
+        }
         const plan = this.#planPush(session, message);
         let clock: number | undefined = this.#clock;
         if (plan.docDiff) {
@@ -922,9 +1019,22 @@ export class TldrawRoom {
           return;
         }
         if (attempt >= MAX_COMMIT_ATTEMPTS) {
-          throw new SessionRejection(CloseReason.UNKNOWN_ERROR, "too many lost commit races");
+          // Not the client's fault, so not a 4099 (which the client takes as fatal): close without
+          // a code; it reconnects, catches up and pushes its pending changes again.
+          this.#log.warn("push gave up after lost commit races", {
+            sessionId: session.sessionId,
+            attempts: attempt,
+          });
+          safeClose(session.socket);
+          this.#cancel(session);
+          return;
         }
-        // Another isolate committed first: take its changes, then re-validate against them.
+        // Another isolate committed first: take its changes, then re-validate against them. From
+        // the second loss on, wait a random moment so that racing writers stop colliding.
+        if (attempt >= 2) {
+          this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#clock });
+          await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
+        }
         await this.#catchUpNow();
         if (session.state !== SessionState.connected) return;
       }
@@ -963,6 +1073,7 @@ export class TldrawRoom {
   #finishPush(session: Session, message: PushRequest, plan: PushPlan): void {
     if (plan.presence && session.presenceId) {
       this.#presences.set(session.presenceId, plan.presence.record);
+      this.#schedulePresenceWrite(session);
       this.#hooks.onPresenceChanged?.({
         roomId: this.roomId,
         sessionId: session.sessionId,
@@ -1077,38 +1188,68 @@ export class TldrawRoom {
     this.#clock = clock;
   }
 
+  /**
+   * Reads what other isolates committed after this cache's clock and forwards it one clock at a
+   * time, in order, each patch with its own serverClock (invariant 2).
+   */
   async #catchUpNow(): Promise<void> {
-    const changes = await this.#store.changesSince(this.roomId, this.#clock);
-    if (changes.kind === "none") return;
-    const forward: ForwardDiff = { puts: {}, deletes: [] };
-    if (changes.kind === "changes") {
-      for (const record of changes.records) {
-        const prev = this.#records.get(record.state.id)?.state;
-        forward.puts[record.state.id] = prev ? [prev, record.state] : record.state;
-        this.#setCached(record.state, record.lastChangedClock);
-        this.#tombstones.delete(record.state.id);
-      }
-      for (const [id, clock] of changes.deletes) {
-        if (this.#records.has(id)) forward.deletes.push(id);
-        this.#deleteCached(id);
-        this.#tombstones.set(id, clock);
-      }
-      this.#clock = Math.max(this.#clock, changes.clock);
-      this.#applyHistoryStart(changes.tombstoneHistoryStartsAtClock);
-    } else {
-      // The log does not reach back: reload everything and send the difference as one patch.
-      const data = await this.#store.load(this.roomId);
-      if (!data) return;
-      const before = this.#records;
-      this.#replaceCache(data);
-      for (const [id, record] of this.#records) {
-        const prev = before.get(id)?.state;
-        if (!prev) forward.puts[id] = record.state;
-        else if (!isEqual(prev, record.state)) forward.puts[id] = [prev, record.state];
-      }
-      for (const id of before.keys()) if (!this.#records.has(id)) forward.deletes.push(id);
+    const result = await this.#store.stepsSince(this.roomId, this.#clock);
+    if (result.kind === "none") return;
+    if (result.kind === "steps" && result.steps[0]?.clock === this.#clock + 1) {
+      for (const step of result.steps) this.#applyStep(step);
+      this.#applyHistoryStart(result.tombstoneHistoryStartsAtClock);
+      return;
     }
-    this.#broadcast(forward, null);
+    await this.#reloadAfterGap();
+  }
+
+  /** Applies one committed clock of another isolate to the cache and sends it as one patch. */
+  #applyStep(step: LogStep): void {
+    const forward: ForwardDiff = { puts: {}, deletes: [] };
+    for (const record of step.puts) {
+      const id = record.state.id;
+      const prev = this.#records.get(id)?.state;
+      forward.puts[id] = prev ? [prev, record.state] : record.state;
+      this.#setCached(record.state, record.lastChangedClock);
+      this.#tombstones.delete(id);
+    }
+    for (const id of step.deletes) {
+      if (this.#records.has(id)) forward.deletes.push(id);
+      this.#deleteCached(id);
+      this.#tombstones.set(id, step.clock);
+    }
+    this.#clock = step.clock;
+    this.#broadcast(forward, null, undefined, { allowEmpty: true });
+  }
+
+  /**
+   * The log does not reach back to this cache's clock. If the tombstones do, the steps are rebuilt
+   * from a reload (see catch_up.ts); otherwise no correct incremental patch exists, so the cache is
+   * replaced and the sessions are closed without a code: clients reconnect with their
+   * lastServerClock and get a hydrating connect reply (wipe_all if they are too far behind).
+   */
+  async #reloadAfterGap(): Promise<void> {
+    const loaded = await this.#store.load(this.roomId);
+    if (!loaded) return;
+    const data = settledView(loaded);
+    if (data.meta.documentClock <= this.#clock) return;
+    const rebuilt = stepsFromReload(data, this.#clock);
+    if (rebuilt.ok) {
+      for (const step of rebuilt.steps) this.#applyStep(step);
+      this.#applyHistoryStart(data.meta.tombstoneHistoryStartsAtClock);
+      return;
+    }
+    this.#log.info("catch-up gap: sessions re-hydrate", {
+      from: this.#clock,
+      to: data.meta.documentClock,
+      why: rebuilt.error,
+    });
+    this.#replaceCache(data);
+    for (const session of [...this.#sessions.values()]) {
+      if (session.state !== SessionState.connected) continue;
+      safeClose(session.socket);
+      this.#cancel(session);
+    }
   }
 
   /** Stored records older than the server schema are migrated up once, as one commit. */
@@ -1143,6 +1284,10 @@ export class TldrawRoom {
       await this.#catchUpNow();
     }
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function safeClose(socket: RoomSocket): void {

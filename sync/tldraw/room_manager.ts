@@ -53,6 +53,9 @@ export interface RoomConnection {
   close(): void;
 }
 
+/** How long a room holds its commits back when another isolate reports contention (ms). */
+const CONTENTION_YIELD_MS = 25;
+
 /** Rooms per isolate. */
 export class RoomManager {
   readonly #options: RoomManagerOptions;
@@ -134,6 +137,12 @@ export class RoomManager {
               this.#options.log.warn("bus publish failed", { roomId, error })
             );
           },
+          onContention: (info) => {
+            hooks.onContention?.(info);
+            bus?.publish(busTopic(roomId), { clock: info.clock, contended: true }).catch((error) =>
+              this.#options.log.warn("bus publish failed", { roomId, error })
+            );
+          },
         },
       });
       this.#rooms.set(roomId, room);
@@ -144,9 +153,13 @@ export class RoomManager {
       if (bus) {
         const loaded = room;
         const unsubscribeClock = bus.subscribe(busTopic(roomId), (body) => {
-          const clock = (body as { clock?: unknown } | null)?.clock;
+          const { clock, contended } = (body ?? {}) as { clock?: unknown; contended?: unknown };
           if (typeof clock !== "number") return;
-          loaded.then((r) => r.noticeClock(clock), () => {});
+          loaded.then((r) => {
+            // Another isolate lost commit races here twice in a row: give it a turn.
+            if (contended === true) r.yieldCommits(CONTENTION_YIELD_MS);
+            r.noticeClock(clock);
+          }, () => {});
         });
         const unsubscribePresence = bus.subscribe(presenceTopic(roomId), (body) => {
           const change = parsePresenceChange(body);

@@ -74,6 +74,27 @@ export type ChangesSince =
   /** The log does not reach back that far (compacted, or a bulk change): reload the whole room. */
   | { kind: "gap"; clock: number };
 
+/**
+ * One committed clock as read back from the change log: the records it wrote and the ids it
+ * deleted. Records are those of exactly that clock; a record changed again at a later clock (before
+ * it could be read) appears only in that later step, which keeps applying the steps in order
+ * correct (the same rule as the protocol's tombstone cutoff, spec 7.2).
+ */
+export interface LogStep {
+  clock: number;
+  puts: StoredRecord[];
+  deletes: string[];
+}
+
+/** The outcome of {@link RoomStore.stepsSince}. */
+export type StepsSince =
+  /** Nothing newer than the given clock. */
+  | { kind: "none"; clock: number }
+  /** One step per clock after the given one, in order, with no gap, up to `clock`. */
+  | { kind: "steps"; clock: number; tombstoneHistoryStartsAtClock: number; steps: LogStep[] }
+  /** The log does not reach back that far (compacted, or a bulk change): reload the room. */
+  | { kind: "gap"; clock: number };
+
 /** A session's entry, shared by every isolate serving the room (room-wide limits, presence). */
 export interface SessionEntry {
   sessionId: string;
@@ -84,6 +105,11 @@ export interface SessionEntry {
   lastSeen: number;
   /** After this (epoch ms) the entry counts as gone even if the store has not deleted it yet. */
   expiresAt: number;
+  /**
+   * The session's presence record (mirrored from the bus), so that a session joining on another
+   * isolate sees it, and so that it vanishes with the entry when its isolate dies.
+   */
+  presence?: { presenceId: string; record: WireRecord } | undefined;
 }
 
 /** Storage for tldraw rooms. Every method may be called by several isolates concurrently. */
@@ -100,6 +126,8 @@ export interface RoomStore {
   readClock(roomId: string): Promise<number>;
   /** Changes committed after `clock`. */
   changesSince(roomId: string, clock: number): Promise<ChangesSince>;
+  /** Changes committed after `clock`, one {@link LogStep} per clock (cross-isolate catch-up). */
+  stepsSince(roomId: string, clock: number): Promise<StepsSince>;
   /**
    * Forgets tombstones older than `startsAt` and moves the history cutoff there, iff the room is at
    * `expectedClock` (the clock does not move). Returns `false` on a lost race.
@@ -111,4 +139,9 @@ export interface RoomStore {
   deleteSession(roomId: string, sessionId: string): Promise<void>;
   /** Live (not expired) session entries of a room. */
   listSessions(roomId: string): Promise<SessionEntry[]>;
+  /**
+   * Removes everything stored for a room (document, log, tombstones, sessions): a hard-deleted file.
+   * Afterwards `load` returns `null` and `readClock` `-1`. Idempotent.
+   */
+  deleteRoom(roomId: string): Promise<void>;
 }

@@ -9,6 +9,7 @@ import type { Logger } from "../../log.ts";
 import type { Bus } from "../bus/bus.ts";
 import type { Lifecycle } from "../../routes/lifecycle.ts";
 import { KvRoomStore } from "./kv_room_store.ts";
+import { withLockedRetry } from "./locked_retry.ts";
 import type { RoomHooks, RoomTimeouts } from "./room.ts";
 import { RoomManager } from "./room_manager.ts";
 
@@ -35,9 +36,21 @@ export function createRoomManager(
   deps: RoomSetupDeps,
   options: RoomSetupOptions = {},
 ): RoomManager {
-  const { limits } = deps.config;
+  const { limits, rooms: roomConfig } = deps.config;
+  const timeouts: Partial<RoomTimeouts> = {
+    sessionTtl: roomConfig.sessionTtlMs,
+    heartbeat: Math.max(250, Math.floor(roomConfig.sessionTtlMs / 3)),
+    poll: roomConfig.pollMs,
+    ...options.timeouts,
+  };
+  // A second handle on a KV file for reads (see KvRoomStoreOptions.readKv); `:memory:` and the
+  // platform KV are left alone (a second `:memory:` handle is another database).
+  const path = deps.config.kvPath;
+  const readKv = path && path !== ":memory:" ? Deno.openKv(path) : undefined;
+  const store = new KvRoomStore(deps.kv, readKv ? { readKv } : {});
   const rooms = new RoomManager({
-    store: new KvRoomStore(deps.kv),
+    // Workers of one process share the KV file: a busy SQLite file is retried, not an error.
+    store: withLockedRetry(store),
     log: deps.log.child({ component: "tldraw" }),
     limits: {
       maxSessions: limits.maxSessionsPerRoom,
@@ -45,10 +58,13 @@ export function createRoomManager(
       maxMessageChars: limits.maxMessageBytes,
       maxRecordChars: limits.maxMessageBytes,
     },
-    ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+    timeouts,
     ...(options.bus ? { bus: options.bus } : {}),
     ...(options.hooks ? { hooks: options.hooks } : {}),
   });
-  deps.lifecycle.onDrain(() => rooms.close());
+  deps.lifecycle.onDrain(async () => {
+    await rooms.close();
+    await store.closeReader();
+  });
   return rooms;
 }

@@ -45,9 +45,13 @@ export interface TestClient extends AsyncDisposable {
 
 /**
  * Connects a real client to `url` (e.g. `ws://…/r/room`); `sessionId` is appended like `useSync`
- * does. After each connect it calls `ensureStoreIsUsable()` as `useSync` does.
+ * does. After each connect it calls `ensureStoreIsUsable()` as `useSync` does. `url` may be a
+ * function: it is asked again on every reconnect (a client that lands on another isolate).
  */
-export function connectClient(url: string, options: { sessionId?: string } = {}): TestClient {
+export function connectClient(
+  url: string | (() => string),
+  options: { sessionId?: string } = {},
+): TestClient {
   const sessionId = options.sessionId ?? crypto.randomUUID();
   const store = new Store({
     schema: createTLSchema(),
@@ -70,11 +74,12 @@ export function connectClient(url: string, options: { sessionId?: string } = {})
     return others.length > 0 ? "full" : "solo";
   });
   const socket = withWindow(() =>
-    new ClientWebSocketAdapter(() =>
-      `${url}${url.includes("?") ? "&" : "?"}sessionId=${
+    new ClientWebSocketAdapter(() => {
+      const base = typeof url === "string" ? url : url();
+      return `${base}${base.includes("?") ? "&" : "?"}sessionId=${
         encodeURIComponent(sessionId)
-      }&storeId=${store.id}`
-    )
+      }&storeId=${store.id}`;
+    })
   );
   const errors: string[] = [];
   let isReadonly: boolean | undefined;

@@ -199,6 +199,67 @@ for (const [name, open] of Object.entries(implementations)) {
     assert.equal((await other.changesSince("r", 1)).kind, "gap");
   });
 
+  test("stepsSince gives one step per clock, in order, with what that clock wrote", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    const a1 = shape("shape:a", { x: 1 });
+    const a2 = shape("shape:a", { x: 2 });
+    const b = shape("shape:b");
+    const big = shape("shape:big", { text: "q".repeat(70_000) });
+    await store.commit("r", 0, { puts: [{ record: a1 }, { record: b }], deletes: [] });
+    await store.commit("r", 1, {
+      puts: [{ record: a2, prev: { state: a1, lastChangedClock: 1 } }],
+      deletes: [],
+    });
+    await store.commit("r", 2, {
+      puts: [],
+      deletes: [{ id: b.id, prev: { state: b, lastChangedClock: 1 } }],
+    });
+    await store.commit("r", 3, { puts: [{ record: big }], deletes: [] });
+    assert.deepEqual(await other.stepsSince("r", 4), { kind: "none", clock: 4 });
+    assert.deepEqual(await other.stepsSince("r", 0), {
+      kind: "steps",
+      clock: 4,
+      tombstoneHistoryStartsAtClock: 0,
+      steps: [
+        {
+          clock: 1,
+          puts: [{ state: a1, lastChangedClock: 1 }, { state: b, lastChangedClock: 1 }],
+          deletes: [],
+        },
+        { clock: 2, puts: [{ state: a2, lastChangedClock: 2 }], deletes: [] },
+        { clock: 3, puts: [], deletes: ["shape:b"] },
+        { clock: 4, puts: [{ state: big, lastChangedClock: 4 }], deletes: [] },
+      ],
+    });
+    const from2 = await other.stepsSince("r", 2);
+    assert.equal(from2.kind === "steps" && from2.steps.map((s) => s.clock).join(), "3,4");
+  });
+
+  test("stepsSince: a compacted log or a pruned history is a gap", async ({ store }) => {
+    await store.create("r", emptyRoom());
+    for (let clock = 0; clock < 8; clock++) {
+      await store.commit("r", clock, { puts: [{ record: shape(`shape:${clock}`) }], deletes: [] });
+    }
+    assert.equal((await store.stepsSince("r", 1)).kind, "gap");
+    assert.equal((await store.stepsSince("r", 5)).kind, "steps");
+    assert.equal((await store.stepsSince("r", 99)).kind, "gap");
+    assert.equal(await store.pruneTombstones("r", 8, 7), true);
+    assert.equal((await store.stepsSince("r", 6)).kind, "gap");
+  });
+
+  test("session entries carry the session's presence", async ({ store, other }) => {
+    const now = Date.now();
+    const presence = { presenceId: "instance_presence:p", record: shape("instance_presence:p") };
+    await store.putSession("r", {
+      sessionId: "s1",
+      isolateId: "i1",
+      lastSeen: now,
+      expiresAt: now + 60_000,
+      presence,
+    }, 60_000);
+    assert.deepEqual((await other.listSessions("r"))[0]?.presence, presence);
+  });
+
   test("session entries are listed until deleted or expired", async ({ store, other }) => {
     const now = Date.now();
     await store.putSession("r", {
@@ -217,7 +278,58 @@ for (const [name, open] of Object.entries(implementations)) {
     await other.deleteSession("r", "s1");
     assert.deepEqual(await store.listSessions("r"), []);
   });
+
+  test("deleteRoom removes the document, its log and its sessions; other rooms stay", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    await store.create("r2", emptyRoom([{ state: shape("shape:keep"), lastChangedClock: 0 }]));
+    // Big enough to be chunked by the KV store.
+    const big = shape("shape:big", { text: "x".repeat(150_000) });
+    await store.commit("r", 0, {
+      puts: [{ record: big }, { record: shape("shape:a") }],
+      deletes: [],
+    });
+    await store.commit("r", 1, {
+      puts: [],
+      deletes: [{ id: "shape:a", prev: { state: shape("shape:a"), lastChangedClock: 1 } }],
+    });
+    const now = Date.now();
+    await store.putSession("r", {
+      sessionId: "s",
+      isolateId: "i",
+      lastSeen: now,
+      expiresAt: now + 60_000,
+    }, 60_000);
+    await other.deleteRoom("r");
+    assert.equal(await store.load("r"), null);
+    assert.equal(await store.readClock("r"), -1);
+    assert.deepEqual(await store.listSessions("r"), []);
+    assert.deepEqual((await store.load("r2"))?.records.map((r) => r.state.id), ["shape:keep"]);
+    await store.deleteRoom("r"); // idempotent
+    // The id can be used again from scratch.
+    assert.equal(await store.create("r", emptyRoom()), true);
+    assert.deepEqual((await store.load("r"))?.records, []);
+  });
 }
+
+Deno.test("KvRoomStore: deleteRoom leaves no key of the room behind", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const store = new KvRoomStore(kv, { logSize: 5 });
+  await store.create("r", emptyRoom());
+  await store.create("r-other", emptyRoom());
+  for (let clock = 0; clock < 8; clock++) {
+    await store.commit("r", clock, {
+      puts: [{ record: shape(`shape:${clock}`, { text: "y".repeat(70_000) }) }],
+      deletes: [],
+    });
+  }
+  await store.deleteRoom("r");
+  const left: Deno.KvKey[] = [];
+  for await (const entry of kv.list({ prefix: ["tldraw", "r"] })) left.push(entry.key);
+  assert.deepEqual(left, []);
+  let others = 0;
+  for await (const _ of kv.list({ prefix: ["tldraw", "r-other"] })) others++;
+  assert.ok(others > 0);
+});
 
 Deno.test("KvRoomStore: a staged commit interrupted after its meta write is finished by the next reader", async () => {
   const kv = await Deno.openKv(":memory:");
@@ -260,4 +372,24 @@ Deno.test("KvRoomStore: a staged commit interrupted after its meta write is fini
   } finally {
     kv.close();
   }
+});
+
+Deno.test("KvRoomStore: a step logged without values holds only what that clock still has", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const store = new KvRoomStore(kv);
+  await store.create("r", emptyRoom());
+  // Too big to be logged with its value: readers get the record's current state instead.
+  const v1 = shape("shape:big", { text: "a".repeat(60_000) });
+  const v2 = shape("shape:big", { text: "b".repeat(60_000) });
+  await store.commit("r", 0, { puts: [{ record: v1 }], deletes: [] });
+  await store.commit("r", 1, {
+    puts: [{ record: v2, prev: { state: v1, lastChangedClock: 1 } }],
+    deletes: [],
+  });
+  const steps = await store.stepsSince("r", 0);
+  assert.equal(steps.kind, "steps");
+  if (steps.kind !== "steps") return;
+  // Clock 1's version is gone: step 1 is empty and step 2 brings the current value.
+  assert.deepEqual(steps.steps.map((s) => [s.clock, s.puts.length]), [[1, 0], [2, 1]]);
+  assert.equal(steps.steps[1]!.puts[0]!.state.text, v2.text);
 });

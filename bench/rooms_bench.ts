@@ -1,0 +1,383 @@
+/**
+ * tldraw rooms across isolates: `deno run -A bench/rooms_bench.ts [--seconds=N]`.
+ *
+ * Starts the real server as a separate process with two isolates (`main.ts --isolates 2`: two Web
+ * Workers sharing the KV file and the bus) and drives it with raw WebSocket clients speaking the
+ * tldraw sync protocol. Every client owns one shape and keeps moving it: it pushes, waits for its
+ * `push_result`, pauses (think time), pushes again. The shape's `x` carries the send time, so every
+ * patch a client receives gives one fan-out latency, sorted by whether sender and receiver are on
+ * the same isolate or not.
+ *
+ * Scenarios, each once on a single isolate (every client on isolate 0) and once spread over both:
+ * 1 room × 50 clients, and 200 rooms × 5 clients (saturation: no think time), the latter also with
+ * each room's clients all on one isolate ("rooms split": no cross-isolate contention). Reported: acknowledged
+ * pushes/s, delivered patches/s, fan-out p50/p99 (same-isolate and cross-isolate), the server
+ * process's CPU and the load generator's CPU (this process), and the latency the bus adds.
+ *
+ * @module
+ */
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { createTLSchema } from "@tldraw/tlschema";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { seconds: { type: "string", default: "8" } },
+});
+const SECONDS = Number(values.seconds);
+const WARMUP_MS = 2_000;
+const ROOT = new URL("../", import.meta.url);
+const SCHEMA = createTLSchema().serialize();
+
+// deno-lint-ignore no-explicit-any
+type Frame = Record<string, any>;
+
+/** Measurements shared by the clients of one run. */
+class Stats {
+  measuring = false;
+  acked = 0;
+  delivered = 0;
+  same: number[] = [];
+  cross: number[] = [];
+  errors = 0;
+}
+
+function shape(id: string, x: number): Record<string, unknown> {
+  return {
+    id,
+    typeName: "shape",
+    type: "geo",
+    x,
+    y: 0,
+    rotation: 0,
+    index: "a1",
+    parentId: "page:page",
+    isLocked: false,
+    opacity: 1,
+    meta: {},
+    props: {
+      w: 100,
+      h: 100,
+      geo: "rectangle",
+      color: "black",
+      labelColor: "black",
+      fill: "none",
+      dash: "draw",
+      size: "m",
+      font: "draw",
+      align: "middle",
+      verticalAlign: "middle",
+      growY: 0,
+      url: "",
+      richText: { type: "doc", content: [{ type: "paragraph" }] },
+      scale: 1,
+      flipX: false,
+      flipY: false,
+    },
+  };
+}
+
+/** One raw protocol client that keeps moving its own shape. */
+class BenchClient {
+  readonly #ws: WebSocket;
+  readonly #shapeId: string;
+  readonly #stats: Stats;
+  readonly #thinkMs: number;
+  #clientClock = 0;
+  #running = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly connected: Promise<void>;
+  readonly closed: Promise<void>;
+
+  constructor(
+    url: string,
+    readonly isolate: number,
+    index: number,
+    stats: Stats,
+    thinkMs: number,
+  ) {
+    this.#shapeId = `shape:b${index}i${isolate}`;
+    this.#stats = stats;
+    this.#thinkMs = thinkMs;
+    this.#ws = new WebSocket(url);
+    this.closed = new Promise((resolve) => this.#ws.addEventListener("close", () => resolve()));
+    this.connected = new Promise((resolve, reject) => {
+      this.#ws.addEventListener("error", () => reject(new Error("socket error")), { once: true });
+      this.#ws.addEventListener("open", () => {
+        this.#ws.send(JSON.stringify({
+          type: "connect",
+          connectRequestId: crypto.randomUUID(),
+          lastServerClock: -1,
+          protocolVersion: 8,
+          schema: SCHEMA,
+        }));
+      });
+      this.#ws.addEventListener("message", (event) => {
+        const frame: Frame = JSON.parse(String(event.data));
+        if (frame.type === "connect") {
+          resolve();
+          // Create the shape this client will move.
+          this.#send({ [this.#shapeId]: ["put", shape(this.#shapeId, performance.now())] });
+        } else if (frame.type === "data") {
+          for (const e of frame.data) this.#onEvent(e);
+        } else if (frame.type === "patch" || frame.type === "push_result") this.#onEvent(frame);
+      });
+    });
+    this.connected.catch(() => {});
+  }
+
+  #onEvent(event: Frame): void {
+    const stats = this.#stats;
+    if (event.type === "push_result") {
+      if (stats.measuring) stats.acked++;
+      if (this.#running) {
+        if (this.#thinkMs > 0) this.#timer = setTimeout(() => this.#move(), this.#thinkMs);
+        else this.#move();
+      }
+      return;
+    }
+    const now = performance.now();
+    for (const [id, op] of Object.entries(event.diff as Record<string, Frame>)) {
+      if (!id.startsWith("shape:b")) continue;
+      const x = op[0] === "put" ? op[1].x : op[0] === "patch" ? op[1].x?.[1] : undefined;
+      if (typeof x !== "number") continue;
+      if (!stats.measuring) continue;
+      stats.delivered++;
+      const from = Number(id.slice(id.lastIndexOf("i") + 1));
+      (from === this.isolate ? stats.same : stats.cross).push(now - x);
+    }
+  }
+
+  #send(diff: Record<string, unknown>): void {
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    this.#ws.send(JSON.stringify({ type: "push", clientClock: this.#clientClock++, diff }));
+  }
+
+  #move(): void {
+    this.#timer = undefined;
+    this.#send({ [this.#shapeId]: ["patch", { x: ["put", performance.now()] }] });
+  }
+
+  start(): void {
+    this.#running = true;
+    this.#move();
+  }
+
+  stop(): void {
+    this.#running = false;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+  }
+
+  close(): Promise<void> {
+    this.stop();
+    if (this.#ws.readyState <= WebSocket.OPEN) this.#ws.close();
+    return this.closed;
+  }
+}
+
+/** The server under test, as its own process. */
+interface Server {
+  pid: number;
+  directPorts: number[];
+  stop(): Promise<void>;
+}
+
+async function startServer(dataDir: string): Promise<Server> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts", "--isolates", "2"],
+    cwd: ROOT,
+    env: { PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const { promise, resolve, reject } = Promise.withResolvers<number[]>();
+  const reading = (async () => {
+    let buffer = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      let newline;
+      while ((newline = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        try {
+          const record = JSON.parse(line);
+          if (record.msg === "isolates listening") resolve(record.directPorts);
+        } catch {
+          // not a log line
+        }
+      }
+    }
+    reject(new Error("server exited before listening"));
+  })();
+  const directPorts = await promise;
+  return {
+    pid: child.pid,
+    directPorts,
+    stop: async () => {
+      child.kill("SIGINT");
+      await Promise.all([child.status, reading]);
+    },
+  };
+}
+
+/** CPU seconds (user + system) used so far by process `pid` (Linux). */
+async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of the full line, in clock ticks (100 per second).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+}
+
+interface Result {
+  scenario: string;
+  isolates: number;
+  pushes: number;
+  delivered: number;
+  p50: number;
+  p99: number;
+  sameP50: number;
+  sameP99: number;
+  crossP50: number;
+  crossP99: number;
+  serverCpu: number;
+  clientCpu: number;
+}
+
+async function run(
+  server: Server,
+  scenario: string,
+  rooms: number,
+  perRoom: number,
+  isolates: number,
+  thinkMs: number,
+  spread: "clients" | "rooms" = "clients",
+): Promise<Result> {
+  const stats = new Stats();
+  const clients: BenchClient[] = [];
+  const tag = crypto.randomUUID().slice(0, 6);
+  let index = 0;
+  for (let r = 0; r < rooms; r++) {
+    for (let c = 0; c < perRoom; c++) {
+      // Clients of a room on every isolate (the general case), or each room wholly on one.
+      const isolate = (spread === "clients" ? index : r) % isolates;
+      const url = `ws://127.0.0.1:${server.directPorts[isolate]}/r/bench-${tag}-${r}`;
+      clients.push(new BenchClient(url, isolate, index++, stats, thinkMs));
+    }
+    // Open rooms in small groups so that start-up does not stampede.
+    if (r % 20 === 19) await Promise.all(clients.map((c) => c.connected));
+  }
+  await Promise.all(clients.map((c) => c.connected));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  for (const client of clients) client.start();
+  await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
+  const serverCpu0 = await processCpuSeconds(server.pid);
+  const clientCpu0 = ownCpuSeconds();
+  const started = performance.now();
+  stats.measuring = true;
+  await new Promise((resolve) => setTimeout(resolve, SECONDS * 1_000));
+  stats.measuring = false;
+  const seconds = (performance.now() - started) / 1_000;
+  const serverCpu = (await processCpuSeconds(server.pid) - serverCpu0) / seconds;
+  const clientCpu = (ownCpuSeconds() - clientCpu0) / seconds;
+  for (const client of clients) client.stop();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await Promise.all(clients.map((c) => c.close()));
+  const same = stats.same.sort((a, b) => a - b);
+  const cross = stats.cross.sort((a, b) => a - b);
+  const all = [...same, ...cross].sort((a, b) => a - b);
+  return {
+    scenario,
+    isolates,
+    pushes: stats.acked / seconds,
+    delivered: stats.delivered / seconds,
+    p50: percentile(all, 0.5),
+    p99: percentile(all, 0.99),
+    sameP50: percentile(same, 0.5),
+    sameP99: percentile(same, 0.99),
+    crossP50: percentile(cross, 0.5),
+    crossP99: percentile(cross, 0.99),
+    serverCpu,
+    clientCpu,
+  };
+}
+
+function fmt(n: number, digits = 1): string {
+  return Number.isNaN(n) ? "-" : n.toFixed(digits);
+}
+
+const dataDir = await Deno.makeTempDir({ prefix: "rooms-bench-" });
+const server = await startServer(dataDir);
+const results: Result[] = [];
+try {
+  for (const isolates of [1, 2]) {
+    results.push(await run(server, "1 room × 50 clients", 1, 50, isolates, 50));
+  }
+  for (const isolates of [1, 2]) {
+    results.push(await run(server, "200 rooms × 5 clients", 200, 5, isolates, 0));
+  }
+  results.push(
+    await run(server, "200 rooms × 5 clients, rooms split", 200, 5, 2, 0, "rooms"),
+  );
+} finally {
+  await server.stop();
+  await Deno.remove(dataDir, { recursive: true });
+}
+
+console.log(
+  `\ntldraw rooms across isolates (${SECONDS} s per run after ${WARMUP_MS / 1000} s warm-up; ` +
+    `${navigator.hardwareConcurrency} cores; latencies in ms; CPU in cores)`,
+);
+const header = [
+  "scenario",
+  "isolates",
+  "pushes/s",
+  "delivered/s",
+  "p50",
+  "p99",
+  "same p50",
+  "same p99",
+  "cross p50",
+  "cross p99",
+  "server CPU",
+  "client CPU",
+];
+const rows = results.map((r) => [
+  r.scenario,
+  String(r.isolates),
+  fmt(r.pushes, 0),
+  fmt(r.delivered, 0),
+  fmt(r.p50),
+  fmt(r.p99),
+  fmt(r.sameP50),
+  fmt(r.sameP99),
+  fmt(r.crossP50),
+  fmt(r.crossP99),
+  fmt(r.serverCpu, 2),
+  fmt(r.clientCpu, 2),
+]);
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ");
+console.log(line(header));
+console.log(widths.map((w) => "-".repeat(w)).join("-|-"));
+for (const row of rows) console.log(line(row));
+for (const scenario of new Set(results.map((r) => r.scenario))) {
+  const one = results.find((r) => scenario.startsWith(r.scenario) && r.isolates === 1)!;
+  const two = results.find((r) => r.scenario === scenario && r.isolates === 2)!;
+  console.log(
+    `${scenario}: 2 isolates deliver ${fmt(two.delivered / one.delivered, 2)}× the single ` +
+      `isolate; the bus adds ${fmt(two.crossP50 - two.sameP50)} ms at p50, ` +
+      `${fmt(two.crossP99 - two.sameP99)} ms at p99 (cross p99 = ` +
+      `${fmt(two.crossP99 / two.sameP99, 2)}× same-isolate p99)`,
+  );
+}

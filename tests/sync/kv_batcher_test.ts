@@ -1,0 +1,73 @@
+/**
+ * Group commit on Deno KV: concurrent writes merge into one atomic operation, writes of one group
+ * never merge, and a merged operation that fails is retried write by write so each caller gets its
+ * own outcome.
+ */
+import assert from "node:assert/strict";
+import { type BatchedWrite, KvBatcher } from "../../sync/tldraw/kv_batcher.ts";
+
+function setWrite(group: string, key: Deno.KvKey, value: unknown, check?: Deno.AtomicCheck) {
+  return {
+    group,
+    checks: check ? 1 : 0,
+    mutations: 1,
+    bytes: 100,
+    apply: (op: Deno.AtomicOperation) => {
+      if (check) op.check(check);
+      op.set(key, value);
+    },
+  } satisfies BatchedWrite;
+}
+
+Deno.test("KvBatcher: writes issued together share operations; one group's writes stay apart and in order", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const batcher = new KvBatcher(kv);
+  const results = await Promise.all([
+    ...Array.from({ length: 10 }, (_, i) => batcher.commit(setWrite(`g${i}`, ["k", i], i))),
+    batcher.commit(setWrite("same", ["s"], 1)),
+    batcher.commit(setWrite("same", ["s"], 2)),
+  ]);
+  assert.ok(results.every((r) => r.ok));
+  assert.ok(batcher.merged >= 1, "nothing was merged");
+  // The 10 independent writes took fewer versionstamps than writes.
+  const stamps = new Set(results.slice(0, 10).map((r) => (r as Deno.KvCommitResult).versionstamp));
+  assert.ok(stamps.size < 10);
+  assert.equal((await kv.get(["s"])).value, 2);
+});
+
+Deno.test("KvBatcher: a failed check fails only its own write", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  await kv.set(["meta"], 1);
+  const batcher = new KvBatcher(kv);
+  const [first, stale, other] = await Promise.all([
+    batcher.commit(setWrite("a", ["x"], 1)),
+    batcher.commit(
+      setWrite("b", ["y"], 1, { key: ["meta"], versionstamp: "00000000000000000000" }),
+    ),
+    batcher.commit(setWrite("c", ["z"], 1)),
+  ]);
+  assert.equal(first.ok, true);
+  assert.equal(stale.ok, false);
+  assert.equal(other.ok, true);
+  assert.equal((await kv.get(["y"])).value, null);
+  assert.equal((await kv.get(["z"])).value, 1);
+});
+
+Deno.test("KvBatcher: a write that throws rejects only its caller", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const batcher = new KvBatcher(kv);
+  const bad: BatchedWrite = {
+    group: "bad",
+    checks: 0,
+    mutations: 1,
+    bytes: 100,
+    apply: (op) => op.set(["big"], "x".repeat(70_000)), // over KV's 64 KiB value limit
+  };
+  const [ok, failed] = await Promise.allSettled([
+    batcher.commit(setWrite("a", ["fine"], 1)),
+    batcher.commit(bad),
+  ]);
+  assert.equal(ok.status, "fulfilled");
+  assert.equal(failed.status, "rejected");
+  assert.equal((await kv.get(["fine"])).value, 1);
+});
