@@ -89,6 +89,16 @@ const envSchema = z.object({
     error: "expected a path like /livestore",
   }).default("/livestore"),
   LIVESTORE_AUTH_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  BLOB_STORE: z.enum(["fs", "s3"], { error: "expected fs or s3" }).default("fs"),
+  BLOB_DIR: z.string().min(1).optional(),
+  S3_ENDPOINT: urlString.optional(),
+  S3_BUCKET: z.string().min(1).optional(),
+  S3_REGION: z.string().min(1).default("us-east-1"),
+  S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  MAX_UPLOAD_BYTES: intFromEnv(1, 1024 ** 3).default(25 * 1024 * 1024),
+  HISTORY_INTERVAL_MS: intFromEnv(1_000, 3_600_000).default(8_000),
+  UNFURL_TIMEOUT_MS: intFromEnv(100, 60_000).default(5_000),
   DENO_DEPLOYMENT_ID: z.string().optional(),
 });
 
@@ -132,6 +142,8 @@ export interface Config {
     maxFilesPerUser: number;
   };
   livestore: LivestoreConfig;
+  /** History, snapshots, publishing, assets and unfurling (issue 6). */
+  content: ContentConfig;
   /** tldraw rooms across isolates. */
   rooms: {
     /**
@@ -143,6 +155,29 @@ export interface Config {
     /** How often a room with sessions checks KV for commits whose bus notice was lost (0: never). */
     pollMs: number;
   };
+}
+
+/** Where asset bytes go: a local directory, or an S3-compatible bucket. */
+export type BlobStoreConfig =
+  | { kind: "fs"; dir: string }
+  | {
+    kind: "s3";
+    endpoint: string;
+    bucket: string;
+    region: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+  };
+
+/** History, snapshots, publishing, assets and unfurling. */
+export interface ContentConfig {
+  blobStore: BlobStoreConfig;
+  /** Largest accepted upload (bytes). */
+  maxUploadBytes: number;
+  /** At most one history version per room per this many ms while it changes. */
+  historyIntervalMs: number;
+  /** Deadline of one unfurl, redirects included. */
+  unfurlTimeoutMs: number;
 }
 
 /** LiveStore sync (see routes/livestore.ts). */
@@ -202,6 +237,21 @@ export function loadConfig(
       problem: "required on Deno Deploy (embedded PGlite needs a writable local disk)",
     }]);
   }
+  if (e.BLOB_STORE === "s3") {
+    const required = [
+      "S3_ENDPOINT",
+      "S3_BUCKET",
+      "S3_ACCESS_KEY_ID",
+      "S3_SECRET_ACCESS_KEY",
+    ] as const;
+    const missing = required.filter((name) => !e[name]);
+    if (missing.length > 0) {
+      throw new ConfigError(missing.map((variable) => ({
+        variable,
+        problem: "required when BLOB_STORE=s3",
+      })));
+    }
+  }
   return {
     platform,
     dev,
@@ -237,6 +287,21 @@ export function loadConfig(
     },
     livestore: { prefix: e.LIVESTORE_PATH_PREFIX, authToken: e.LIVESTORE_AUTH_TOKEN },
     rooms: { sessionTtlMs: e.ROOM_SESSION_TTL_MS, pollMs: e.ROOM_POLL_MS },
+    content: {
+      blobStore: e.BLOB_STORE === "s3"
+        ? {
+          kind: "s3",
+          endpoint: e.S3_ENDPOINT!,
+          bucket: e.S3_BUCKET!,
+          region: e.S3_REGION,
+          accessKeyId: e.S3_ACCESS_KEY_ID!,
+          secretAccessKey: e.S3_SECRET_ACCESS_KEY!,
+        }
+        : { kind: "fs", dir: e.BLOB_DIR ?? `${e.DATA_DIR}/blobs` },
+      maxUploadBytes: e.MAX_UPLOAD_BYTES,
+      historyIntervalMs: e.HISTORY_INTERVAL_MS,
+      unfurlTimeoutMs: e.UNFURL_TIMEOUT_MS,
+    },
   };
 }
 

@@ -75,6 +75,52 @@ export interface AssetTable {
   userId: string | null;
 }
 
+/** The `room_history` table: compressed versions of a room's document (sync/content/history.ts). */
+export interface RoomHistoryTable {
+  id: Generated<number>;
+  roomId: string;
+  clock: number;
+  createdAt: number;
+  reason: "interval" | "last_leave" | "restore" | "manual";
+  /** Uncompressed JSON size in bytes. */
+  size: number;
+  /** gzip-compressed JSON `{schema, records}`. */
+  data: Uint8Array;
+}
+
+/** The `room_snapshot` table: "share a copy" snapshots under a slug. */
+export interface RoomSnapshotTable {
+  slug: string;
+  sourceRoomId: string | null;
+  userId: string | null;
+  createdAt: number;
+  size: number;
+  data: Uint8Array;
+}
+
+/** The `published_file` table: a file's published copy, served under its `publishedSlug`. */
+export interface PublishedFileTable {
+  fileId: string;
+  slug: string;
+  publishedAt: number;
+  size: number;
+  data: Uint8Array;
+}
+
+/** The `file_deletion` table: files waiting for their background hard delete. */
+export interface FileDeletionTable {
+  fileId: string;
+  requestedAt: number;
+  attempts: Generated<number>;
+  lastError: string | null;
+}
+
+/** The `asset_orphan` table: blob objects whose asset row is gone. */
+export interface AssetOrphanTable {
+  objectName: string;
+  orphanedAt: number;
+}
+
 /** The `user_mutation_number` table: the last applied user-sync mutation number per user. */
 export interface UserMutationNumberTable {
   userId: string;
@@ -119,6 +165,11 @@ export interface DB {
   file_state: FileStateTable;
   asset: AssetTable;
   user_mutation_number: UserMutationNumberTable;
+  room_history: RoomHistoryTable;
+  room_snapshot: RoomSnapshotTable;
+  published_file: PublishedFileTable;
+  file_deletion: FileDeletionTable;
+  asset_orphan: AssetOrphanTable;
   livestore_store: LivestoreStoreTable;
   livestore_event: LivestoreEventTable;
   "migrations.applied_migrations": AppliedMigrationTable;

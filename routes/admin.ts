@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type Context, Hono } from "hono";
+import { Hono } from "hono";
 import { z } from "zod";
 import type { AdminCommands } from "../sync/admin_commands.ts";
 import { pingKv } from "../sync/kv.ts";
@@ -20,14 +20,7 @@ import type { RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
 import type { Authenticator } from "./auth/authenticator.ts";
-
-function sameSecret(a: string, b: string): boolean {
-  const left = new TextEncoder().encode(a);
-  const right = new TextEncoder().encode(b);
-  let diff = left.length ^ right.length;
-  for (let i = 0; i < Math.max(left.length, right.length); i++) diff |= left[i]! ^ right[i]!;
-  return diff === 0;
-}
+import { requireAdmin } from "./admin_auth.ts";
 
 const closeBody = z.object({
   sessionId: z.string().min(1).max(128).optional(),
@@ -42,18 +35,9 @@ export function adminRoutes(
   commands: AdminCommands,
 ): Hono {
   const { config, kv, database } = deps;
-  const requireAdmin = async (c: Context) => {
-    const bearer = c.req.header("authorization")?.match(/^Bearer (.+)$/)?.[1];
-    if (bearer && config.auth.adminToken && sameSecret(bearer, config.auth.adminToken)) return;
-    const result = await auth.check(c);
-    if (!result.ok) throw new HttpError("unauthorized", "admin credentials required");
-    if (!config.auth.adminUserIds.includes(result.identity.userId)) {
-      throw new HttpError("forbidden", "not an admin");
-    }
-  };
   const app = new Hono();
   app.use("/admin/*", async (c, next) => {
-    await requireAdmin(c);
+    await requireAdmin(c, config, auth);
     c.header("Cache-Control", "no-store");
     await next();
   });

@@ -20,12 +20,18 @@ import { createRoomManager } from "../sync/tldraw/setup.ts";
 import { roomRoutes } from "./rooms.ts";
 import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
-import { webRoutes } from "./web.ts";
 import { adminRoutes } from "./admin.ts";
 import { AdminCommands } from "../sync/admin_commands.ts";
 import { FileRooms } from "../sync/file_rooms.ts";
 import { jwtAccessHooks, tokenAuthHooks } from "../sync/livestore/hooks.ts";
 import { defaultStoreAccess } from "../sync/livestore/store_access.ts";
+import { createContent } from "../sync/content/setup.ts";
+import { isSnapshotRoom, publishOnFileWrite } from "../sync/content/snapshots.ts";
+import { historyRoutes } from "./history.ts";
+import { snapshotJoiner, snapshotRoutes } from "./snapshots.ts";
+import { uploadRoutes } from "./uploads.ts";
+import { unfurlRoutes } from "./unfurl.ts";
+import { webRoutes } from "./web.ts";
 
 /** Creates the HTTP application. */
 export function createApp(deps: AppDeps): Hono {
@@ -35,31 +41,53 @@ export function createApp(deps: AppDeps): Hono {
   app.use(requestLog(deps.log));
   app.use(httpMetrics(metrics));
   app.use(refuseWhileDraining(deps.lifecycle));
-  app.use(
-    "/app/*",
-    cors({
-      origin: deps.config.http.corsOrigins.includes("*") ? "*" : deps.config.http.corsOrigins,
-      allowHeaders: ["Authorization", "Content-Type"],
-      maxAge: 600,
-    }),
-  );
+  const corsPolicy = cors({
+    origin: deps.config.http.corsOrigins.includes("*") ? "*" : deps.config.http.corsOrigins,
+    allowHeaders: ["Authorization", "Content-Type", "Range", "If-None-Match", "If-Range"],
+    exposeHeaders: ["ETag", "Content-Range", "Accept-Ranges", "X-Request-Id"],
+    maxAge: 600,
+  });
+  // The editor calls these from its own origin.
+  for (const path of ["/app/*", "/unfurl", "/snapshots", "/snapshot/*"]) app.use(path, corsPolicy);
   app.route("/", healthRoutes(deps));
   app.route("/", metricsRoutes(deps, metrics));
   // Auth, the user-sync socket, /app/files and /app/file/:id/meta. `userData.feed.onFileChanged`,
   // `userData.fileAccess` and `userData.auth` are what the room routes need.
-  const userData = createUserData(deps, deps.userData);
+  // History, snapshots, publishing, assets, hard deletes, unfurling.
+  const content = createContent(deps, deps.content);
+  // Publishing follows `published`/`lastPublished` inside the user-data mutation's transaction.
+  const publishHook = publishOnFileWrite(content.publisher, deps.log);
+  const userData = createUserData(deps, {
+    ...deps.userData,
+    service: {
+      ...deps.userData?.service,
+      mutation: { ...deps.userData?.service?.mutation, afterFileWrite: publishHook },
+    },
+  });
   app.route("/", userData.routes);
   // File rooms follow their file rows (and their document names follow back).
   const fileRooms = new FileRooms({ database: deps.database, log: deps.log });
   const rooms = deps.rooms ?? createRoomManager(deps, {
     ...(deps.bus ? { bus: deps.bus } : {}),
     hooks: {
-      onDocumentChanged: ({ roomId }) => {
+      onDocumentChanged: ({ roomId, clock }) => {
         fileRooms.onDocumentChanged(roomId).catch((error) =>
           deps.log.error("file rename from the editor failed", { roomId, error })
         );
+        if (!isSnapshotRoom(roomId)) content.recorder.onDocumentChanged(roomId, clock);
+      },
+      onSessionRemoved: ({ roomId, remaining }) => {
+        if (remaining === 0 && !isSnapshotRoom(roomId)) content.recorder.onLastSessionLeft(roomId);
       },
     },
+  });
+  // Registered after the rooms' own drain: their last sessions' versions are written first.
+  deps.lifecycle.onDrain(() => content.stop());
+  // A deleted file's hard delete starts now rather than at the next poll.
+  userData.feed.onFileChanged((event) => {
+    if (event.kind === "deleted" || (event.kind === "updated" && event.after.isDeleted)) {
+      content.deletion.wake();
+    }
   });
   metrics.gauge("sync_open_sockets", "Open WebSockets on this isolate", () => [
     [{}, deps.lifecycle.openSockets],
@@ -69,7 +97,7 @@ export function createApp(deps: AppDeps): Hono {
   ]);
   fileRooms.follow(userData.feed, rooms);
   deps.lifecycle.onDrain(() => fileRooms.stop());
-  app.route("/", roomRoutes(deps, rooms));
+  app.route("/", roomRoutes(deps, rooms, snapshotJoiner(rooms, content)));
   app.route("/", fileRoomRoutes(deps, rooms, userData, deps.fileRooms));
   app.route("/", tldrImportRoutes(deps, rooms, userData));
   const adminCommands = new AdminCommands({
@@ -80,6 +108,10 @@ export function createApp(deps: AppDeps): Hono {
   });
   deps.lifecycle.onDrain(() => adminCommands.stop());
   app.route("/", adminRoutes(deps, rooms, userData.auth, adminCommands));
+  app.route("/", historyRoutes(deps, rooms, userData, content));
+  app.route("/", snapshotRoutes(deps, userData, content));
+  app.route("/", uploadRoutes(deps, userData, content));
+  app.route("/", unfurlRoutes(content.unfurler, userData.auth, content.limits.unfurl));
   // LiveStore: a JWT in the sync payload gets the per-store rule tied to our users; without one, the
   // configured shared token (if any) decides.
   app.route(

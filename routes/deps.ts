@@ -12,6 +12,7 @@ import type { Bus } from "../sync/bus/bus.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import type { FileRoomRouteOptions } from "./file_rooms.ts";
 import type { UserDataOptions } from "./user_sync.ts";
+import type { ContentOptions } from "../sync/content/setup.ts";
 import type { WebRouteOptions } from "./web.ts";
 
 /** Dependencies handed to {@link createApp} and each router. */
@@ -31,6 +32,8 @@ export interface AppDeps {
   userData?: UserDataOptions;
   /** Tunables of the file-room route (join rate limit). */
   fileRooms?: FileRoomRouteOptions;
+  /** Test seams of history, assets, hard deletes and unfurling. */
+  content?: ContentOptions;
   /** Where the web app's build is served from (tests serve their own build). */
   web?: WebRouteOptions;
 }

@@ -7,16 +7,8 @@
 import { Hono } from "hono";
 import type { MetricsRegistry } from "../metrics.ts";
 import type { AppDeps } from "./deps.ts";
+import { timingSafeEqual } from "./admin_auth.ts";
 import { HttpError } from "./errors.ts";
-
-/** Compares without an early exit, so the token cannot be guessed byte by byte from timings. */
-function sameSecret(a: string, b: string): boolean {
-  const left = new TextEncoder().encode(a);
-  const right = new TextEncoder().encode(b);
-  let diff = left.length ^ right.length;
-  for (let i = 0; i < Math.max(left.length, right.length); i++) diff |= left[i]! ^ right[i]!;
-  return diff === 0;
-}
 
 /** The metrics route. */
 export function metricsRoutes(deps: AppDeps, metrics: MetricsRegistry): Hono {
@@ -25,7 +17,9 @@ export function metricsRoutes(deps: AppDeps, metrics: MetricsRegistry): Hono {
   app.get("/metrics", (c) => {
     if (token) {
       const given = c.req.header("authorization")?.replace(/^Bearer /, "") ?? "";
-      if (!sameSecret(given, token)) throw new HttpError("unauthorized", "metrics token required");
+      if (!timingSafeEqual(given, token)) {
+        throw new HttpError("unauthorized", "metrics token required");
+      }
     }
     c.header("Cache-Control", "no-store");
     return c.body(metrics.render(), 200, { "Content-Type": "text/plain; version=0.0.4" });

@@ -8,7 +8,7 @@
  */
 import { Hono } from "hono";
 import { CloseReason, SYNC_ERROR_CLOSE_CODE } from "../sync/tldraw/protocol.ts";
-import type { RoomManager } from "../sync/tldraw/room_manager.ts";
+import type { RoomConnection, RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
 
@@ -17,8 +17,15 @@ export const ROOM_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 /** Session ids as sent by the client (`TAB_ID`): printable, 1–128 characters. */
 const SESSION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
-/** The room routes, served by `rooms`. */
-export function roomRoutes(deps: AppDeps, rooms: RoomManager): Hono {
+/**
+ * The room routes, served by `rooms`. `snapshotJoin` (optional) maps a read-only join's id to the room
+ * serving the snapshot stored under that slug, or `null` when it is not a snapshot slug.
+ */
+export function roomRoutes(
+  deps: AppDeps,
+  rooms: RoomManager,
+  snapshotJoin?: (slug: string) => Promise<string | null>,
+): Hono {
   const app = new Hono();
   const serve =
     (isReadonly: boolean) => (c: { req: { raw: Request; param(name: "roomId"): string } }) => {
@@ -42,6 +49,15 @@ export function roomRoutes(deps: AppDeps, rooms: RoomManager): Hono {
           socket.close(SYNC_ERROR_CLOSE_CODE, CloseReason.NOT_FOUND);
           return;
         }
+        if (isReadonly && snapshotJoin) {
+          joinLater(
+            socket,
+            snapshotJoin(roomId).then((target) => target ?? roomId),
+            (target) => rooms.connect(target, socket, { sessionId, isReadonly }),
+            deps,
+          );
+          return;
+        }
         const connection = rooms.connect(roomId, socket, { sessionId, isReadonly });
         socket.addEventListener("message", (event) => connection.message(event.data));
         socket.addEventListener("close", () => connection.close());
@@ -52,4 +68,32 @@ export function roomRoutes(deps: AppDeps, rooms: RoomManager): Hono {
   app.get("/ro/:roomId", serve(true));
   app.get("/v/:roomId", serve(true));
   return app;
+}
+
+/** Connects once the room id is known; frames (and a close) arriving meanwhile are kept in order. */
+function joinLater(
+  socket: WebSocket,
+  target: Promise<string>,
+  connect: (roomId: string) => RoomConnection,
+  deps: AppDeps,
+): void {
+  const pending: (string | ArrayBuffer)[] = [];
+  let connection: RoomConnection | undefined;
+  let closed = false;
+  socket.addEventListener("message", (event) => {
+    if (connection) connection.message(event.data);
+    else pending.push(event.data);
+  });
+  socket.addEventListener("close", () => {
+    closed = true;
+    connection?.close();
+  });
+  target.then((roomId) => {
+    connection = connect(roomId);
+    for (const data of pending.splice(0)) connection.message(data);
+    if (closed) connection.close();
+  }, (error) => {
+    deps.log.error("snapshot join failed", { error });
+    if (socket.readyState <= 1) socket.close(SYNC_ERROR_CLOSE_CODE, CloseReason.UNKNOWN_ERROR);
+  });
 }

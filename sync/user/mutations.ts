@@ -30,6 +30,12 @@ export interface ApplyMutationOptions {
   retryDelayMs?: number;
   /** Test hook: runs at the start of each attempt, inside the transaction; may throw. */
   beforeAttempt?: (attempt: number) => void | Promise<void>;
+  /**
+   * Runs inside the transaction after a file row was written, with the row before and after (either
+   * may be missing). Throwing a {@link MutationError} rejects the whole mutation (publishing uses it to
+   * copy the document together with the row change, and to report `publish_failed`).
+   */
+  afterFileWrite?: (trx: Trx, before: File | undefined, after: File | undefined) => Promise<void>;
 }
 
 /** What a committed mutation produced. */
@@ -133,18 +139,24 @@ async function applyUpdate(
   options: ApplyMutationOptions,
 ): Promise<void> {
   const row = update.row as Row;
+  let fileBefore: File | undefined;
   switch (update.table) {
     case "user":
       if (row.id !== userId) throw new MutationError("forbidden", "not your user row");
       break;
     case "file":
-      await validateFile(trx, userId, update.event, row, options);
+      fileBefore = await validateFile(trx, userId, update.event, row, options);
       break;
     case "file_state":
       await validateFileState(trx, userId, row);
       break;
   }
   await writeRow(trx, update.table, update.event, row);
+  if (update.table === "file" && options.afterFileWrite) {
+    const fileAfter = await trx.selectFrom("file").selectAll().where("id", "=", row.id as string)
+      .executeTakeFirst();
+    await options.afterFileWrite(trx, fileBefore, fileAfter);
+  }
 }
 
 async function lockFile(trx: Trx, fileId: string): Promise<File | undefined> {
@@ -158,7 +170,7 @@ async function validateFile(
   event: RowUpdate["event"],
   row: Row,
   options: ApplyMutationOptions,
-): Promise<void> {
+): Promise<File | undefined> {
   const existing = await lockFile(trx, row.id as string);
   if (!existing) {
     // Creating: only for oneself, within the file limit. An update/delete of a missing row writes nothing.
@@ -174,10 +186,10 @@ async function validateFile(
         throw new MutationError("max_files_reached", `at most ${options.maxFilesPerUser} files`);
       }
     }
-    return;
+    return undefined;
   }
   if (existing.isDeleted) throw new MutationError("forbidden", "the file is deleted");
-  if (existing.ownerId === userId) return;
+  if (existing.ownerId === userId) return existing;
   // A file someone else owns: only a guest (it is in their data) of a file shared for editing may touch
   // its `updatedAt`, and nothing else.
   const isGuest = existing.shared && await hasFileState(trx, userId, existing.id);
@@ -185,7 +197,7 @@ async function validateFile(
   if (
     isGuest && existing.sharedLinkType === "edit" && event !== "delete" &&
     columns.length === 1 && columns[0] === "updatedAt"
-  ) return;
+  ) return existing;
   throw new MutationError("forbidden", "not your file");
 }
 

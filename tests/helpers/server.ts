@@ -40,6 +40,8 @@ export interface TestServerOptions {
   userData?: AppDeps["userData"];
   /** Tunables of the file-room route. */
   fileRooms?: AppDeps["fileRooms"];
+  /** Test seams of history, assets, hard deletes and unfurling. */
+  content?: AppDeps["content"];
 }
 
 /** Starts the app on `127.0.0.1:0`. */
@@ -60,6 +62,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.bus ? { bus: options.bus } : {}),
     ...(options.userData ? { userData: options.userData } : {}),
     ...(options.fileRooms ? { fileRooms: options.fileRooms } : {}),
+    ...(options.content ? { content: options.content } : {}),
   };
   const app = createApp(deps);
   let resolvePort: (port: number) => void;

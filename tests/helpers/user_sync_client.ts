@@ -13,7 +13,7 @@ import type { Logger } from "../../log.ts";
 import type { FileRoomRouteOptions } from "../../routes/file_rooms.ts";
 import type { UserDataOptions } from "../../routes/user_sync.ts";
 import type { ServerMessage } from "../../sync/user/protocol.ts";
-import { startTestServer, type TestServer } from "./server.ts";
+import { startTestServer, type TestServer, type TestServerOptions } from "./server.ts";
 
 /** A message the server sent. */
 export type Received = ServerMessage & Record<string, unknown>;
@@ -177,6 +177,10 @@ export interface AuthServerOptions {
   limits?: Partial<Config["limits"]>;
   userData?: UserDataOptions;
   fileRooms?: FileRoomRouteOptions;
+  /** Test seams of history, assets, hard deletes and unfurling. */
+  content?: TestServerOptions["content"];
+  /** Configuration overrides (e.g. `content` limits). */
+  config?: Partial<Config>;
   /** Share a KV (e.g. two servers as two isolates). */
   kv?: Deno.Kv;
   /** Share a database (it is then not closed by the server). */
@@ -189,9 +193,11 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
   const base = testConfig();
   const server = await startTestServer({
     config: {
+      ...options.config,
       auth: { ...base.auth, devIdentityProvider: true, ...options.auth },
       limits: { ...base.limits, ...options.limits },
     },
+    ...(options.content ? { content: options.content } : {}),
     ...(options.kv ? { kv: options.kv } : {}),
     ...(options.database ? { database: options.database } : {}),
     ...(options.log ? { log: options.log } : {}),

@@ -1,0 +1,195 @@
+/**
+ * Assets: `POST /app/uploads/:objectName?fileId=…` stores an upload (authenticated; the caller must be
+ * able to edit the file; size limit; content-type allow-list; object names are one safe path segment,
+ * so traversal is impossible by construction) and links it to the file and the user in `asset`.
+ * `GET /app/uploads/:objectName` serves it with its content type, a strong ETag (304 on a match),
+ * single byte ranges (206/416) and long-lived caching: an object name is never reused for other bytes.
+ * Reads need no token, like the original (editors load assets with plain `<img>` tags; object names
+ * are unguessable).
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { type ByteRange, isValidObjectName } from "../sync/assets/blob_store.ts";
+import type { Content } from "../sync/content/setup.ts";
+import type { AppDeps } from "./deps.ts";
+import { HttpError } from "./errors.ts";
+import { FILE_ID_PATTERN } from "./file_rooms.ts";
+import type { UserData } from "./user_sync.ts";
+
+/** Content types accepted for uploads (what the editor embeds: images and videos). */
+export const ALLOWED_UPLOAD_TYPES: readonly string[] = [
+  "image/png",
+  "image/jpeg",
+  "image/gif",
+  "image/webp",
+  "image/avif",
+  "image/apng",
+  "image/svg+xml",
+  "video/mp4",
+  "video/webm",
+  "video/quicktime",
+];
+
+/** Asset routes. */
+export function uploadRoutes(deps: AppDeps, userData: UserData, content: Content): Hono {
+  const { database, config } = deps;
+  const maxBytes = config.content.maxUploadBytes;
+  const app = new Hono();
+
+  app.post("/app/uploads/:objectName", async (c) => {
+    const identity = await userData.auth.required(c);
+    if (await content.limits.upload.isLimited(identity.userId)) {
+      throw new HttpError("rate_limited", "too many uploads");
+    }
+    const objectName = c.req.param("objectName");
+    if (!isValidObjectName(objectName)) {
+      throw new HttpError("bad_request", "invalid object name", { reason: "invalid_name" });
+    }
+    const contentType = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (!ALLOWED_UPLOAD_TYPES.includes(contentType)) {
+      throw new HttpError("unsupported_media_type", `content type not allowed: ${contentType}`, {
+        allowed: ALLOWED_UPLOAD_TYPES,
+      });
+    }
+    const fileId = c.req.query("fileId") ?? "";
+    if (!FILE_ID_PATTERN.test(fileId)) throw new HttpError("bad_request", "fileId is required");
+    const access = await userData.fileAccess(fileId, identity);
+    if (access.kind === "not_found") throw new HttpError("not_found", "No such file");
+    if (access.kind !== "ok" || access.readonly) {
+      throw new HttpError("forbidden", "You cannot add assets to this file");
+    }
+    if (Number(c.req.header("content-length") ?? 0) > maxBytes) {
+      throw new HttpError("payload_too_large", `uploads are limited to ${maxBytes} bytes`, {
+        limit: maxBytes,
+      });
+    }
+    const bytes = await readCapped(c.req.raw, maxBytes);
+    if (bytes === null) {
+      throw new HttpError("payload_too_large", `uploads are limited to ${maxBytes} bytes`, {
+        limit: maxBytes,
+      });
+    }
+    if (bytes.byteLength === 0) throw new HttpError("bad_request", "empty upload");
+    // Object names are never reused: a cached copy anywhere stays correct forever.
+    const taken = await database.db.selectFrom("asset").select("objectName")
+      .where("objectName", "=", objectName).executeTakeFirst();
+    if (taken || await content.blobs.head(objectName)) {
+      throw new HttpError("conflict", "an object with this name exists");
+    }
+    const info = await content.blobs.put(objectName, bytes, contentType);
+    await database.db.insertInto("asset")
+      .values({ objectName, fileId, userId: identity.userId }).execute();
+    return c.json({
+      objectName,
+      url: `/app/uploads/${objectName}`,
+      size: info.size,
+      contentType: info.contentType,
+      etag: info.etag,
+    }, 201);
+  });
+
+  app.get("/app/uploads/:objectName", async (c) => {
+    const objectName = c.req.param("objectName");
+    if (!isValidObjectName(objectName)) throw new HttpError("not_found", "No such object");
+    const info = await content.blobs.head(objectName);
+    if (!info) throw new HttpError("not_found", "No such object");
+    const headers: Record<string, string> = {
+      "Content-Type": info.contentType,
+      ETag: info.etag,
+      "Cache-Control": "public, max-age=31536000, immutable",
+      "Accept-Ranges": "bytes",
+      "Last-Modified": new Date(info.uploadedAt).toUTCString(),
+      // An uploaded SVG must not run script on our origin.
+      "Content-Security-Policy":
+        "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox",
+      "X-Content-Type-Options": "nosniff",
+    };
+    if (matchesEtag(c.req.header("if-none-match"), info.etag)) {
+      return new Response(null, { status: 304, headers });
+    }
+    const rangeHeader = c.req.header("range");
+    // If-Range with another validator: the client's partial copy is stale, send it all.
+    const ifRange = c.req.header("if-range");
+    const range = rangeHeader && (!ifRange || ifRange === info.etag)
+      ? parseRange(rangeHeader, info.size)
+      : undefined;
+    if (range === "unsatisfiable") {
+      return new Response(null, {
+        status: 416,
+        headers: { ...headers, "Content-Range": `bytes */${info.size}` },
+      });
+    }
+    const object = await content.blobs.get(objectName, range ?? undefined);
+    if (!object) throw new HttpError("not_found", "No such object");
+    if (range) {
+      return new Response(object.body, {
+        status: 206,
+        headers: {
+          ...headers,
+          "Content-Range": `bytes ${range.start}-${range.end}/${info.size}`,
+          "Content-Length": String(range.end - range.start + 1),
+        },
+      });
+    }
+    return new Response(object.body, {
+      status: 200,
+      headers: { ...headers, "Content-Length": String(info.size) },
+    });
+  });
+
+  return app;
+}
+
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  return header.trim() === "*" ||
+    header.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag);
+}
+
+/**
+ * One byte range from a `Range` header: `bytes=a-b`, `bytes=a-`, `bytes=-n`. Several ranges or another
+ * unit → `undefined` (the whole object is sent, which RFC 9110 allows); a range outside the object →
+ * `"unsatisfiable"`.
+ */
+export function parseRange(header: string, size: number): ByteRange | "unsatisfiable" | undefined {
+  const match = header.trim().match(/^bytes=(\d*)-(\d*)$/);
+  if (!match) return undefined;
+  const [, first, last] = match;
+  if (first === "" && last === "") return undefined;
+  if (first === "") {
+    const suffix = Number(last);
+    if (suffix === 0 || size === 0) return "unsatisfiable";
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(first);
+  if (start >= size) return "unsatisfiable";
+  const end = last === "" ? size - 1 : Math.min(Number(last), size - 1);
+  if (end < start) return undefined;
+  return { start, end };
+}
+
+/** The body, or `null` once it grows past `maxBytes` (the rest is not read). */
+async function readCapped(request: Request, maxBytes: number): Promise<Uint8Array | null> {
+  if (!request.body) return new Uint8Array();
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}

@@ -1,0 +1,77 @@
+/**
+ * A room document at one moment, as stored outside the room (history versions, shared snapshots,
+ * published copies): the records and the schema they conform to, as gzip-compressed JSON.
+ *
+ * @module
+ */
+import { createTLSchema } from "@tldraw/tlschema";
+import type { WireRecord, WireSchema } from "../tldraw/protocol.ts";
+import type { RoomStore } from "../tldraw/room_store.ts";
+
+/** A document copy: what `GET /snapshot/:slug`, history and published routes return. */
+export interface DocumentSnapshot {
+  /** The room clock the copy was taken at (`0` for uploaded snapshots). */
+  clock: number;
+  schema: WireSchema;
+  records: WireRecord[];
+}
+
+/** A snapshot ready to store: compressed bytes plus the uncompressed size. */
+export interface EncodedSnapshot {
+  data: Uint8Array;
+  size: number;
+}
+
+let currentSchema: WireSchema | undefined;
+
+/** The serialized schema of the tldraw version this server speaks. */
+export function serverSchema(): WireSchema {
+  return currentSchema ??= createTLSchema().serialize() as unknown as WireSchema;
+}
+
+/** JSON → gzip. Compression matters: history keeps many copies of mostly text documents. */
+export async function encodeSnapshot(snapshot: DocumentSnapshot): Promise<EncodedSnapshot> {
+  const json = new TextEncoder().encode(JSON.stringify(snapshot));
+  const stream = new Blob([json]).stream().pipeThrough(new CompressionStream("gzip"));
+  return { data: new Uint8Array(await new Response(stream).arrayBuffer()), size: json.byteLength };
+}
+
+/** gzip → JSON. Drivers return BYTEA as a Buffer or a Uint8Array; both are accepted. */
+export async function decodeSnapshot(data: Uint8Array): Promise<DocumentSnapshot> {
+  const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return JSON.parse(await new Response(stream).text()) as DocumentSnapshot;
+}
+
+/**
+ * The room's current document, read from the room store (the source of truth, whichever isolate
+ * serves the room). `null` when the room was never created.
+ */
+export async function readRoomDocument(
+  store: RoomStore,
+  roomId: string,
+): Promise<DocumentSnapshot | null> {
+  const data = await store.load(roomId);
+  if (!data) return null;
+  return {
+    clock: data.meta.documentClock,
+    schema: data.meta.schema ?? serverSchema(),
+    records: data.records.map((record) => record.state),
+  };
+}
+
+/**
+ * The change that turns `current` into `target`: records that differ are put, records not in the
+ * target are removed (what a restore or a snapshot seed hands to `TldrawRoom.updateDocument`).
+ */
+export function replaceDocument(
+  current: readonly WireRecord[],
+  target: readonly WireRecord[],
+): { puts: WireRecord[]; removes: string[] } {
+  const byId = new Map(current.map((record) => [record.id, JSON.stringify(record)]));
+  const keep = new Set(target.map((record) => record.id));
+  return {
+    puts: target.filter((record) => byId.get(record.id) !== JSON.stringify(record)),
+    removes: current.map((record) => record.id).filter((id) => !keep.has(id)),
+  };
+}

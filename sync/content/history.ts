@@ -1,0 +1,284 @@
+/**
+ * Version history of rooms in Postgres: compressed copies of the document, a throttled recorder fed by
+ * the room hooks, and retention.
+ *
+ * Recording rules: while a room changes, at most one version per `intervalMs` (8 s by default), and only
+ * when the clock moved since the last one; when the last session leaves, right away (again only if the
+ * clock moved); after a restore, always. Each isolate throttles the commits it makes itself; a version
+ * with the same clock as an existing one is not written twice (several isolates, a leave right after
+ * the timer).
+ *
+ * @module
+ */
+import { sql } from "kysely";
+import type { Database } from "../../db/database.ts";
+import type { Logger } from "../../log.ts";
+import type { RoomStore } from "../tldraw/room_store.ts";
+import {
+  decodeSnapshot,
+  type DocumentSnapshot,
+  encodeSnapshot,
+  readRoomDocument,
+} from "./document.ts";
+
+/** Why a version was written. */
+export const VersionReason = {
+  interval: "interval",
+  last_leave: "last_leave",
+  restore: "restore",
+  manual: "manual",
+} as const;
+/** One of {@link VersionReason}. */
+export type VersionReason = (typeof VersionReason)[keyof typeof VersionReason];
+
+/** A version as listed (without its data). */
+export interface VersionInfo {
+  id: string;
+  roomId: string;
+  clock: number;
+  createdAt: number;
+  reason: VersionReason;
+  /** Uncompressed size in bytes. */
+  size: number;
+}
+
+/**
+ * Retention: every version younger than `denseMs`; older ones thinned to one per `bucketMs` (the
+ * newest of each bucket) up to `maxAgeMs`, nothing older. The newest version is always kept.
+ */
+export interface RetentionPolicy {
+  denseMs: number;
+  bucketMs: number;
+  maxAgeMs: number;
+}
+
+/** Dense for a day, hourly for 30 days, daily up to a year (what users scroll back through). */
+export const DEFAULT_RETENTION: RetentionPolicy = {
+  denseMs: 24 * 3_600_000,
+  bucketMs: 3_600_000,
+  maxAgeMs: 365 * 24 * 3_600_000,
+};
+
+/** Postgres access to `room_history`. */
+export class HistoryStore {
+  readonly #database: Database;
+  constructor(database: Database) {
+    this.#database = database;
+  }
+
+  /**
+   * Stores `snapshot` as a version of `roomId` unless a version with its clock exists (restores are
+   * always stored: they are a user action worth a row). Returns the new version, or `null`.
+   */
+  async add(
+    roomId: string,
+    snapshot: DocumentSnapshot,
+    reason: VersionReason,
+    now = Date.now(),
+  ): Promise<VersionInfo | null> {
+    const { data, size } = await encodeSnapshot(snapshot);
+    const values = { roomId, clock: snapshot.clock, createdAt: now, reason, size, data };
+    const db = this.#database.db;
+    const row = reason === "restore"
+      ? await db.insertInto("room_history").values(values).returning("id").executeTakeFirst()
+      : (await sql<{ id: number }>`
+        INSERT INTO "room_history" ("roomId", "clock", "createdAt", "reason", "size", "data")
+        SELECT ${roomId}, ${snapshot.clock}, ${now}, ${reason}, ${size}, ${data}
+        WHERE NOT EXISTS (
+          SELECT 1 FROM "room_history" WHERE "roomId" = ${roomId} AND "clock" = ${snapshot.clock}
+        )
+        RETURNING "id"`.execute(db)).rows[0];
+    if (!row) return null;
+    return { id: String(row.id), roomId, clock: snapshot.clock, createdAt: now, reason, size };
+  }
+
+  /** Versions of a room, newest first. */
+  async list(roomId: string, limit = 200): Promise<VersionInfo[]> {
+    const rows = await this.#database.db.selectFrom("room_history")
+      .select(["id", "roomId", "clock", "createdAt", "reason", "size"])
+      .where("roomId", "=", roomId)
+      .orderBy("createdAt", "desc").orderBy("id", "desc")
+      .limit(limit).execute();
+    return rows.map((row) => ({ ...row, id: String(row.id), clock: Number(row.clock) }));
+  }
+
+  /** One version with its document, or `null` (also when it belongs to another room). */
+  async get(
+    roomId: string,
+    versionId: string,
+  ): Promise<(VersionInfo & { snapshot: DocumentSnapshot }) | null> {
+    if (!/^\d{1,18}$/.test(versionId)) return null;
+    const row = await this.#database.db.selectFrom("room_history").selectAll()
+      .where("roomId", "=", roomId).where("id", "=", Number(versionId)).executeTakeFirst();
+    if (!row) return null;
+    const { data, ...info } = row;
+    return {
+      ...info,
+      id: String(info.id),
+      clock: Number(info.clock),
+      snapshot: await decodeSnapshot(data),
+    };
+  }
+
+  /** Removes every version of a room (hard delete). */
+  async deleteRoom(roomId: string): Promise<void> {
+    await this.#database.db.deleteFrom("room_history").where("roomId", "=", roomId).execute();
+  }
+
+  /** Applies `policy` to one room. Returns the number of versions removed. */
+  async prune(roomId: string, policy: RetentionPolicy, now = Date.now()): Promise<number> {
+    const rows = await this.#database.db.selectFrom("room_history").select(["id", "createdAt"])
+      .where("roomId", "=", roomId).orderBy("createdAt", "desc").orderBy("id", "desc").execute();
+    const doomed = thin(rows, policy, now);
+    if (doomed.length === 0) return 0;
+    await this.#database.db.deleteFrom("room_history").where("id", "in", doomed).execute();
+    return doomed.length;
+  }
+}
+
+/** Ids (of `rows`, newest first) that `policy` drops. */
+export function thin(
+  rows: readonly { id: number; createdAt: number }[],
+  policy: RetentionPolicy,
+  now: number,
+): number[] {
+  const doomed: number[] = [];
+  const seenBuckets = new Set<number>();
+  rows.forEach((row, index) => {
+    const age = now - row.createdAt;
+    if (index === 0 || age < policy.denseMs) return;
+    if (age > policy.maxAgeMs) {
+      doomed.push(row.id);
+      return;
+    }
+    const bucket = Math.floor(row.createdAt / policy.bucketMs);
+    if (seenBuckets.has(bucket)) doomed.push(row.id);
+    else seenBuckets.add(bucket);
+  });
+  return doomed;
+}
+
+/** Options of {@link HistoryRecorder}. */
+export interface HistoryRecorderOptions {
+  history: HistoryStore;
+  /** Where the documents are read from (the source of truth, not an isolate's cache). */
+  store: RoomStore;
+  log: Logger;
+  /** At most one version per room per this many ms while it changes (default 8000). */
+  intervalMs?: number;
+  retention?: RetentionPolicy;
+}
+
+interface RoomState {
+  /** Clock of the last version written (or found written). */
+  savedClock: number;
+  /** Latest clock this isolate committed. */
+  latestClock: number;
+  lastSavedAt: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** Turns room hooks into versions. One per isolate. */
+export class HistoryRecorder {
+  readonly #options: HistoryRecorderOptions;
+  readonly #intervalMs: number;
+  readonly #rooms = new Map<string, RoomState>();
+  readonly #inFlight = new Set<Promise<unknown>>();
+  /** Serialises writes per room, so a leave never races the timer's write. */
+  readonly #chains = new Map<string, Promise<unknown>>();
+  #stopped = false;
+
+  constructor(options: HistoryRecorderOptions) {
+    this.#options = options;
+    this.#intervalMs = options.intervalMs ?? 8_000;
+  }
+
+  /** Hook: a commit on this isolate moved `roomId` to `clock`. */
+  onDocumentChanged(roomId: string, clock: number): void {
+    if (this.#stopped) return;
+    const state = this.#state(roomId);
+    state.latestClock = Math.max(state.latestClock, clock);
+    if (state.timer !== undefined) return;
+    const wait = Math.max(0, state.lastSavedAt + this.#intervalMs - Date.now());
+    state.timer = setTimeout(() => {
+      state.timer = undefined;
+      this.#save(roomId, VersionReason.interval);
+    }, wait);
+  }
+
+  /** Hook: the last session of `roomId` on this isolate left: write a version now if it changed. */
+  onLastSessionLeft(roomId: string): void {
+    if (this.#stopped) return;
+    const state = this.#rooms.get(roomId);
+    if (state?.timer !== undefined) {
+      clearTimeout(state.timer);
+      state.timer = undefined;
+    }
+    this.#save(roomId, VersionReason.last_leave).finally(() => {
+      const current = this.#rooms.get(roomId);
+      if (current && current.timer === undefined && current.savedClock >= current.latestClock) {
+        this.#rooms.delete(roomId);
+      }
+    });
+  }
+
+  /** Writes a version now (after a restore: always). */
+  saveNow(roomId: string, reason: VersionReason): Promise<VersionInfo | null> {
+    return this.#save(roomId, reason);
+  }
+
+  #state(roomId: string): RoomState {
+    let state = this.#rooms.get(roomId);
+    if (!state) {
+      state = { savedClock: -1, latestClock: -1, lastSavedAt: 0, timer: undefined };
+      this.#rooms.set(roomId, state);
+    }
+    return state;
+  }
+
+  #save(roomId: string, reason: VersionReason): Promise<VersionInfo | null> {
+    const previous = this.#chains.get(roomId) ?? Promise.resolve();
+    const run = previous.then(() => this.#write(roomId, reason)).catch((error) => {
+      this.#options.log.warn("history write failed", { roomId, error });
+      return null;
+    });
+    this.#chains.set(roomId, run);
+    this.#inFlight.add(run);
+    run.finally(() => {
+      this.#inFlight.delete(run);
+      if (this.#chains.get(roomId) === run) this.#chains.delete(roomId);
+    });
+    return run;
+  }
+
+  async #write(roomId: string, reason: VersionReason): Promise<VersionInfo | null> {
+    const state = this.#state(roomId);
+    const snapshot = await readRoomDocument(this.#options.store, roomId);
+    if (!snapshot) return null;
+    // Only when the clock moved since the last version (restores always count).
+    if (reason !== VersionReason.restore && snapshot.clock <= state.savedClock) return null;
+    const now = Date.now();
+    const version = await this.#options.history.add(roomId, snapshot, reason, now);
+    state.savedClock = Math.max(state.savedClock, snapshot.clock);
+    state.latestClock = Math.max(state.latestClock, snapshot.clock);
+    state.lastSavedAt = now;
+    if (version && this.#options.retention) {
+      await this.#options.history.prune(roomId, this.#options.retention, now);
+    }
+    return version;
+  }
+
+  /** Shutdown: writes pending versions (rooms changed since their last one), then stops. */
+  async flush(): Promise<void> {
+    const pending = [...this.#rooms.entries()].filter(([, state]) => state.timer !== undefined);
+    for (const [, state] of pending) {
+      clearTimeout(state.timer);
+      state.timer = undefined;
+    }
+    await Promise.all(pending.map(([roomId]) => this.#save(roomId, VersionReason.interval)));
+    this.#stopped = true;
+    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight]);
+    for (const state of this.#rooms.values()) clearTimeout(state.timer);
+    this.#rooms.clear();
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * Assets through the real routes and the local-filesystem blob store: upload limits, the content-type
+ * allow-list, traversal attempts, permissions, and downloads with ETag, Range and caching headers.
+ */
+import assert from "node:assert/strict";
+import { startAuthServer } from "../helpers/user_sync_client.ts";
+import { api, seedFiles, tempBlobs } from "../helpers/content.ts";
+import { TEST_ENGINE } from "../helpers/db.ts";
+import { ConfigError, loadConfig, testConfig } from "../../config.ts";
+import { S3BlobStore } from "../../sync/assets/s3_blob_store.ts";
+import { startS3Server } from "../helpers/s3_server.ts";
+import { parseRange } from "../../routes/uploads.ts";
+
+const engine = `[${TEST_ENGINE}]`;
+const png = (size: number) => {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = i % 251;
+  return bytes;
+};
+
+async function startServer(
+  blobs: { blobs: import("../../sync/assets/fs_blob_store.ts").FsBlobStore },
+) {
+  const base = testConfig();
+  return await startAuthServer({
+    config: { content: { ...base.content, maxUploadBytes: 64 * 1024 } },
+    content: { blobs: blobs.blobs },
+  });
+}
+
+const upload = (
+  server: Parameters<typeof api>[0],
+  name: string,
+  bytes: Uint8Array,
+  options: { as?: string; type?: string; fileId?: string } = {},
+) =>
+  api(server, `/app/uploads/${name}?fileId=${options.fileId ?? "f1"}`, {
+    method: "POST",
+    ...(options.as !== undefined ? { as: options.as } : { as: "alice" }),
+    body: bytes as Uint8Array<ArrayBuffer>,
+    headers: { "content-type": options.type ?? "image/png" },
+  });
+
+Deno.test(`${engine} uploads: store, link to file and user, serve with type, ETag and caching`, async () => {
+  await using blobs = await tempBlobs();
+  await using server = await startServer(blobs);
+  await seedFiles(server, {
+    f1: { shared: true, sharedLinkType: "edit" },
+    f2: { shared: true, sharedLinkType: "view" },
+  });
+  const bytes = png(10_000);
+  const created = await upload(server, "asset-1.png", bytes);
+  assert.equal(created.status, 201);
+  assert.equal(created.body.size, 10_000);
+  const row = await server.deps.database.db.selectFrom("asset").selectAll()
+    .where("objectName", "=", "asset-1.png").executeTakeFirstOrThrow();
+  assert.deepEqual(row, { objectName: "asset-1.png", fileId: "f1", userId: "alice" });
+  // Stored under the blob directory, nowhere else.
+  assert.equal((await Deno.stat(`${blobs.dir}/objects/asset-1.png`)).size, 10_000);
+
+  const got = await api(server, "/app/uploads/asset-1.png");
+  assert.equal(got.status, 200);
+  assert.deepEqual(got.bytes, bytes);
+  assert.equal(got.headers.get("content-type"), "image/png");
+  assert.equal(got.headers.get("content-length"), "10000");
+  assert.equal(got.headers.get("accept-ranges"), "bytes");
+  assert.match(got.headers.get("cache-control") ?? "", /max-age=31536000.*immutable/);
+  assert.equal(got.headers.get("x-content-type-options"), "nosniff");
+  const etag = got.headers.get("etag")!;
+  assert.match(etag, /^"[0-9a-f]{32}"$/);
+  const cached = await api(server, "/app/uploads/asset-1.png", {
+    headers: { "if-none-match": etag },
+  });
+  assert.equal(cached.status, 304);
+  assert.equal(cached.bytes.byteLength, 0);
+
+  // A guest with edit rights may add assets; a view-only guest may not.
+  assert.equal((await upload(server, "by-bob.png", png(10), { as: "bob" })).status, 201);
+  assert.equal(
+    (await upload(server, "view-only.png", png(10), { as: "bob", fileId: "f2" })).status,
+    403,
+  );
+  // Names are never reused.
+  assert.equal((await upload(server, "asset-1.png", png(5))).status, 409);
+  assert.equal((await api(server, "/app/uploads/missing.png")).status, 404);
+});
+
+Deno.test(`${engine} uploads: auth, size limit, content types and traversal attempts are refused`, async () => {
+  await using blobs = await tempBlobs();
+  await using server = await startServer(blobs);
+  await seedFiles(server);
+  assert.equal(
+    (await api(server, "/app/uploads/a.png?fileId=f1", {
+      method: "POST",
+      body: png(10),
+      headers: { "content-type": "image/png" },
+    })).status,
+    401,
+  );
+  const tooBig = await upload(server, "big.png", png(64 * 1024 + 1));
+  assert.equal(tooBig.status, 413);
+  assert.equal((await upload(server, "limit.png", png(64 * 1024))).status, 201);
+  // A chunked body without Content-Length is cut off at the limit too.
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (let i = 0; i < 10; i++) controller.enqueue(png(10_000));
+      controller.close();
+    },
+  });
+  const chunked = await fetch(`${server.url}/app/uploads/chunked.png?fileId=f1`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${await server.token("alice")}`,
+      "content-type": "image/png",
+    },
+    body: stream,
+  });
+  await chunked.body?.cancel();
+  assert.equal(chunked.status, 413);
+  for (const type of ["text/html", "application/javascript", "application/octet-stream", ""]) {
+    assert.equal((await upload(server, "x.png", png(10), { type })).status, 415, type);
+  }
+  assert.equal((await upload(server, "empty.png", new Uint8Array())).status, 400);
+  assert.equal((await upload(server, "nofile.png", png(10), { fileId: "nope" })).status, 404);
+
+  const attempts = [
+    "..",
+    "%2e%2e",
+    "..%2F..%2Fetc%2Fpasswd",
+    "%2e%2e%2f%2e%2e%2fkv.sqlite3",
+    "a%2F..%2F..%2Fescape",
+    "a%5C..%5Cescape",
+    ".hidden",
+    "a..b",
+    "%00evil",
+    "x".repeat(300),
+  ];
+  for (const name of attempts) {
+    const response = await upload(server, name, png(10));
+    assert.ok([400, 404].includes(response.status), `${name}: ${response.status}`);
+    assert.ok([400, 404].includes((await api(server, `/app/uploads/${name}`)).status), name);
+  }
+  // Nothing was written outside the objects directory.
+  const written: string[] = [];
+  for await (const entry of Deno.readDir(`${blobs.dir}/objects`)) written.push(entry.name);
+  assert.deepEqual(written.sort(), ["limit.png"]);
+  const top: string[] = [];
+  for await (const entry of Deno.readDir(blobs.dir)) top.push(entry.name);
+  assert.deepEqual(top.sort(), ["meta", "objects", "tmp"]);
+  const rows = await server.deps.database.db.selectFrom("asset").select("objectName").execute();
+  assert.deepEqual(rows.map((r) => r.objectName), ["limit.png"]);
+});
+
+Deno.test(`${engine} uploads: range requests`, async () => {
+  await using blobs = await tempBlobs();
+  await using server = await startServer(blobs);
+  await seedFiles(server);
+  const bytes = png(50_000);
+  await upload(server, "video.mp4", bytes, { type: "video/mp4" });
+  const range = async (header: string, extra: Record<string, string> = {}) =>
+    await api(server, "/app/uploads/video.mp4", { headers: { range: header, ...extra } });
+
+  const middle = await range("bytes=100-199");
+  assert.equal(middle.status, 206);
+  assert.equal(middle.headers.get("content-range"), "bytes 100-199/50000");
+  assert.equal(middle.headers.get("content-length"), "100");
+  assert.deepEqual(middle.bytes, bytes.slice(100, 200));
+  assert.equal(middle.headers.get("content-type"), "video/mp4");
+
+  const open = await range("bytes=49990-");
+  assert.equal(open.status, 206);
+  assert.deepEqual(open.bytes, bytes.slice(49_990));
+  const suffix = await range("bytes=-10");
+  assert.equal(suffix.headers.get("content-range"), "bytes 49990-49999/50000");
+  assert.deepEqual(suffix.bytes, bytes.slice(49_990));
+  const clamped = await range("bytes=49000-999999");
+  assert.equal(clamped.headers.get("content-range"), "bytes 49000-49999/50000");
+  assert.equal(clamped.bytes.byteLength, 1_000);
+
+  const beyond = await range("bytes=50000-50010");
+  assert.equal(beyond.status, 416);
+  assert.equal(beyond.headers.get("content-range"), "bytes */50000");
+  // Several ranges or a foreign unit: the whole object (allowed by RFC 9110).
+  const multi = await range("bytes=0-1,5-6");
+  assert.equal(multi.status, 200);
+  assert.equal(multi.bytes.byteLength, 50_000);
+  // If-Range with a stale validator: the whole object.
+  const stale = await range("bytes=0-9", { "if-range": '"stale"' });
+  assert.equal(stale.status, 200);
+  const etag = stale.headers.get("etag")!;
+  const fresh = await range("bytes=0-9", { "if-range": etag });
+  assert.equal(fresh.status, 206);
+  assert.deepEqual(fresh.bytes, bytes.slice(0, 10));
+});
+
+Deno.test("uploads: parseRange", () => {
+  assert.deepEqual(parseRange("bytes=0-0", 10), { start: 0, end: 0 });
+  assert.deepEqual(parseRange("bytes=-20", 10), { start: 0, end: 9 });
+  assert.equal(parseRange("bytes=10-", 10), "unsatisfiable");
+  assert.equal(parseRange("bytes=-0", 10), "unsatisfiable");
+  assert.equal(parseRange("bytes=5-2", 10), undefined);
+  assert.equal(parseRange("items=0-1", 10), undefined);
+  assert.equal(parseRange("bytes=-", 10), undefined);
+});
+
+Deno.test(`${engine} uploads: the same routes on the S3 blob store (local S3-compatible server)`, async () => {
+  await using s3 = await startS3Server("uploads");
+  const blobs = new S3BlobStore({
+    endpoint: s3.endpoint,
+    bucket: s3.bucket,
+    region: "us-east-1",
+    accessKeyId: "S3RVER",
+    secretAccessKey: "S3RVER",
+  });
+  await using server = await startAuthServer({ content: { blobs } });
+  await seedFiles(server);
+  const bytes = png(20_000);
+  const created = await upload(server, "on-s3.webp", bytes, { type: "image/webp" });
+  assert.equal(created.status, 201);
+  const got = await api(server, "/app/uploads/on-s3.webp");
+  assert.equal(got.status, 200);
+  assert.equal(got.headers.get("content-type"), "image/webp");
+  assert.equal(got.bytes.byteLength, 20_000);
+  assert.ok(got.bytes.every((byte, i) => byte === bytes[i]));
+  const etag = got.headers.get("etag")!;
+  assert.equal(
+    (await api(server, "/app/uploads/on-s3.webp", { headers: { "if-none-match": etag } })).status,
+    304,
+  );
+  const part = await api(server, "/app/uploads/on-s3.webp", { headers: { range: "bytes=0-0" } });
+  assert.equal(part.status, 206);
+  assert.deepEqual([...part.bytes], [bytes[0]]);
+  assert.equal((await upload(server, "on-s3.webp", png(3), { type: "image/webp" })).status, 409);
+});
+
+Deno.test("uploads: BLOB_STORE=s3 needs its endpoint, bucket and credentials", () => {
+  assert.throws(
+    () => loadConfig({ BLOB_STORE: "s3", S3_BUCKET: "b" }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      ["S3_ENDPOINT", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"].every((v) =>
+        error.issues.some((issue) => issue.variable === v)
+      ),
+  );
+  const config = loadConfig({
+    BLOB_STORE: "s3",
+    S3_ENDPOINT: "http://127.0.0.1:9000",
+    S3_BUCKET: "assets",
+    S3_ACCESS_KEY_ID: "key",
+    S3_SECRET_ACCESS_KEY: "secret",
+    MAX_UPLOAD_BYTES: "1000",
+  });
+  assert.equal(config.content.blobStore.kind, "s3");
+  assert.equal(config.content.maxUploadBytes, 1000);
+  const local = loadConfig({ DATA_DIR: "/srv/data" });
+  assert.deepEqual(local.content.blobStore, { kind: "fs", dir: "/srv/data/blobs" });
+  assert.equal(local.content.historyIntervalMs, 8_000);
+  assert.throws(() => loadConfig({ BLOB_STORE: "gcs" }), ConfigError);
+});
