@@ -15,6 +15,7 @@
 // This script runs under Deno, while the rest of the web member is type-checked for the browser.
 /// <reference lib="deno.ns" />
 import * as esbuild from "esbuild";
+import { ensureNpmInstalled } from "./npm_install.ts";
 
 /** The web app's directory (package.json, src/). */
 export const WEB_DIR: string = decodeURIComponent(new URL(".", import.meta.url).pathname);
@@ -31,59 +32,9 @@ export interface BuildOptions {
   onBuild?: (errors: string[], ms: number) => void;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function lockHash(): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    await Deno.readFile(`${WEB_DIR}package-lock.json`),
-  );
-  return [...new Uint8Array(digest).slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join(
-    "",
-  );
-}
-
-/**
- * Installs web/node_modules unless it matches package-lock.json. A lock directory serializes
- * concurrent callers (a dev server and a test may start at once).
- */
-export async function ensureInstalled(): Promise<void> {
-  const marker = `${WEB_DIR}node_modules/.installed-${await lockHash()}`;
-  if (await exists(marker)) return;
-  const lockDir = `${WEB_DIR}.install-lock`;
-  const deadline = Date.now() + 300_000;
-  for (;;) {
-    try {
-      await Deno.mkdir(lockDir);
-      break;
-    } catch (error) {
-      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-      if (Date.now() > deadline) throw new Error(`stale install lock ${lockDir}; remove it`);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  }
-  try {
-    if (await exists(marker)) return;
-    const output = await new Deno.Command("npm", {
-      args: ["ci", "--no-audit", "--no-fund", "--loglevel=error"],
-      cwd: WEB_DIR,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!output.success) {
-      throw new Error(`npm ci in ${WEB_DIR} failed:\n${new TextDecoder().decode(output.stderr)}`);
-    }
-    await Deno.writeTextFile(marker, "");
-  } finally {
-    await Deno.remove(lockDir).catch(() => {});
-  }
+/** Installs web/node_modules unless it matches package-lock.json. */
+export function ensureInstalled(): Promise<void> {
+  return ensureNpmInstalled(WEB_DIR);
 }
 
 /** tldraw's asset files (imported by `@tldraw/assets/imports`) are emitted as files, not inlined. */

@@ -11,75 +11,21 @@
  * @module
  */
 
+import { ensureNpmInstalled } from "../../web/npm_install.ts";
+
 /** Directory of the client script and its package.json. */
 export const CLIENT_DIR = new URL("../livestore_client/", import.meta.url);
 const CLIENT_DIR_PATH = decodeURIComponent(CLIENT_DIR.pathname);
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function lockfileHash(): Promise<string> {
-  const lock = await Deno.readFile(`${CLIENT_DIR_PATH}package-lock.json`);
-  const digest = await crypto.subtle.digest("SHA-256", lock);
-  return [...new Uint8Array(digest).slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join(
-    "",
-  );
-}
-
-let installing: Promise<void> | undefined;
-
 /**
- * Installs the client's packages unless the installed set matches package-lock.json. Several test
- * processes may call it at once: an exclusive lock directory makes the others wait.
+ * Installs the client's packages unless they match package-lock.json (`npm ci` cannot be used: the
+ * lock was made against a registry without other platforms' optional packages).
  */
 export function ensureClientInstalled(): Promise<void> {
-  return installing ??= (async () => {
-    const marker = `${CLIENT_DIR_PATH}node_modules/.installed-${await lockfileHash()}`;
-    if (await exists(marker)) return;
-    const lockDir = `${CLIENT_DIR_PATH}.install-lock`;
-    const deadline = Date.now() + 180_000;
-    for (;;) {
-      try {
-        await Deno.mkdir(lockDir);
-        break;
-      } catch (error) {
-        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-        if (Date.now() > deadline) throw new Error(`stale install lock ${lockDir}; remove it`);
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        if (await exists(marker)) return;
-      }
-    }
-    try {
-      if (await exists(marker)) return;
-      const output = await new Deno.Command("npm", {
-        args: [
-          "install",
-          "--no-save",
-          "--legacy-peer-deps",
-          "--no-audit",
-          "--no-fund",
-          "--loglevel=error",
-        ],
-        cwd: CLIENT_DIR_PATH,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      if (!output.success) {
-        throw new Error(
-          `npm ci in ${CLIENT_DIR_PATH} failed:\n${new TextDecoder().decode(output.stderr)}`,
-        );
-      }
-      await Deno.writeTextFile(marker, new Date().toISOString());
-    } finally {
-      await Deno.remove(lockDir).catch(() => {});
-    }
-  })();
+  return ensureNpmInstalled(CLIENT_DIR_PATH, {
+    args: ["install", "--no-save", "--legacy-peer-deps"],
+    timeoutMs: 180_000,
+  });
 }
 
 /** A line the client prints. */

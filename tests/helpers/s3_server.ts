@@ -4,53 +4,13 @@
  *
  * @module
  */
+import { ensureNpmInstalled } from "../../web/npm_install.ts";
+
 const DIR = new URL("../s3_server/", import.meta.url).pathname;
 
-let installing: Promise<void> | undefined;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Installs s3rver unless installed (an exclusive lock directory serialises concurrent tests). */
+/** Installs s3rver unless installed. */
 function ensureInstalled(): Promise<void> {
-  return installing ??= (async () => {
-    const marker = `${DIR}node_modules/.installed`;
-    if (await exists(marker)) return;
-    const lockDir = `${DIR}.install-lock`;
-    const deadline = Date.now() + 180_000;
-    for (;;) {
-      try {
-        await Deno.mkdir(lockDir);
-        break;
-      } catch (error) {
-        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-        if (Date.now() > deadline) throw new Error(`stale install lock ${lockDir}; remove it`);
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        if (await exists(marker)) return;
-      }
-    }
-    try {
-      if (await exists(marker)) return;
-      const output = await new Deno.Command("npm", {
-        args: ["ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd: DIR,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      if (!output.success) {
-        throw new Error(`npm ci in ${DIR} failed:\n${new TextDecoder().decode(output.stderr)}`);
-      }
-      await Deno.writeTextFile(marker, new Date().toISOString());
-    } finally {
-      await Deno.remove(lockDir).catch(() => {});
-    }
-  })();
+  return ensureNpmInstalled(DIR, { timeoutMs: 180_000 });
 }
 
 /** A running local S3 server with one bucket. */
