@@ -20,6 +20,7 @@ import { migrateTldrFile } from "../sync/tldraw/tldr_file.ts";
 import type { AppDeps } from "./deps.ts";
 import { callerKey } from "./caller.ts";
 import { HttpError } from "./errors.ts";
+import { readJsonBody } from "./json_body.ts";
 import { FILE_ID_PATTERN } from "./file_rooms.ts";
 import { ROOM_ID_PATTERN } from "./rooms.ts";
 import type { UserData } from "./user_sync.ts";
@@ -72,20 +73,7 @@ export function snapshotRoutes(
     if (await content.limits.snapshot.isLimited(callerKey(c, identity))) {
       throw new HttpError("rate_limited", "too many snapshots");
     }
-    const maxBody = config.limits.maxRoomBytes * 2;
-    if (Number(c.req.header("content-length") ?? 0) > maxBody) {
-      throw new HttpError("payload_too_large", `body exceeds ${maxBody} bytes`);
-    }
-    const text = await c.req.text();
-    if (text.length > maxBody) {
-      throw new HttpError("payload_too_large", `body exceeds ${maxBody} bytes`);
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new HttpError("bad_request", "body is not JSON");
-    }
+    const json = await readJsonBody(c, config.limits.maxRoomBytes * 2);
     const parsed = bodySchema.safeParse(json);
     if (!parsed.success) {
       throw new HttpError(

@@ -17,6 +17,7 @@ import type { WireRecord } from "../sync/tldraw/protocol.ts";
 import { ensureUser } from "../sync/user/data.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
+import { readJsonBody } from "./json_body.ts";
 import type { UserData } from "./user_sync.ts";
 
 /** At most this many snapshots per request. */
@@ -56,21 +57,7 @@ export function tldrImportRoutes(deps: AppDeps, rooms: RoomManager, userData: Us
   const app = new Hono();
   app.post("/app/tldr", async (c) => {
     const identity = await userData.auth.required(c);
-    const declared = Number(c.req.header("content-length") ?? 0);
-    const maxBody = config.limits.maxRoomBytes * 2;
-    if (declared > maxBody) {
-      throw new HttpError("payload_too_large", `body exceeds ${maxBody} bytes`);
-    }
-    const text = await c.req.text();
-    if (text.length > maxBody) {
-      throw new HttpError("payload_too_large", `body exceeds ${maxBody} bytes`);
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new HttpError("bad_request", "body is not JSON");
-    }
+    const json = await readJsonBody(c, config.limits.maxRoomBytes * 2);
     const parsed = bodySchema.safeParse(json);
     if (!parsed.success) {
       throw new HttpError("bad_request", "expected {snapshots: [.tldr file, …]}", {
