@@ -211,10 +211,11 @@ export class KvRoomStore implements RoomStore {
     }
     const clock = expectedClock + 1;
     const writes = new Writes();
-    for (const { record, prev } of changes.puts) {
-      this.#writeRecord(writes, roomId, record, clock, prev);
+    const values = changes.puts.map((p) => JSON.stringify(p.record));
+    changes.puts.forEach(({ record, prev }, i) => {
+      this.#writeRecord(writes, roomId, record, clock, prev, values[i]);
       writes.delete(this.#key(roomId, "tomb", record.id));
-    }
+    });
     for (const { id, prev } of changes.deletes) {
       writes.delete(this.#key(roomId, "rec", id));
       this.#deleteChunks(writes, roomId, prev);
@@ -224,7 +225,6 @@ export class KvRoomStore implements RoomStore {
     let idsSize = JSON.stringify(ids).length;
     let logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
     if (!("bulk" in logEntry)) {
-      const values = changes.puts.map((p) => JSON.stringify(p.record));
       const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
       if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
         logEntry = { ...ids, j: values };
@@ -276,6 +276,94 @@ export class KvRoomStore implements RoomStore {
         versionstamp: result.versionstamp,
       });
     }
+    return { ok: true, clock };
+  }
+
+  async commitSteps(
+    roomId: string,
+    expectedClock: number,
+    steps: ChangeSet[],
+  ): Promise<CommitResult> {
+    if (steps.length === 1) return this.commit(roomId, expectedClock, steps[0]!);
+    if (steps.length === 0) {
+      const clock = await this.readClock(roomId);
+      return clock === expectedClock
+        ? { ok: true, clock }
+        : { ok: false, error: CommitError.conflict };
+    }
+    let known = this.#known.get(roomId);
+    if (!known || known.meta.documentClock !== expectedClock || known.meta.pending) {
+      const entry = await this.#readMeta(roomId);
+      if (entry.value?.pending) {
+        await this.#rollForward(roomId, entry);
+        return { ok: false, error: CommitError.conflict };
+      }
+      known = this.#known.get(roomId);
+      if (!known || known.meta.documentClock !== expectedClock) {
+        return { ok: false, error: CommitError.conflict };
+      }
+    }
+    // Every step's writes, last one per key winning (a record may change in several steps), plus
+    // one log entry per clock; one meta write at the end.
+    const byKey = new Map<string, Mutation>();
+    const put = (writes: Writes) => {
+      for (const m of writes.list) byKey.set(JSON.stringify(m.key), m);
+    };
+    let schema = known.meta.schema;
+    let clock = expectedClock;
+    for (const changes of steps) {
+      clock++;
+      const writes = new Writes();
+      const values = changes.puts.map((p) => JSON.stringify(p.record));
+      changes.puts.forEach(({ record, prev }, i) => {
+        this.#writeRecord(writes, roomId, record, clock, prev, values[i]);
+        writes.delete(this.#key(roomId, "tomb", record.id));
+      });
+      for (const { id, prev } of changes.deletes) {
+        writes.delete(this.#key(roomId, "rec", id));
+        this.#deleteChunks(writes, roomId, prev);
+        writes.set(this.#key(roomId, "tomb", id), clock, 64);
+      }
+      const ids = { p: changes.puts.map((p) => p.record.id), d: changes.deletes.map((d) => d.id) };
+      const idsSize = JSON.stringify(ids).length;
+      let logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
+      let logSize = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64;
+      if (!("bulk" in logEntry)) {
+        const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
+        if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
+          logEntry = { ...ids, j: values };
+          logSize += valuesSize;
+        }
+      }
+      writes.set(this.#key(roomId, "log", clock), logEntry, logSize);
+      if (clock - this.#logSize > 0) writes.delete(this.#key(roomId, "log", clock - this.#logSize));
+      if (changes.schema) schema = changes.schema;
+      put(writes);
+    }
+    const writes = Writes.from([...byKey.values()]);
+    const meta: StoredMeta = {
+      documentClock: clock,
+      tombstoneHistoryStartsAtClock: known.meta.tombstoneHistoryStartsAtClock,
+      schema,
+    };
+    const metaSize = 200 + JSON.stringify(meta.schema).length;
+    if (!writes.fitsWith(1, metaSize)) return { ok: false, error: CommitError.too_large };
+    const metaKey = this.#key(roomId, "meta");
+    const versionstamp = known.versionstamp;
+    const result = await this.#write(`room:${roomId}`, {
+      checks: 1,
+      mutations: 1 + writes.list.length,
+      bytes: metaSize + writes.bytes,
+    }, (op) => {
+      op.check({ key: metaKey, versionstamp });
+      writes.applyTo(op);
+      op.set(metaKey, meta);
+    });
+    if (!result.ok) {
+      this.#known.delete(roomId);
+      return { ok: false, error: CommitError.conflict };
+    }
+    this.#known.set(roomId, { meta, versionstamp: result.versionstamp });
     return { ok: true, clock };
   }
 
@@ -345,8 +433,8 @@ export class KvRoomStore implements RoomStore {
     record: WireRecord,
     clock: number,
     prev: StoredRecord | undefined,
+    json = JSON.stringify(record),
   ): void {
-    const json = JSON.stringify(record);
     if (json.length <= CHUNK_CHARS) {
       writes.set(this.#key(roomId, "rec", record.id), { c: clock, j: json }, byteSize(json) + 64);
     } else {
@@ -361,7 +449,9 @@ export class KvRoomStore implements RoomStore {
   }
 
   #deleteChunks(writes: Writes, roomId: string, prev: StoredRecord): void {
-    const length = JSON.stringify(prev.state).length;
+    // The engine's cached records carry their JSON length: no need to serialize them again.
+    const chars = (prev as { chars?: unknown }).chars;
+    const length = typeof chars === "number" ? chars : JSON.stringify(prev.state).length;
     if (length <= CHUNK_CHARS) return;
     const count = Math.ceil(length / CHUNK_CHARS);
     for (let i = 0; i < count; i++) {

@@ -55,6 +55,7 @@ export function withLockedRetry(store: RoomStore, options: LockedRetryOptions = 
     load: (roomId) => retry(() => store.load(roomId)),
     create: (roomId, data) => retry(() => store.create(roomId, data)),
     commit: (roomId, clock, changes) => retry(() => store.commit(roomId, clock, changes)),
+    commitSteps: (roomId, clock, steps) => retry(() => store.commitSteps(roomId, clock, steps)),
     readClock: (roomId) => retry(() => store.readClock(roomId)),
     changesSince: (roomId, clock) => retry(() => store.changesSince(roomId, clock)),
     stepsSince: (roomId, clock) => retry(() => store.stepsSince(roomId, clock)),

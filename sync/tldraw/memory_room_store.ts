@@ -51,11 +51,20 @@ export class MemoryRoomStore implements RoomStore {
   }
 
   commit(roomId: string, expectedClock: number, changes: ChangeSet): Promise<CommitResult> {
+    return this.commitSteps(roomId, expectedClock, [changes]);
+  }
+
+  commitSteps(roomId: string, expectedClock: number, steps: ChangeSet[]): Promise<CommitResult> {
     const room = this.#rooms.get(roomId);
     if (!room || room.data.meta.documentClock !== expectedClock) {
       return Promise.resolve({ ok: false, error: CommitError.conflict });
     }
-    const clock = expectedClock + 1;
+    let clock = expectedClock;
+    for (const changes of steps) clock = this.#apply(room, clock + 1, changes);
+    return Promise.resolve({ ok: true, clock });
+  }
+
+  #apply(room: MemoryRoom, clock: number, changes: ChangeSet): number {
     const { data } = room;
     const byId = new Map(data.records.map((r) => [r.state.id, r]));
     for (const { record } of changes.puts) {
@@ -77,7 +86,7 @@ export class MemoryRoomStore implements RoomStore {
       deletes: changes.deletes.map((d) => d.id),
     });
     room.log.delete(clock - this.#logSize);
-    return Promise.resolve({ ok: true, clock });
+    return clock;
   }
 
   readClock(roomId: string): Promise<number> {

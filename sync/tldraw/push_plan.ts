@@ -162,8 +162,9 @@ export class RecordSchema {
 /** What a plan reads. */
 export interface PlanContext {
   schema: RecordSchema;
-  records: ReadonlyMap<string, CachedRecord>;
-  presences: ReadonlyMap<string, WireRecord>;
+  /** The cache (or the cache as changed by earlier pushes of a group). */
+  records: { get(id: string): CachedRecord | undefined };
+  presences: { get(id: string): WireRecord | undefined };
   maxRecordChars: number;
   maxRecordIdChars: number;
   /** Some connected client cannot apply string appends (protocol < 8). */

@@ -180,6 +180,12 @@ const RETRY_JITTER_MS = 2;
 const RETRY_JITTER_MAX_MS = 8;
 // Longest a room holds its commits back when another isolate reports contention.
 const MAX_YIELD_MS = 100;
+// Group commit: most pushes handled together as one atomic store write, and a conservative
+// estimate of its size (KV: 1,000 mutations and 800 KiB per atomic operation; the store answers
+// too_large beyond that and the group is cut smaller).
+const MAX_GROUP_PUSHES = 200;
+const MAX_GROUP_MUTATIONS = 600;
+const MAX_GROUP_CHARS = 300_000;
 
 const SessionState = {
   admitting: "admitting",
@@ -213,6 +219,41 @@ interface Session {
   presenceWriteTimer: ReturnType<typeof setTimeout> | null;
 }
 
+/** A push waiting for its group. */
+interface PushEntry {
+  session: Session;
+  message: PushRequest;
+}
+
+/** A push of a group, planned against the group's speculative state. */
+interface GroupItem {
+  entry: PushEntry;
+  plan?: PushPlan;
+  /** The clock its change is committed as (changing pushes only). */
+  clock?: number;
+  /** Why the push closes its session (it contributes nothing to the group). */
+  rejection?: SyncCloseReason;
+  /** JSON length of each put record (serialized once). */
+  sizes?: number[];
+}
+
+/** The cache as changed by the pushes planned before, within a group. */
+class Overlay<V> {
+  readonly #base: ReadonlyMap<string, V>;
+  readonly #changes = new Map<string, V | null>();
+  constructor(base: ReadonlyMap<string, V>) {
+    this.#base = base;
+  }
+  get(id: string): V | undefined {
+    const changed = this.#changes.get(id);
+    if (changed !== undefined) return changed ?? undefined;
+    return this.#base.get(id);
+  }
+  set(id: string, value: V | null): void {
+    this.#changes.set(id, value);
+  }
+}
+
 /** One tldraw room served by this isolate. Create with {@link TldrawRoom.load}. */
 export class TldrawRoom {
   readonly roomId: string;
@@ -241,6 +282,11 @@ export class TldrawRoom {
   /** Serialises everything that reads or advances the document (connects, pushes, catch-ups). */
   #queue: Promise<void> = Promise.resolve();
   #pending = 0;
+  /** While a committed group is answered: data events wait in the outboxes (see #sendData). */
+  #holding = false;
+  readonly #held = new Set<Session>();
+  /** Pushes waiting in the queue as one group that later pushes may still join. */
+  #openGroup: PushEntry[] | null = null;
   #pruneTimer: ReturnType<typeof setInterval> | null = null;
   #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   #pollTimer: ReturnType<typeof setInterval> | null = null;
@@ -461,9 +507,20 @@ export class TldrawRoom {
       case "connect":
         this.#enqueue(() => this.#handleConnect(session, message));
         return;
-      case "push":
-        this.#enqueue(() => this.#handlePush(session, message));
+      case "push": {
+        // Pushes queued back to back (while a commit is in flight) are handled as one group.
+        if (this.#openGroup) {
+          this.#openGroup.push({ session, message });
+          return;
+        }
+        const group: PushEntry[] = [{ session, message }];
+        this.#enqueue(() => {
+          if (this.#openGroup === group) this.#openGroup = null;
+          return this.#handlePushes(group);
+        });
+        this.#openGroup = group;
         return;
+      }
     }
   }
 
@@ -650,6 +707,8 @@ export class TldrawRoom {
 
   /** Queues a task; the returned promise rejects if it fails (the queue goes on). */
   #enqueueResult(task: () => Promise<void> | void): Promise<void> {
+    // Pushes after this task must not join a group queued before it.
+    this.#openGroup = null;
     this.#pending++;
     const run = this.#queue.then(task);
     this.#queue = run.then(() => {}, () => {}).finally(() => this.#pending--);
@@ -825,9 +884,17 @@ export class TldrawRoom {
     }
   }
 
-  /** Data events: the first goes out at once, later ones within the batch window go together. */
+  /**
+   * Data events: while a committed group is answered they wait and go out together at its end;
+   * otherwise the first goes out at once, later ones within the batch window go together.
+   */
   #sendData(session: Session, event: DataEvent): void {
     if (session.state !== SessionState.connected) return;
+    if (this.#holding) {
+      session.outbox.push(event);
+      this.#held.add(session);
+      return;
+    }
     if (session.batchTimer === null) {
       this.#sendNow(session, { type: "data", data: [event] });
       session.batchTimer = setTimeout(() => {
@@ -841,6 +908,15 @@ export class TldrawRoom {
     } else {
       session.outbox.push(event);
     }
+  }
+
+  /** Ends holding: every session with waiting events gets them as one frame. */
+  #releaseHeld(): void {
+    this.#holding = false;
+    for (const session of this.#held) {
+      if (session.state === SessionState.connected) this.#flush(session);
+    }
+    this.#held.clear();
   }
 
   /** Sends queued data events now (before a non-data message, to keep order). */
@@ -990,61 +1066,204 @@ export class TldrawRoom {
   // ---------------------------------------------------------------------------------------------
   // Push
 
-  async #handlePush(session: Session, message: PushRequest): Promise<void> {
-    if (session.state !== SessionState.connected) return;
-    session.lastInteraction = Date.now();
+  /**
+   * Handles queued pushes in arrival order, as groups (spec 5): every push of a group is planned
+   * against the state left by the ones before it, the changing ones are committed with one store
+   * write (one clock step each), then every push gets its push_result and the patches go out, in
+   * order. A rejected push contributes nothing; a lost race re-plans the whole group.
+   */
+  async #handlePushes(entries: PushEntry[]): Promise<void> {
+    const state = { remaining: entries };
     try {
-      for (let attempt = 1;; attempt++) {
-        const wait = this.#yieldUntil - Date.now();
-        if (wait > 0) {
-          await sleep(wait);
-          await this.#catchUpNow();
-          if (session.state !== SessionState.connected) return;
-        }
-        const plan = this.#planPush(session, message);
-        let clock: number | undefined = this.#clock;
-        if (plan.docDiff) {
-          if (
-            plan.bytesDelta > 0 && this.#roomChars + plan.bytesDelta > this.#limits.maxRoomBytes
-          ) {
-            throw new SessionRejection(LimitReason.ROOM_TOO_LARGE);
-          }
-          clock = await this.#commitPlan(plan);
-        }
-        if (clock !== undefined) {
-          this.#finishPush(session, message, plan);
-          if (this.#tombstones.size > this.#limits.maxTombstones) {
-            void this.#enqueue(() => this.#pruneTombstones());
-          }
-          return;
-        }
-        if (attempt >= MAX_COMMIT_ATTEMPTS) {
-          // Not the client's fault, so not a 4099 (which the client takes as fatal): close without
-          // a code; it reconnects, catches up and pushes its pending changes again.
-          this.#log.warn("push gave up after lost commit races", {
-            sessionId: session.sessionId,
-            attempts: attempt,
-          });
-          safeClose(session.socket);
-          this.#cancel(session);
-          return;
-        }
-        // Another isolate committed first: take its changes, then re-validate against them. From
-        // the second loss on, wait a random moment so that racing writers stop colliding.
-        if (attempt >= 2) {
-          this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#clock });
-          await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
-        }
-        await this.#catchUpNow();
-        if (session.state !== SessionState.connected) return;
-      }
+      await this.#handlePushGroups(state);
     } catch (error) {
-      if (error instanceof SessionRejection) {
-        this.#reject(session, error.reason);
-        return;
+      // The store failed (KV unreachable): the pushes not answered yet close their sessions.
+      for (const { session } of state.remaining) {
+        if (session.state !== SessionState.connected) continue;
+        this.#log.error("push failed", { sessionId: session.sessionId, error });
+        this.#reject(session, CloseReason.UNKNOWN_ERROR);
       }
-      this.#log.error("push failed", { sessionId: session.sessionId, error });
-      this.#reject(session, CloseReason.UNKNOWN_ERROR);
+    }
+  }
+
+  async #handlePushGroups(state: { remaining: PushEntry[] }): Promise<void> {
+    let remaining = state.remaining;
+    let take = MAX_GROUP_PUSHES;
+    let attempt = 1;
+    while (remaining.length > 0) {
+      remaining = state.remaining = remaining.filter((e) =>
+        e.session.state === SessionState.connected
+      );
+      if (remaining.length === 0) return;
+      const wait = this.#yieldUntil - Date.now();
+      if (wait > 0) {
+        await sleep(wait);
+        await this.#catchUpNow();
+        continue;
+      }
+      const { items, steps } = this.#planGroup(remaining, take);
+      if (steps.length > 0) {
+        const result = steps.length === 1
+          ? await this.#store.commit(this.roomId, this.#clock, steps[0]!)
+          : await this.#store.commitSteps(this.roomId, this.#clock, steps);
+        if (!result.ok) {
+          if (result.error === "too_large") {
+            if (items.length > 1) {
+              take = Math.max(1, Math.floor(items.length / 2));
+              continue;
+            }
+            this.#reject(items[0]!.entry.session, LimitReason.MESSAGE_TOO_LARGE);
+            remaining = state.remaining = remaining.slice(1);
+            continue;
+          }
+          if (attempt >= MAX_COMMIT_ATTEMPTS) {
+            // Not the clients' fault, so not a 4099 (which the client takes as fatal): close
+            // without a code; they reconnect, catch up and push their pending changes again.
+            for (const { entry: { session } } of items) {
+              if (session.state !== SessionState.connected) continue;
+              this.#log.warn("push gave up after lost commit races", {
+                sessionId: session.sessionId,
+                attempts: attempt,
+              });
+              safeClose(session.socket);
+              this.#cancel(session);
+            }
+            remaining = state.remaining = remaining.slice(items.length);
+            attempt = 1;
+            continue;
+          }
+          // Another isolate committed first: take its changes, then re-plan against them. From
+          // the second loss on, wait a random moment so that racing writers stop colliding.
+          if (attempt >= 2) {
+            this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#clock });
+            await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
+          }
+          attempt++;
+          await this.#catchUpNow();
+          continue;
+        }
+      }
+      remaining = state.remaining = remaining.slice(items.length);
+      attempt = 1;
+      take = MAX_GROUP_PUSHES;
+      // After a commit, each session gets the group's events as one data frame, at once (the
+      // batch window is the commit). Groups without a commit (presence) use the batch timer.
+      this.#holding = steps.length > 0;
+      try {
+        for (const item of items) {
+          const { session, message } = item.entry;
+          if (item.rejection) {
+            this.#reject(session, item.rejection);
+            continue;
+          }
+          if (!item.plan) continue;
+          if (item.clock !== undefined) {
+            this.#applyCommitted(item.plan.changeSet, item.clock, item.sizes);
+          }
+          this.#finishPush(session, message, item.plan);
+        }
+      } finally {
+        this.#releaseHeld();
+      }
+      if (steps.length > 0) {
+        this.#hooks.onDocumentChanged?.({ roomId: this.roomId, clock: this.#clock });
+        if (this.#tombstones.size > this.#limits.maxTombstones) {
+          void this.#enqueue(() => this.#pruneTombstones());
+        }
+      }
+    }
+  }
+
+  /** Plans up to `take` pushes in order against the cache as changed by the ones before. */
+  #planGroup(entries: PushEntry[], take: number): { items: GroupItem[]; steps: ChangeSet[] } {
+    const records = new Overlay(this.#records);
+    const presences = new Overlay(this.#presences);
+    const ctx = {
+      schema: this.#recordSchema,
+      records,
+      presences,
+      maxRecordChars: this.#limits.maxRecordChars,
+      maxRecordIdChars: this.#limits.maxRecordIdChars,
+      legacyAppend: !this.#canEmitStringAppend(),
+    };
+    const items: GroupItem[] = [];
+    const steps: ChangeSet[] = [];
+    const rejected = new Set<Session>();
+    let clock = this.#clock;
+    let roomChars = this.#roomChars;
+    let mutations = 0;
+    let chars = 0;
+    for (const entry of entries) {
+      if (items.length >= take) break;
+      const { session, message } = entry;
+      if (rejected.has(session)) {
+        items.push({ entry });
+        continue;
+      }
+      session.lastInteraction = Date.now();
+      let plan: PushPlan;
+      try {
+        plan = planPush(ctx, {
+          isReadonly: session.isReadonly,
+          presenceId: session.presenceId,
+          clientSchema: session.requiresDownMigrations ? session.schema : null,
+        }, message);
+        if (
+          plan.docDiff && plan.bytesDelta > 0 &&
+          roomChars + plan.bytesDelta > this.#limits.maxRoomBytes
+        ) {
+          throw new SessionRejection(LimitReason.ROOM_TOO_LARGE);
+        }
+      } catch (error) {
+        let reason: SyncCloseReason = CloseReason.UNKNOWN_ERROR;
+        if (error instanceof SessionRejection) reason = error.reason;
+        else this.#log.error("push failed", { sessionId: session.sessionId, error });
+        rejected.add(session);
+        items.push({ entry, rejection: reason });
+        continue;
+      }
+      let stepClock: number | undefined;
+      let sizes: number[] | undefined;
+      if (plan.docDiff) {
+        sizes = plan.changeSet.puts.map(({ record }) => JSON.stringify(record).length);
+        let stepChars = 200;
+        let stepMutations = 2 + 2 * plan.changeSet.deletes.length;
+        for (const size of sizes) {
+          stepChars += 2 * size + 100;
+          stepMutations += 2 + Math.ceil(size / 20_000);
+        }
+        if (
+          steps.length > 0 &&
+          (mutations + stepMutations > MAX_GROUP_MUTATIONS || chars + stepChars > MAX_GROUP_CHARS)
+        ) break;
+        mutations += stepMutations;
+        chars += stepChars;
+        stepClock = ++clock;
+        roomChars += plan.bytesDelta;
+        plan.changeSet.puts.forEach(({ record }, i) =>
+          records.set(record.id, { state: record, lastChangedClock: stepClock!, chars: sizes![i]! })
+        );
+        for (const { id } of plan.changeSet.deletes) records.set(id, null);
+        steps.push(plan.changeSet);
+      }
+      if (plan.presence && session.presenceId) {
+        presences.set(session.presenceId, plan.presence.record);
+      }
+      items.push({ entry, plan, clock: stepClock, sizes });
+    }
+    return { items, steps };
+  }
+
+  /** Applies a committed change set to the cache at `clock`. */
+  #applyCommitted(changeSet: ChangeSet, clock: number, sizes?: number[]): void {
+    this.#clock = clock;
+    for (const [i, { record }] of changeSet.puts.entries()) {
+      this.#setCached(record, clock, sizes?.[i]);
+      this.#tombstones.delete(record.id);
+    }
+    for (const { id } of changeSet.deletes) {
+      this.#deleteCached(id);
+      this.#tombstones.set(id, clock);
     }
   }
 
@@ -1057,15 +1276,7 @@ export class TldrawRoom {
       }
       return undefined;
     }
-    this.#clock = result.clock;
-    for (const { record } of plan.changeSet.puts) {
-      this.#setCached(record, result.clock);
-      this.#tombstones.delete(record.id);
-    }
-    for (const { id } of plan.changeSet.deletes) {
-      this.#deleteCached(id);
-      this.#tombstones.set(id, result.clock);
-    }
+    this.#applyCommitted(plan.changeSet, result.clock);
     this.#hooks.onDocumentChanged?.({ roomId: this.roomId, clock: result.clock });
     return result.clock;
   }
@@ -1159,8 +1370,7 @@ export class TldrawRoom {
   // ---------------------------------------------------------------------------------------------
   // Cache
 
-  #setCached(state: WireRecord, clock: number): void {
-    const chars = JSON.stringify(state).length;
+  #setCached(state: WireRecord, clock: number, chars = JSON.stringify(state).length): void {
     const old = this.#records.get(state.id);
     this.#roomChars += chars - (old?.chars ?? 0);
     this.#records.set(state.id, { state, lastChangedClock: clock, chars });

@@ -122,6 +122,15 @@ export interface RoomStore {
   create(roomId: string, data: RoomData): Promise<boolean>;
   /** Commits `changes` as clock `expectedClock + 1`, atomically, iff the room is at `expectedClock`. */
   commit(roomId: string, expectedClock: number, changes: ChangeSet): Promise<CommitResult>;
+  /**
+   * Commits several changes as the clocks `expectedClock + 1` … `expectedClock + steps.length`,
+   * all or nothing, iff the room is at `expectedClock` (group commit: one check, one atomic write).
+   * Each step keeps its own clock and its own change-log entry, so {@link stepsSince} still yields
+   * one step per clock. A `prev` of a later step may be the record as written by an earlier step.
+   * Returns `too_large` (and writes nothing) when the steps do not fit one atomic operation: commit
+   * them one at a time then. The resulting clock is the last step's.
+   */
+  commitSteps(roomId: string, expectedClock: number, steps: ChangeSet[]): Promise<CommitResult>;
   /** Current clock (cheap: one read). `-1` when the room does not exist. */
   readClock(roomId: string): Promise<number>;
   /** Changes committed after `clock`. */

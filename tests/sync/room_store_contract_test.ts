@@ -279,6 +279,53 @@ for (const [name, open] of Object.entries(implementations)) {
     assert.deepEqual(await store.listSessions("r"), []);
   });
 
+  test("commitSteps commits several clocks at once, one log step each, all or nothing", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    const a1 = shape("shape:a", { v: 1 });
+    const a2 = shape("shape:a", { v: 2 });
+    const b = shape("shape:b");
+    // Big enough to be chunked by the KV store, then replaced in the same group.
+    const big1 = shape("shape:big", { text: "x".repeat(40_000) });
+    const big2 = shape("shape:big", { text: "y".repeat(40_000) });
+    assert.deepEqual(
+      await store.commitSteps("r", 0, [
+        { puts: [{ record: a1 }, { record: big1 }], deletes: [] },
+        {
+          puts: [{ record: a2, prev: { state: a1, lastChangedClock: 1 } }, { record: b }],
+          deletes: [],
+        },
+        {
+          puts: [{ record: big2, prev: { state: big1, lastChangedClock: 1 } }],
+          deletes: [{ id: "shape:b", prev: { state: b, lastChangedClock: 2 } }],
+        },
+      ]),
+      { ok: true, clock: 3 },
+    );
+    assert.equal(await other.readClock("r"), 3);
+    const loaded = (await other.load("r"))!;
+    assert.equal(loaded.meta.documentClock, 3);
+    assert.deepEqual(byId(loaded.records), {
+      "shape:a": { state: a2, lastChangedClock: 2 },
+      "shape:big": { state: big2, lastChangedClock: 3 },
+    });
+    assert.deepEqual([...loaded.tombstones], [["shape:b", 3]]);
+    const steps = await other.stepsSince("r", 0);
+    assert.equal(steps.kind, "steps");
+    if (steps.kind !== "steps") return;
+    assert.deepEqual(steps.steps.map((s) => s.clock), [1, 2, 3]);
+    assert.deepEqual(steps.steps[2]!.deletes, ["shape:b"]);
+    assert.deepEqual(steps.steps[2]!.puts.map((p) => p.state.id), ["shape:big"]);
+    assert.deepEqual(steps.steps[1]!.puts.map((p) => p.state.id).sort(), ["shape:a", "shape:b"]);
+    // A stale group is a conflict and writes nothing.
+    const lost = await store.commitSteps("r", 2, [
+      { puts: [{ record: shape("shape:c") }], deletes: [] },
+      { puts: [{ record: shape("shape:d") }], deletes: [] },
+    ]);
+    assert.deepEqual(lost, { ok: false, error: "conflict" });
+    assert.equal(await other.readClock("r"), 3);
+    assert.equal((await other.load("r"))!.records.length, 2);
+  });
+
   test("deleteRoom removes the document, its log and its sessions; other rooms stay", async ({ store, other }) => {
     await store.create("r", emptyRoom());
     await store.create("r2", emptyRoom([{ state: shape("shape:keep"), lastChangedClock: 0 }]));

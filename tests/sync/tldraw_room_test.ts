@@ -136,7 +136,7 @@ Deno.test("a reconnect with the same sessionId survives the old socket's late cl
   }, { timeouts: { ...FAST, idle: 5_000 } });
 });
 
-Deno.test("data events are batched per session: 5 quick pushes arrive as frames of 1 and 4", async () => {
+Deno.test("data events are batched per session: a committed group is one frame, presence uses the window", async () => {
   await withRoom(async (room) => {
     const pusher = await join(room, "p");
     const observer = await join(room, "o");
@@ -148,10 +148,19 @@ Deno.test("data events are batched per session: 5 quick pushes arrive as frames 
       });
     }
     await until(() => observer.dataEvents().length === 5);
-    const frames = observer.sent.filter((f) => f.type === "data").map((f) => f.data.length);
-    assert.deepEqual(frames, [1, 4]);
+    // One group, one commit: each session gets the group's events as one frame, at once.
+    const frames = () => observer.sent.filter((f) => f.type === "data").map((f) => f.data.length);
+    assert.deepEqual(frames(), [5]);
     assert.deepEqual(observer.dataEvents().map((e) => e.serverClock), [1, 2, 3, 4, 5]);
     assert.deepEqual(pusher.dataEvents().map((e) => e.clientClock), [0, 1, 2, 3, 4]);
+    // Presence does not commit: the first event goes out at once, the rest within the window.
+    for (let i = 5; i < 10; i++) {
+      send(room, pusher, { type: "push", clientClock: i, presence: ["put", presence(i)] });
+      await room.idle();
+    }
+    await until(() => observer.dataEvents().length === 10);
+    assert.deepEqual(frames(), [5, 1, 4]);
+    assert.deepEqual(pusher.dataEvents().map((e) => e.clientClock), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   }, { timeouts: { ...FAST, idle: 5_000, batch: 200 } });
 });
 

@@ -1,0 +1,198 @@
+/**
+ * Group commit inside a room: pushes queued while a commit is in flight are planned in arrival
+ * order and committed with one store write, one clock step per changing push (spec 5, 5.4).
+ */
+import assert from "node:assert/strict";
+import { FakeSocket, until } from "../helpers/fake_socket.ts";
+import { connectRequest, geoShape } from "../helpers/raw_socket.ts";
+import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
+import { TldrawRoom } from "../../sync/tldraw/room.ts";
+import type { RoomStore } from "../../sync/tldraw/room_store.ts";
+
+const FAST = { connect: 1_000, idle: 5_000, removal: 100, prune: 20, batch: 16, poll: 0 };
+
+/** Wraps a store, counting its commits (`commit` and `commitSteps` calls). */
+function counting(store: RoomStore): { store: RoomStore; commits: () => number } {
+  let commits = 0;
+  const wrapped = new Proxy(store, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "commit" || prop === "commitSteps") {
+        return (...args: unknown[]) => {
+          commits++;
+          return value.apply(target, args);
+        };
+      }
+      return value.bind(target);
+    },
+  });
+  return { store: wrapped, commits: () => commits };
+}
+
+async function join(room: TldrawRoom, sessionId: string) {
+  const socket = new FakeSocket();
+  room.attach(socket, { sessionId, isReadonly: false });
+  room.handleMessage(socket, JSON.stringify(connectRequest()));
+  await until(() => socket.sent.some((f) => f.type === "connect"));
+  return socket;
+}
+
+function push(room: TldrawRoom, socket: FakeSocket, clientClock: number, diff: unknown) {
+  room.handleMessage(socket, JSON.stringify({ type: "push", clientClock, diff }));
+}
+
+Deno.test("50 back-to-back pushes from several sessions: results in order, consecutive clocks, fewer commits", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const { store, commits } = counting(new KvRoomStore(kv));
+  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  try {
+    const pushers = [await join(room, "a"), await join(room, "b"), await join(room, "c")];
+    const observer = await join(room, "o");
+    const before = commits();
+    const sent: number[][] = [[], [], []];
+    for (let n = 0; n < 50; n++) {
+      const i = n % 3;
+      const clientClock = sent[i]!.length;
+      sent[i]!.push(clientClock);
+      // Every fifth push changes a shape pushed before (by another session), in the same group.
+      const diff = n % 5 === 4
+        ? { [`shape:${n - 1}`]: ["patch", { x: ["put", n] }] }
+        : { [`shape:${n}`]: ["put", geoShape(`shape:${n}`)] };
+      push(room, pushers[i]!, clientClock, diff);
+    }
+    await until(() => observer.dataEvents().length === 50);
+    await room.idle();
+    pushers.forEach((socket, i) => {
+      const results = socket.dataEvents().filter((e) => e.type === "push_result");
+      assert.deepEqual(results.map((e) => e.clientClock), sent[i]);
+      assert.ok(results.every((e) => e.action === "commit"));
+    });
+    // One clock step per push, consecutive, seen by the observer in order.
+    assert.deepEqual(
+      observer.dataEvents().map((e) => e.serverClock),
+      Array.from({ length: 50 }, (_, n) => n + 1),
+    );
+    assert.equal(room.clock, 50);
+    const used = commits() - before;
+    assert.ok(used < 50, `${used} commits for 50 pushes`);
+    // Everything is stored, and the change log still has one step per clock.
+    const loaded = (await store.load("r"))!;
+    assert.equal(loaded.meta.documentClock, 50);
+    const shapes = loaded.records.filter((r) => r.state.typeName === "shape");
+    assert.equal(shapes.length, 40);
+    assert.equal(shapes.find((r) => r.state.id === "shape:3")?.state.x, 4);
+    const steps = await store.stepsSince("r", 0);
+    assert.equal(steps.kind, "steps");
+    if (steps.kind === "steps") {
+      assert.deepEqual(
+        steps.steps.map((s) => s.clock),
+        observer.dataEvents().map((e) => e.serverClock),
+      );
+    }
+    // A second isolate loading the room sees the same document.
+    const other = await TldrawRoom.load({
+      roomId: "r",
+      store: new KvRoomStore(kv),
+      timeouts: FAST,
+    });
+    assert.equal(other.clock, 50);
+    assert.deepEqual(
+      other.getRecords().map((r) => r.id).sort(),
+      room.getRecords().map((r) => r.id).sort(),
+    );
+    await other.close();
+  } finally {
+    await room.close();
+  }
+});
+
+Deno.test("a rejected push in a group closes only its session and changes nothing else", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const room = await TldrawRoom.load({ roomId: "r", store: new KvRoomStore(kv), timeouts: FAST });
+  try {
+    const good = await join(room, "good");
+    const bad = await join(room, "bad");
+    const observer = await join(room, "o");
+    push(room, good, 0, { "shape:g0": ["put", geoShape("shape:g0")] });
+    push(room, bad, 0, { "shape:ok": ["put", geoShape("shape:ok")] });
+    push(room, bad, 1, {
+      "shape:ok2": ["put", geoShape("shape:ok2")],
+      "shape:bad": ["put", geoShape("shape:bad", { x: "not a number" })],
+    });
+    push(room, good, 1, { "shape:g1": ["put", geoShape("shape:g1")] });
+    push(room, bad, 2, { "shape:after": ["put", geoShape("shape:after")] });
+    push(room, good, 2, { "shape:g2": ["put", geoShape("shape:g2")] });
+    await until(() => good.dataEvents().length === 4);
+    await room.idle();
+    assert.deepEqual(bad.closedWith, { code: 4099, reason: "INVALID_RECORD" });
+    assert.deepEqual(
+      good.dataEvents().filter((e) => e.type === "push_result").map((e) => [
+        e.clientClock,
+        e.serverClock,
+      ]),
+      [[0, 1], [1, 3], [2, 4]],
+    );
+    assert.deepEqual(
+      observer.dataEvents().filter((e) => e.type === "patch").map((e) => e.serverClock),
+      [1, 2, 3, 4],
+    );
+    const ids = room.getRecords().map((r) => r.id).filter((id) => id.startsWith("shape:"));
+    assert.deepEqual(ids.sort(), ["shape:g0", "shape:g1", "shape:g2", "shape:ok"]);
+    assert.equal(room.clock, 4);
+  } finally {
+    await room.close();
+  }
+});
+
+Deno.test("a group too large for one atomic write is cut: big pushes still commit, one clock each", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const room = await TldrawRoom.load({ roomId: "r", store: new KvRoomStore(kv), timeouts: FAST });
+  try {
+    const a = await join(room, "a");
+    const b = await join(room, "b");
+    for (let n = 0; n < 4; n++) {
+      const shape = geoShape(`shape:big${n}`, { meta: { text: "x".repeat(150_000) } });
+      push(room, n % 2 ? b : a, n >> 1, { [`shape:big${n}`]: ["put", shape] });
+    }
+    await until(() =>
+      [...a.dataEvents(), ...b.dataEvents()].filter((e) => e.type === "push_result").length === 4
+    );
+    assert.equal(room.clock, 4);
+    const loaded = (await new KvRoomStore(kv).load("r"))!;
+    assert.equal(loaded.records.filter((r) => r.state.id.startsWith("shape:big")).length, 4);
+  } finally {
+    await room.close();
+  }
+});
+
+Deno.test("a store failure during a group closes the waiting sessions with UNKNOWN_ERROR", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  let failing = false;
+  const inner = new KvRoomStore(kv);
+  const store = new Proxy(inner, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "commit" || prop === "commitSteps") {
+        return (...args: unknown[]) =>
+          failing ? Promise.reject(new Error("KV unreachable")) : value.apply(target, args);
+      }
+      return value.bind(target);
+    },
+  });
+  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  try {
+    const a = await join(room, "a");
+    const b = await join(room, "b");
+    failing = true;
+    push(room, a, 0, { "shape:a": ["put", geoShape("shape:a")] });
+    push(room, b, 0, { "shape:b": ["put", geoShape("shape:b")] });
+    await until(() => a.closedWith !== null && b.closedWith !== null);
+    assert.deepEqual(a.closedWith, { code: 4099, reason: "UNKNOWN_ERROR" });
+    assert.deepEqual(b.closedWith, { code: 4099, reason: "UNKNOWN_ERROR" });
+    assert.equal(room.clock, 0);
+  } finally {
+    await room.close();
+  }
+});
