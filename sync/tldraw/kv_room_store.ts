@@ -196,48 +196,16 @@ export class KvRoomStore implements RoomStore {
   }
 
   async commit(roomId: string, expectedClock: number, changes: ChangeSet): Promise<CommitResult> {
-    let known = this.#known.get(roomId);
-    if (!known || known.meta.documentClock !== expectedClock || known.meta.pending) {
-      const entry = await this.#readMeta(roomId);
-      if (entry.value?.pending) {
-        // A staged commit is half applied: finish it; the caller then catches up.
-        await this.#rollForward(roomId, entry);
-        return { ok: false, error: CommitError.conflict };
-      }
-      known = this.#known.get(roomId);
-      if (!known || known.meta.documentClock !== expectedClock) {
-        return { ok: false, error: CommitError.conflict };
-      }
-    }
+    const known = await this.#knownAt(roomId, expectedClock);
+    if (!known) return { ok: false, error: CommitError.conflict };
     const clock = expectedClock + 1;
-    const writes = new Writes();
-    const values = changes.puts.map((p) => JSON.stringify(p.record));
-    changes.puts.forEach(({ record, prev }, i) => {
-      this.#writeRecord(writes, roomId, record, clock, prev, values[i]);
-      writes.delete(this.#key(roomId, "tomb", record.id));
-    });
-    for (const { id, prev } of changes.deletes) {
-      writes.delete(this.#key(roomId, "rec", id));
-      this.#deleteChunks(writes, roomId, prev);
-      writes.set(this.#key(roomId, "tomb", id), clock, 64);
-    }
-    const ids = { p: changes.puts.map((p) => p.record.id), d: changes.deletes.map((d) => d.id) };
-    let idsSize = JSON.stringify(ids).length;
-    let logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
-    if (!("bulk" in logEntry)) {
-      const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
-      if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
-        logEntry = { ...ids, j: values };
-        idsSize += valuesSize;
-      }
-    }
+    const { writes, logEntry, logSize } = this.#stepWrites(roomId, clock, changes);
     const meta: StoredMeta = {
       documentClock: clock,
       tombstoneHistoryStartsAtClock: known.meta.tombstoneHistoryStartsAtClock,
       schema: changes.schema ?? known.meta.schema,
     };
     const metaSize = 200 + JSON.stringify(meta.schema).length;
-    const logSize = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64;
     const metaKey = this.#key(roomId, "meta");
     const versionstamp = known.versionstamp;
     const logKey = this.#key(roomId, "log", clock);
@@ -291,18 +259,8 @@ export class KvRoomStore implements RoomStore {
         ? { ok: true, clock }
         : { ok: false, error: CommitError.conflict };
     }
-    let known = this.#known.get(roomId);
-    if (!known || known.meta.documentClock !== expectedClock || known.meta.pending) {
-      const entry = await this.#readMeta(roomId);
-      if (entry.value?.pending) {
-        await this.#rollForward(roomId, entry);
-        return { ok: false, error: CommitError.conflict };
-      }
-      known = this.#known.get(roomId);
-      if (!known || known.meta.documentClock !== expectedClock) {
-        return { ok: false, error: CommitError.conflict };
-      }
-    }
+    const known = await this.#knownAt(roomId, expectedClock);
+    if (!known) return { ok: false, error: CommitError.conflict };
     // Every step's writes, last one per key winning (a record may change in several steps), plus
     // one log entry per clock; one meta write at the end.
     const byKey = new Map<string, Mutation>();
@@ -313,28 +271,7 @@ export class KvRoomStore implements RoomStore {
     let clock = expectedClock;
     for (const changes of steps) {
       clock++;
-      const writes = new Writes();
-      const values = changes.puts.map((p) => JSON.stringify(p.record));
-      changes.puts.forEach(({ record, prev }, i) => {
-        this.#writeRecord(writes, roomId, record, clock, prev, values[i]);
-        writes.delete(this.#key(roomId, "tomb", record.id));
-      });
-      for (const { id, prev } of changes.deletes) {
-        writes.delete(this.#key(roomId, "rec", id));
-        this.#deleteChunks(writes, roomId, prev);
-        writes.set(this.#key(roomId, "tomb", id), clock, 64);
-      }
-      const ids = { p: changes.puts.map((p) => p.record.id), d: changes.deletes.map((d) => d.id) };
-      const idsSize = JSON.stringify(ids).length;
-      let logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
-      let logSize = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64;
-      if (!("bulk" in logEntry)) {
-        const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
-        if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
-          logEntry = { ...ids, j: values };
-          logSize += valuesSize;
-        }
-      }
+      const { writes, logEntry, logSize } = this.#stepWrites(roomId, clock, changes);
       writes.set(this.#key(roomId, "log", clock), logEntry, logSize);
       if (clock - this.#logSize > 0) writes.delete(this.#key(roomId, "log", clock - this.#logSize));
       if (changes.schema) schema = changes.schema;
@@ -365,6 +302,60 @@ export class KvRoomStore implements RoomStore {
     }
     this.#known.set(roomId, { meta, versionstamp: result.versionstamp });
     return { ok: true, clock };
+  }
+
+  /**
+   * The cached meta when the room is at `expectedClock` with no staged commit pending (reading it
+   * afresh if the cache disagrees); `undefined` on a lost race. A half-applied staged commit is
+   * finished first, and the caller catches up.
+   */
+  async #knownAt(
+    roomId: string,
+    expectedClock: number,
+  ): Promise<{ meta: StoredMeta; versionstamp: string } | undefined> {
+    const known = this.#known.get(roomId);
+    if (known && known.meta.documentClock === expectedClock && !known.meta.pending) return known;
+    const entry = await this.#readMeta(roomId);
+    if (entry.value?.pending) {
+      await this.#rollForward(roomId, entry);
+      return undefined;
+    }
+    const fresh = this.#known.get(roomId);
+    return fresh && fresh.meta.documentClock === expectedClock ? fresh : undefined;
+  }
+
+  /**
+   * One clock step's record, tombstone and chunk writes, and its change-log entry (with the records'
+   * JSON when small enough, so catch-up is one range read). Each record is serialised once.
+   */
+  #stepWrites(
+    roomId: string,
+    clock: number,
+    changes: ChangeSet,
+  ): { writes: Writes; logEntry: LogEntry; logSize: number } {
+    const writes = new Writes();
+    const values = changes.puts.map((p) => JSON.stringify(p.record));
+    changes.puts.forEach(({ record, prev }, i) => {
+      this.#writeRecord(writes, roomId, record, clock, prev, values[i]);
+      writes.delete(this.#key(roomId, "tomb", record.id));
+    });
+    for (const { id, prev } of changes.deletes) {
+      writes.delete(this.#key(roomId, "rec", id));
+      this.#deleteChunks(writes, roomId, prev);
+      writes.set(this.#key(roomId, "tomb", id), clock, 64);
+    }
+    const ids = { p: changes.puts.map((p) => p.record.id), d: changes.deletes.map((d) => d.id) };
+    const idsSize = JSON.stringify(ids).length;
+    let logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
+    let logSize = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64;
+    if (!("bulk" in logEntry)) {
+      const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
+      if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
+        logEntry = { ...ids, j: values };
+        logSize += valuesSize;
+      }
+    }
+    return { writes, logEntry, logSize };
   }
 
   async #stage(roomId: string, writes: Writes, clock: number): Promise<Pending> {
