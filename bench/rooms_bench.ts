@@ -19,6 +19,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { createTLSchema } from "@tldraw/tlschema";
+import { geoShape } from "./tldraw_records.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -43,38 +44,7 @@ class Stats {
 }
 
 function shape(id: string, x: number): Record<string, unknown> {
-  return {
-    id,
-    typeName: "shape",
-    type: "geo",
-    x,
-    y: 0,
-    rotation: 0,
-    index: "a1",
-    parentId: "page:page",
-    isLocked: false,
-    opacity: 1,
-    meta: {},
-    props: {
-      w: 100,
-      h: 100,
-      geo: "rectangle",
-      color: "black",
-      labelColor: "black",
-      fill: "none",
-      dash: "draw",
-      size: "m",
-      font: "draw",
-      align: "middle",
-      verticalAlign: "middle",
-      growY: 0,
-      url: "",
-      richText: { type: "doc", content: [{ type: "paragraph" }] },
-      scale: 1,
-      flipX: false,
-      flipY: false,
-    },
-  };
+  return geoShape(id, x, 0);
 }
 
 /** One raw protocol client that keeps moving its own shape. */
