@@ -184,3 +184,23 @@ export function geoShape(id: string, extra: Record<string, unknown> = {}): Recor
     ...extra,
   };
 }
+
+/** The body of a presence push (the server forces `id` and `typeName`), cursor at `x`. */
+export function presenceRecord(x: number): Record<string, unknown> {
+  return {
+    userId: "user:u",
+    userName: "U",
+    lastActivityTimestamp: 1,
+    color: "#000000",
+    camera: { x: 0, y: 0, z: 1 },
+    selectedShapeIds: [],
+    currentPageId: "page:page",
+    brush: null,
+    scribbles: [],
+    screenBounds: null,
+    followingUserId: null,
+    cursor: { x, y: 0, type: "default", rotation: 0 },
+    chatMessage: "",
+    meta: {},
+  };
+}

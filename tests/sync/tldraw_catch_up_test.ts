@@ -19,6 +19,7 @@ import { busTopic, type RoomConnection, RoomManager } from "../../sync/tldraw/ro
 import type { RoomData } from "../../sync/tldraw/room_store.ts";
 import { FakeSocket, sleep, until } from "../helpers/fake_socket.ts";
 import { connectRequest, geoShape } from "../helpers/raw_socket.ts";
+import { presenceRecord } from "../helpers/raw_socket.ts";
 
 interface Joined {
   socket: FakeSocket;
@@ -186,25 +187,6 @@ Deno.test("a busy KV file is retried with jittered backoff; other errors are not
   const store = withLockedRetry(new MemoryRoomStore());
   assert.equal(await store.readClock("nothing"), -1);
 });
-
-function presenceRecord(x: number) {
-  return {
-    userId: "user:u",
-    userName: "U",
-    lastActivityTimestamp: 1,
-    color: "#000000",
-    camera: { x: 0, y: 0, z: 1 },
-    selectedShapeIds: [],
-    currentPageId: "page:page",
-    brush: null,
-    scribbles: [],
-    screenBounds: null,
-    followingUserId: null,
-    cursor: { x, y: 0, type: "default", rotation: 0 },
-    chatMessage: "",
-    meta: {},
-  };
-}
 
 Deno.test("closing a room for eviction sends batched events (push results) before the 1012", async () => {
   const manager = new RoomManager({

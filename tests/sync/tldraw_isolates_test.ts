@@ -9,6 +9,7 @@ import { silentLogger } from "../../log.ts";
 import { MemoryBusHub } from "../../sync/bus/memory_bus.ts";
 import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
 import { type RoomConnection, RoomManager } from "../../sync/tldraw/room_manager.ts";
+import { presenceRecord } from "../helpers/raw_socket.ts";
 
 interface Isolate {
   manager: RoomManager;
@@ -150,22 +151,3 @@ Deno.test("presence crosses isolates: it appears, moves and is removed on the ot
     { removal: 100 },
   );
 });
-
-function presenceRecord(x: number) {
-  return {
-    userId: "user:u",
-    userName: "U",
-    lastActivityTimestamp: 1,
-    color: "#000000",
-    camera: { x: 0, y: 0, z: 1 },
-    selectedShapeIds: [],
-    currentPageId: "page:page",
-    brush: null,
-    scribbles: [],
-    screenBounds: null,
-    followingUserId: null,
-    cursor: { x, y: 0, type: "default", rotation: 0 },
-    chatMessage: "",
-    meta: {},
-  };
-}

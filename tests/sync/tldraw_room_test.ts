@@ -9,6 +9,7 @@ import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
 import { MemoryRoomStore } from "../../sync/tldraw/memory_room_store.ts";
 import { type RoomOptions, TldrawRoom } from "../../sync/tldraw/room.ts";
 import type { RoomStore } from "../../sync/tldraw/room_store.ts";
+import { presenceRecord } from "../helpers/raw_socket.ts";
 
 const FAST = { connect: 100, idle: 150, removal: 100, prune: 20, batch: 16 };
 
@@ -37,22 +38,7 @@ function send(room: TldrawRoom, socket: FakeSocket, message: Record<string, unkn
   room.handleMessage(socket, JSON.stringify(message));
 }
 
-const presence = (x: number) => ({
-  userId: "user:u",
-  userName: "U",
-  lastActivityTimestamp: 1,
-  color: "#000000",
-  camera: { x: 0, y: 0, z: 1 },
-  selectedShapeIds: [],
-  currentPageId: "page:page",
-  brush: null,
-  scribbles: [],
-  screenBounds: null,
-  followingUserId: null,
-  cursor: { x, y: 0, type: "default", rotation: 0 },
-  chatMessage: "",
-  meta: {},
-});
+const presence = presenceRecord;
 
 Deno.test("a socket that never sends connect is closed after the connect timeout", async () => {
   await withRoom(async (room) => {

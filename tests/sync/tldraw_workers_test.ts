@@ -22,6 +22,7 @@ import {
   type TestClient,
   type TestStore,
 } from "../helpers/tldraw_client.ts";
+import { presenceRecord } from "../helpers/raw_socket.ts";
 
 /**
  * Asserts that a session's data events walk the clocks one by one from `from`: each event carries
@@ -352,22 +353,3 @@ Deno.test("eviction: a draining isolate closes with 1012; the real client resume
     await closeAll(sockets);
   }
 });
-
-function presenceRecord(x: number) {
-  return {
-    userId: "user:u",
-    userName: "U",
-    lastActivityTimestamp: 1,
-    color: "#000000",
-    camera: { x: 0, y: 0, z: 1 },
-    selectedShapeIds: [],
-    currentPageId: "page:page",
-    brush: null,
-    scribbles: [],
-    screenBounds: null,
-    followingUserId: null,
-    cursor: { x, y: 0, type: "default", rotation: 0 },
-    chatMessage: "",
-    meta: {},
-  };
-}
