@@ -77,6 +77,7 @@ const envSchema = z.object({
   ADMIN_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
   ADMIN_USER_IDS: commaList.default([]),
   METRICS_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  DEBUG_TAIL: booleanFromEnv.optional(),
   MAX_SESSIONS_PER_ROOM: intFromEnv(1, 10_000).default(50),
   MAX_ROOM_BYTES: intFromEnv(1024, 1024 ** 3).default(25 * 1024 * 1024),
   MAX_MESSAGE_BYTES: intFromEnv(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
@@ -123,6 +124,11 @@ export interface Config {
   logLevel: LogLevel;
   /** When set, `GET /metrics` requires it as a bearer token. */
   metricsToken: string | undefined;
+  /**
+   * Serve the live log tail `GET /admin/debug/tail` (WebSocket, admins only). A development aid:
+   * on under `deno task dev`, off otherwise unless `DEBUG_TAIL=true`.
+   */
+  debugTail: boolean;
   /** Local Web Worker isolates to run (`deno task dev --isolates N`); 1 = serve in the main thread. */
   isolates: number;
   /** The cross-isolate bus (resolved: never `auto`). */
@@ -269,6 +275,7 @@ export function loadConfig(
     migrateOnStart: e.MIGRATE_ON_START,
     logLevel: e.LOG_LEVEL,
     metricsToken: e.METRICS_TOKEN,
+    debugTail: e.DEBUG_TAIL ?? dev,
     isolates: options.isolates ?? e.ISOLATES,
     bus: e.BUS === "auto" ? (e.DATABASE_URL ? "both" : "broadcast") : e.BUS,
     auth: {

@@ -25,6 +25,7 @@ self.onmessage = async (event: MessageEvent<ToIsolate>) => {
       server = await startServer(message.config, log, {
         reusePort: message.reusePort,
         directPort: true,
+        ...(message.kvWriteLock ? { kvWriteLock: message.kvWriteLock } : {}),
       });
       reply({ type: "listening", isolate, port: server.port, directPort: server.directPort! });
     } catch (error) {

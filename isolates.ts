@@ -4,6 +4,9 @@
  * sessions of one room land on different isolates. Each worker also gets a port of its own so that
  * tests (and curious developers) can pick an isolate.
  *
+ * Their writes to the KV file take turns through one shared lock (sync/kv_write_lock.ts) rather than
+ * colliding on SQLite's write lock.
+ *
  * PGlite is single-process: with no `DATABASE_URL` the supervisor opens it, applies the migrations and
  * serves it to the workers over the Postgres wire protocol (pglite-socket) on a loopback port.
  *
@@ -15,10 +18,18 @@ import { migrate, readMigrations } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
 import { openPGlite } from "./db/pglite.ts";
 import type { Logger } from "./log.ts";
+import { createKvWriteLockBuffer } from "./sync/kv_write_lock.ts";
 
 /** Supervisor → worker. */
 export type ToIsolate =
-  | { type: "start"; config: Config; isolate: number; reusePort: boolean }
+  | {
+    type: "start";
+    config: Config;
+    isolate: number;
+    reusePort: boolean;
+    /** The KV write lock all isolates share (a KV file only; see sync/kv_write_lock.ts). */
+    kvWriteLock?: SharedArrayBuffer;
+  }
   | { type: "shutdown"; reason: string };
 
 /** Worker → supervisor. */
@@ -54,6 +65,11 @@ export async function startIsolates(config: Config, log: Logger): Promise<Runnin
   const workers: Worker[] = [];
   const directPorts: number[] = [];
   let port = config.http.port;
+  // The isolates' writes to one KV file take turns instead of colliding on SQLite's write lock.
+  const kvPath = workerConfig.kvPath;
+  const kvWriteLock = kvPath !== undefined && kvPath !== ":memory:"
+    ? createKvWriteLockBuffer()
+    : undefined;
   try {
     for (let isolate = 0; isolate < config.isolates; isolate++) {
       const worker = new Worker(new URL("./isolate_worker.ts", import.meta.url), {
@@ -65,6 +81,7 @@ export async function startIsolates(config: Config, log: Logger): Promise<Runnin
         type: "start",
         isolate,
         reusePort: true,
+        ...(kvWriteLock ? { kvWriteLock } : {}),
         // The first isolate may pick a free port (PORT=0); the others join it.
         config: { ...workerConfig, http: { ...workerConfig.http, port } },
       }, "listening");

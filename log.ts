@@ -6,7 +6,8 @@
  */
 import type { LogLevel } from "./config.ts";
 
-const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+/** Levels by rank: a threshold admits its own level and those above it. */
+export const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 /** Context fields attached to log lines. Values must be JSON-serialisable. */
 export type LogFields = Record<string, unknown>;
@@ -27,7 +28,23 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
   /** A logger whose lines all carry `fields` as well. */
   child(fields: LogFields): Logger;
+  /**
+   * Calls `listener` with every line this logger, its parent and its children write from now on, at
+   * any level (also below the threshold: a live tail may ask for `debug`); returns the unsubscribe
+   * function. Listeners run synchronously and must be quick; one that throws is ignored.
+   */
+  subscribe(listener: LogListener): () => void;
 }
+
+/** One written line: its level, its fields (`time`, `level`, `msg`, context) and its JSON text. */
+export interface LogEntry {
+  level: LogLevel;
+  record: LogFields;
+  line: string;
+}
+
+/** Receives written lines (see {@link Logger.subscribe}). */
+export type LogListener = (entry: LogEntry) => void;
 
 /** Creates a logger that writes lines at or above `level` to `sink`. */
 export function createLogger(
@@ -35,9 +52,19 @@ export function createLogger(
   sink: LogSink = defaultSink,
   context: LogFields = {},
 ): Logger {
-  const threshold = LEVEL_RANK[level];
+  return loggerWith(LEVEL_RANK[level], sink, context, new Set());
+}
+
+/** A logger of one tree: the root and its children share the threshold, sink and listeners. */
+function loggerWith(
+  threshold: number,
+  sink: LogSink,
+  context: LogFields,
+  listeners: Set<LogListener>,
+): Logger {
   const write = (lineLevel: LogLevel, msg: string, fields?: LogFields) => {
-    if (LEVEL_RANK[lineLevel] < threshold) return;
+    const rank = LEVEL_RANK[lineLevel];
+    if (rank < threshold && listeners.size === 0) return;
     const record = {
       time: new Date().toISOString(),
       level: lineLevel,
@@ -45,14 +72,27 @@ export function createLogger(
       ...context,
       ...(fields ? serialiseFields(fields) : {}),
     };
-    sink(JSON.stringify(record), lineLevel);
+    const line = JSON.stringify(record);
+    if (rank >= threshold) sink(line, lineLevel);
+    if (listeners.size === 0) return;
+    for (const listener of [...listeners]) {
+      try {
+        listener({ level: lineLevel, record, line });
+      } catch {
+        // A listener's problem must not break the code that logs.
+      }
+    }
   };
   return {
     debug: (msg, fields) => write("debug", msg, fields),
     info: (msg, fields) => write("info", msg, fields),
     warn: (msg, fields) => write("warn", msg, fields),
     error: (msg, fields) => write("error", msg, fields),
-    child: (fields) => createLogger(level, sink, { ...context, ...fields }),
+    child: (fields) => loggerWith(threshold, sink, { ...context, ...fields }, listeners),
+    subscribe: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
   };
 }
 

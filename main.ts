@@ -34,6 +34,8 @@ export interface ServeOptions {
   reusePort?: boolean;
   /** Also listen on a free port of this isolate's own. */
   directPort?: boolean;
+  /** The KV write lock shared by the isolates of this process (see sync/kv_write_lock.ts). */
+  kvWriteLock?: SharedArrayBuffer;
 }
 
 /** Opens storage, migrates, and serves the app according to `config`. */
@@ -42,7 +44,7 @@ export async function startServer(
   log: Logger,
   options: ServeOptions = {},
 ): Promise<RunningServer> {
-  const kv = await openKv(config);
+  const kv = await openKv(config, options.kvWriteLock ? { writeLock: options.kvWriteLock } : {});
   let database: Database | undefined;
   try {
     database = await openDatabase(config);

@@ -74,6 +74,15 @@ export class Counter extends Metric<number> {
   inc(labels: Labels = {}, amount = 1): void {
     this.series(labels, () => 0).value += amount;
   }
+  /** The series of `labels`, looked up once: for hot paths (no label key built per increment). */
+  with(labels: Labels): { inc(amount?: number): void } {
+    const series = this.series(labels, () => 0);
+    return {
+      inc: (amount = 1) => {
+        series.value += amount;
+      },
+    };
+  }
   /** Current value (tests). */
   get(labels: Labels = {}): number {
     return this.series(labels, () => 0).value;
@@ -202,4 +211,130 @@ export class MetricsRegistry {
   render(): string {
     return [...this.#metrics.values()].flatMap((metric) => metric.render()).join("\n") + "\n";
   }
+}
+
+/** The WebSocket channels of the server (a label value of the `sync_*` metrics). */
+export type SyncChannel = "tldraw" | "user" | "livestore";
+
+/** Every {@link SyncChannel}. */
+export const SYNC_CHANNELS: readonly SyncChannel[] = ["tldraw", "user", "livestore"];
+
+/**
+ * The sync engines' metrics, registered once per registry (names, help texts and labels in one
+ * place; docs/operations.md lists them). Labels are fixed small sets: channel, direction, action,
+ * close reason, bus topic kind, rate-limit name — never room, user or session ids.
+ */
+export interface ServerMetrics {
+  /** `sync_sessions{channel}`: WebSockets of each channel open on this isolate. */
+  sessions: Gauge;
+  /** `sync_messages_total{direction,channel}`: WebSocket messages received (`in`) and sent. */
+  messages: Counter;
+  /** `sync_bytes_total{direction,channel}`: their payload bytes (UTF-8 for text frames). */
+  bytes: Counter;
+  /** `sync_rejects_total{channel,code}`: sessions the server closed as refused (4099 + reason). */
+  rejects: Counter;
+  /** `tldraw_push_duration_seconds{action}`: push received → its push_result handed to the socket. */
+  pushDuration: Histogram;
+  /** `tldraw_commit_conflicts_total`: room commits that lost the clock race to another isolate. */
+  commitConflicts: Counter;
+  /** `kv_locked_retries_total`: room-store operations retried because the KV file was locked. */
+  lockedRetries: Counter;
+  /** `bus_notices_total{direction,kind}`: cross-isolate bus messages published and delivered. */
+  busNotices: Counter;
+  /** `bus_notices_late_total`: room clock notices that arrived after the room had caught up. */
+  busNoticesLate: Counter;
+  /** `rate_limit_hits_total{limit}`: requests or messages refused by a rate limit. */
+  rateLimitHits: Counter;
+  /** `user_mutation_rejects_total{code}`: user-data mutations answered `reject`, by error code. */
+  mutationRejects: Counter;
+  /** `debug_tail_dropped_total`: log lines a slow debug-tail client did not get. */
+  debugTailDropped: Counter;
+}
+
+/** A rate-limit observer counting into `rate_limit_hits_total{limit}` (none without a registry). */
+export function rateLimitCounter(
+  registry: MetricsRegistry | undefined,
+): ((limit: string) => void) | undefined {
+  if (!registry) return undefined;
+  const hits = serverMetrics(registry).rateLimitHits;
+  return (limit) => hits.inc({ limit });
+}
+
+/** A mutation-reject observer counting into `user_mutation_rejects_total{code}`. */
+export function mutationRejectCounter(
+  registry: MetricsRegistry | undefined,
+): ((code: string) => void) | undefined {
+  if (!registry) return undefined;
+  const rejects = serverMetrics(registry).mutationRejects;
+  return (code) => rejects.inc({ code });
+}
+
+const serverMetricsByRegistry = new WeakMap<MetricsRegistry, ServerMetrics>();
+
+/** The engine metrics in `registry` (created on first use; the same object afterwards). */
+export function serverMetrics(registry: MetricsRegistry): ServerMetrics {
+  let metrics = serverMetricsByRegistry.get(registry);
+  if (metrics) return metrics;
+  metrics = {
+    sessions: registry.gauge(
+      "sync_sessions",
+      "WebSocket sessions open on this isolate, by channel",
+    ),
+    messages: registry.counter(
+      "sync_messages_total",
+      "WebSocket messages received (in) and sent (out), by channel",
+    ),
+    bytes: registry.counter(
+      "sync_bytes_total",
+      "WebSocket message payload bytes received (in) and sent (out), by channel",
+    ),
+    rejects: registry.counter(
+      "sync_rejects_total",
+      "Sessions refused or closed by the server with a reason (close 4099), by channel and reason",
+    ),
+    pushDuration: registry.histogram(
+      "tldraw_push_duration_seconds",
+      "tldraw push received to its push_result handed to the socket, by action",
+    ),
+    commitConflicts: registry.counter(
+      "tldraw_commit_conflicts_total",
+      "Room commits that lost the clock race (another isolate committed first)",
+    ),
+    lockedRetries: registry.counter(
+      "kv_locked_retries_total",
+      "Room-store operations retried because the local KV file was locked",
+    ),
+    busNotices: registry.counter(
+      "bus_notices_total",
+      "Cross-isolate bus messages sent and received, by direction and topic kind",
+    ),
+    busNoticesLate: registry.counter(
+      "bus_notices_late_total",
+      "Room clock notices received after the room had already caught up to that clock",
+    ),
+    mutationRejects: registry.counter(
+      "user_mutation_rejects_total",
+      "User-data mutations rejected, by error code",
+    ),
+    rateLimitHits: registry.counter(
+      "rate_limit_hits_total",
+      "Requests, joins or messages refused by a rate limit, by limit",
+    ),
+    debugTailDropped: registry.counter(
+      "debug_tail_dropped_total",
+      "Log lines not delivered to a slow debug-tail client",
+    ),
+  };
+  for (const channel of SYNC_CHANNELS) {
+    metrics.sessions.set({ channel }, 0);
+    for (const direction of ["in", "out"]) {
+      metrics.messages.inc({ direction, channel }, 0);
+      metrics.bytes.inc({ direction, channel }, 0);
+    }
+  }
+  metrics.commitConflicts.inc({}, 0);
+  metrics.lockedRetries.inc({}, 0);
+  metrics.busNoticesLate.inc({}, 0);
+  serverMetricsByRegistry.set(registry, metrics);
+  return metrics;
 }

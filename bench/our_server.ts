@@ -22,6 +22,9 @@ if (import.meta.main) {
     // Diagnostics only (`--servers=ours-memkv`): the same engine on an in-memory KV, to tell the
     // cost of durable commits from the engine's own.
     KV_PATH: env.BENCH_KV_PATH,
+    // `BENCH_DATABASE_URL`: run on that Postgres database (as in production) instead of embedded
+    // PGlite, which shares the serving thread.
+    DATABASE_URL: env.BENCH_DATABASE_URL,
     PORT: env.PORT ?? "0",
     HOST: "127.0.0.1",
     LOG_LEVEL: env.LOG_LEVEL ?? "warn",

@@ -22,6 +22,27 @@ export function mainThreadCpuSeconds(pid: number): number {
   return statCpuSeconds(`/proc/${pid}/task/${pid}/stat`);
 }
 
+/**
+ * CPU seconds per thread name of process `pid` (threads of one name summed), to see where a
+ * server's CPU goes. Deno names its threads: `deno` (the main JavaScript thread), `worker-N` (Web
+ * Workers, in creation order), `sw-0` (one SQLite thread per open KV handle), `V8 DefaultWorke`
+ * (V8's GC and compiler helpers), `tokio-runtime-w` (blocking I/O). A thread that ended between
+ * two samples drops out of the later one.
+ */
+export function threadCpuSeconds(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`).trim();
+      const seconds = statCpuSeconds(`/proc/${pid}/task/${task.name}/stat`);
+      byName.set(name, (byName.get(name) ?? 0) + seconds);
+    } catch {
+      // The thread ended while we read it.
+    }
+  }
+  return byName;
+}
+
 function statCpuSeconds(path: string): number {
   const stat = Deno.readTextFileSync(path);
   // The command name (field 2) may contain spaces and parentheses: split after the last ')'.

@@ -1,5 +1,7 @@
 /**
- * tldraw rooms across isolates: `deno run -A bench/rooms_bench.ts [--seconds=N]`.
+ * tldraw rooms across isolates: `deno run -A bench/rooms_bench.ts [--seconds=N] [--cpu-prof=DIR]`
+ * (`--cpu-prof`: the server writes a V8 CPU profile per thread into DIR, the isolates' as
+ * `*.worker-N.cpuprofile`; summarise them with bench/cpu_profile_top.ts).
  *
  * Starts the real server as a separate process with two isolates (`main.ts --isolates 2`: two Web
  * Workers sharing the KV file and the bus) and drives it with raw WebSocket clients speaking the
@@ -12,18 +14,24 @@
  * 1 room × 50 clients, and 200 rooms × 5 clients (saturation: no think time), the latter also with
  * each room's clients all on one isolate ("rooms split": no cross-isolate contention). Reported: acknowledged
  * pushes/s, delivered patches/s, fan-out p50/p99 (same-isolate and cross-isolate), the server
- * process's CPU and the load generator's CPU (this process), and the latency the bus adds.
+ * process's CPU and the load generator's CPU (this process), and the latency the bus adds; then the
+ * server's CPU by thread (each isolate's JavaScript thread, KV's SQLite threads, the supervisor's
+ * main thread, V8's helpers) and the machine's idle share, to show where the CPU goes.
  *
  * @module
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { createTLSchema } from "@tldraw/tlschema";
+import { threadCpuSeconds } from "./proc_stats.ts";
 import { geoShape } from "./tldraw_records.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { seconds: { type: "string", default: "8" } },
+  options: {
+    seconds: { type: "string", default: "8" },
+    "cpu-prof": { type: "string", default: "" },
+  },
 });
 const SECONDS = Number(values.seconds);
 const WARMUP_MS = 2_000;
@@ -154,7 +162,14 @@ interface Server {
 
 async function startServer(dataDir: string): Promise<Server> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", "--isolates", "2"],
+    args: [
+      "run",
+      "-A",
+      ...(values["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${values["cpu-prof"]}`] : []),
+      "main.ts",
+      "--isolates",
+      "2",
+    ],
     cwd: ROOT,
     env: { PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info" },
     stdin: "null",
@@ -222,6 +237,20 @@ interface Result {
   crossP99: number;
   serverCpu: number;
   clientCpu: number;
+  /** Server CPU (cores) by thread name. */
+  threads: Map<string, number>;
+  /** Share of the machine's CPU time left idle during the run (0–1). */
+  idle: number;
+  /** The 1-minute load average when the measurement began. */
+  load: number;
+}
+
+/** Idle and total jiffies of all CPUs (`/proc/stat`). */
+function machineJiffies(): { idle: number; total: number } {
+  const line = Deno.readTextFileSync("/proc/stat").split("\n")[0]!;
+  const fields = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal …: idle time is idle + iowait.
+  return { idle: fields[3]! + fields[4]!, total: fields.reduce((a, b) => a + b, 0) };
 }
 
 async function run(
@@ -251,7 +280,10 @@ async function run(
   await new Promise((resolve) => setTimeout(resolve, 300));
   for (const client of clients) client.start();
   await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
+  const load = Deno.loadavg()[0]!;
   const serverCpu0 = await processCpuSeconds(server.pid);
+  const threads0 = threadCpuSeconds(server.pid);
+  const machine0 = machineJiffies();
   const clientCpu0 = ownCpuSeconds();
   const started = performance.now();
   stats.measuring = true;
@@ -260,6 +292,12 @@ async function run(
   const seconds = (performance.now() - started) / 1_000;
   const serverCpu = (await processCpuSeconds(server.pid) - serverCpu0) / seconds;
   const clientCpu = (ownCpuSeconds() - clientCpu0) / seconds;
+  const threads = new Map<string, number>();
+  for (const [name, cpu] of threadCpuSeconds(server.pid)) {
+    threads.set(name, (cpu - (threads0.get(name) ?? 0)) / seconds);
+  }
+  const machine1 = machineJiffies();
+  const idle = (machine1.idle - machine0.idle) / (machine1.total - machine0.total);
   for (const client of clients) client.stop();
   await new Promise((resolve) => setTimeout(resolve, 300));
   await Promise.all(clients.map((c) => c.close()));
@@ -279,6 +317,9 @@ async function run(
     crossP99: percentile(cross, 0.99),
     serverCpu,
     clientCpu,
+    threads,
+    idle,
+    load,
   };
 }
 
@@ -341,6 +382,51 @@ const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join
 console.log(line(header));
 console.log(widths.map((w) => "-".repeat(w)).join("-|-"));
 for (const row of rows) console.log(line(row));
+console.log(
+  "\nwhere the CPU goes (cores): the server's threads (isolate 0 and 1 are its first Workers),\n" +
+    "the load generator, the machine's idle share, and its load average as the run began",
+);
+const threadHeader = [
+  "scenario",
+  "isolates",
+  "isolate 0 JS",
+  "isolate 1 JS",
+  "KV SQLite",
+  "main thread",
+  "V8 helpers",
+  "other",
+  "server",
+  "client",
+  "idle",
+  "load 1m",
+];
+const threadRows = results.map((r) => {
+  const t = (name: string) => r.threads.get(name) ?? 0;
+  const known = t("worker-1") + t("worker-2") + t("sw-0") + t("deno") + t("V8 DefaultWorke");
+  const all = [...r.threads.values()].reduce((a, b) => a + b, 0);
+  return [
+    r.scenario,
+    String(r.isolates),
+    fmt(t("worker-1"), 2),
+    fmt(t("worker-2"), 2),
+    fmt(t("sw-0"), 2),
+    fmt(t("deno"), 2),
+    fmt(t("V8 DefaultWorke"), 2),
+    fmt(Math.max(0, all - known), 2),
+    fmt(r.serverCpu, 2),
+    fmt(r.clientCpu, 2),
+    `${fmt(100 * r.idle, 0)} %`,
+    fmt(r.load, 2),
+  ];
+});
+const threadWidths = threadHeader.map((h, i) =>
+  Math.max(h.length, ...threadRows.map((row) => row[i]!.length))
+);
+const threadLine = (cells: string[]) => cells.map((c, i) => c.padEnd(threadWidths[i]!)).join(" | ");
+console.log(threadLine(threadHeader));
+console.log(threadWidths.map((w) => "-".repeat(w)).join("-|-"));
+for (const row of threadRows) console.log(threadLine(row));
+console.log();
 for (const scenario of new Set(results.map((r) => r.scenario))) {
   const one = results.find((r) => scenario.startsWith(r.scenario) && r.isolates === 1)!;
   const two = results.find((r) => r.scenario === scenario && r.isolates === 2)!;

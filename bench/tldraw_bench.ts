@@ -4,6 +4,9 @@
  * (`bench/main.ts` does not forward flags; put them in `TLDRAW_BENCH_FLAGS` instead, e.g.
  * `TLDRAW_BENCH_FLAGS="--seconds=20" deno task bench tldraw`). Flags are listed below.
  *
+ * With `BENCH_DATABASE_URL=postgres://…` our server uses that Postgres database (as in production)
+ * instead of embedded PGlite.
+ *
  * Starts our server (`our_server.ts`: production entry, file-backed KV in a temp `DATA_DIR`, every
  * change committed to KV before it is acknowledged) and the reference (`reference_server.ts`:
  * `TLSocketRoom` in memory), each in its own process, and drives both with the same load from a
@@ -230,6 +233,9 @@ async function startServers(dataDir: string): Promise<ServerProcess[]> {
       env: {
         DATA_DIR: `${dataDir}/${name}`,
         ...(name === "ours-memkv" ? { BENCH_KV_PATH: ":memory:" } : {}),
+        ...(Deno.env.get("BENCH_DATABASE_URL")
+          ? { BENCH_DATABASE_URL: Deno.env.get("BENCH_DATABASE_URL")! }
+          : {}),
       },
       denoFlags: profile,
     });
@@ -274,6 +280,11 @@ async function main(): Promise<void> {
       `${startLoad.load5.toFixed(2)} (1 / 5 min) at start`,
   );
   console.log(await codeVersion());
+  console.log(
+    `our database: ${
+      Deno.env.get("BENCH_DATABASE_URL") ? "Postgres (BENCH_DATABASE_URL)" : "embedded PGlite"
+    }`,
+  );
   const servers = await startServers(dataDir);
   const steadyResults = new Map<string, Map<string, Measured>>();
   let saturation: Map<string, Saturation> | undefined;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Kysely } from "kysely";
+import type { DatabaseConnection, Dialect, Driver, Kysely, QueryResult } from "kysely";
 import type { DB } from "./schema.ts";
 
 /** Which engine serves the database. */
@@ -61,6 +61,12 @@ export interface Database {
   rawTransaction<T>(fn: (session: SqlSession) => Promise<T>): Promise<T>;
   /** Resolves when the database answers a trivial query within `timeoutMs`; rejects otherwise. */
   ping(timeoutMs?: number): Promise<void>;
+  /**
+   * Queries sent and not answered yet (kysely queries, raw transaction statements, pings and
+   * notifies; not LISTEN): waiting for a pooled connection or running. PGlite runs one at a time,
+   * so there it counts its queue too.
+   */
+  readonly queriesInFlight: number;
   /** Closes every connection. */
   close(): Promise<void>;
 }
@@ -72,4 +78,58 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
     timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Counts database operations in progress (see {@link Database.queriesInFlight}). */
+export class InFlight {
+  count = 0;
+
+  /** Runs `work`, counted while it is pending. */
+  async track<T>(work: () => Promise<T>): Promise<T> {
+    this.count++;
+    try {
+      return await work();
+    } finally {
+      this.count--;
+    }
+  }
+}
+
+/** `dialect` with every query its connections execute counted in `inFlight`. */
+export function countingDialect(dialect: Dialect, inFlight: InFlight): Dialect {
+  return {
+    createAdapter: () => dialect.createAdapter(),
+    createQueryCompiler: () => dialect.createQueryCompiler(),
+    createIntrospector: (db) => dialect.createIntrospector(db),
+    createDriver: () => countingDriver(dialect.createDriver(), inFlight),
+  };
+}
+
+function countingDriver(driver: Driver, inFlight: InFlight): Driver {
+  const counted = new WeakSet<DatabaseConnection>();
+  const wrapper: Driver = {
+    init: (options) => driver.init(options),
+    acquireConnection: async (options) => {
+      const connection = await driver.acquireConnection(options);
+      if (!counted.has(connection)) {
+        // Patched in place: the driver gets its own connection object back in every other call.
+        const execute = connection.executeQuery.bind(connection);
+        connection.executeQuery = <R>(...args: Parameters<DatabaseConnection["executeQuery"]>) =>
+          inFlight.track(() => execute(...args) as Promise<QueryResult<R>>);
+        counted.add(connection);
+      }
+      return connection;
+    },
+    beginTransaction: (connection, settings) => driver.beginTransaction(connection, settings),
+    commitTransaction: (connection) => driver.commitTransaction(connection),
+    rollbackTransaction: (connection) => driver.rollbackTransaction(connection),
+    releaseConnection: (connection, options) => driver.releaseConnection(connection, options),
+    destroy: (options) => driver.destroy(options),
+  };
+  if (driver.savepoint) wrapper.savepoint = driver.savepoint.bind(driver);
+  if (driver.rollbackToSavepoint) {
+    wrapper.rollbackToSavepoint = driver.rollbackToSavepoint.bind(driver);
+  }
+  if (driver.releaseSavepoint) wrapper.releaseSavepoint = driver.releaseSavepoint.bind(driver);
+  return wrapper;
 }

@@ -9,7 +9,9 @@ import { Kysely, PGliteDialect } from "kysely";
 import {
   assertChannelName,
   assertNotifyPayload,
+  countingDialect,
   type Database,
+  InFlight,
   type Notifier,
   type SqlSession,
   withTimeout,
@@ -39,7 +41,8 @@ export async function openPGlite(
 
 /** Wraps an open PGlite instance in the {@link Database} interface. Closing it closes the instance. */
 export function wrapPGlite(pglite: PGlite): Database & { pglite: PGlite } {
-  const db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite }) });
+  const inFlight = new InFlight();
+  const db = new Kysely<DB>({ dialect: countingDialect(new PGliteDialect({ pglite }), inFlight) });
 
   const notifier: Notifier = {
     async listen(channel, handler) {
@@ -49,7 +52,7 @@ export function wrapPGlite(pglite: PGlite): Database & { pglite: PGlite } {
     async notify(channel, payload) {
       assertChannelName(channel);
       assertNotifyPayload(payload);
-      await pglite.query("select pg_notify($1, $2)", [channel, payload]);
+      await inFlight.track(() => pglite.query("select pg_notify($1, $2)", [channel, payload]));
     },
   };
 
@@ -62,10 +65,10 @@ export function wrapPGlite(pglite: PGlite): Database & { pglite: PGlite } {
       return pglite.transaction((tx) => {
         const session: SqlSession = {
           async exec(script) {
-            await tx.exec(script);
+            await inFlight.track(() => tx.exec(script));
           },
           async query<Row>(text: string, params: unknown[] = []) {
-            return (await tx.query<Row>(text, params)).rows;
+            return (await inFlight.track(() => tx.query<Row>(text, params))).rows;
           },
         };
         return fn(session);
@@ -73,7 +76,14 @@ export function wrapPGlite(pglite: PGlite): Database & { pglite: PGlite } {
     },
     async ping(timeoutMs = 2_000) {
       if (pglite.closed) throw new Error("database is closed");
-      await withTimeout(pglite.query("select 1"), timeoutMs, "database ping");
+      await withTimeout(
+        inFlight.track(() => pglite.query("select 1")),
+        timeoutMs,
+        "database ping",
+      );
+    },
+    get queriesInFlight() {
+      return inFlight.count;
     },
     async close() {
       // Kysely's PGlite driver closes the instance when destroyed.

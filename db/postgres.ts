@@ -9,7 +9,9 @@ import postgres from "postgres";
 import {
   assertChannelName,
   assertNotifyPayload,
+  countingDialect,
   type Database,
+  InFlight,
   type Notifier,
   type SqlSession,
   withTimeout,
@@ -43,7 +45,10 @@ export function openPostgres({ url, poolSize = 10 }: PostgresOptions): Database 
     },
     connection: { application_name: "deno-sync" },
   });
-  const db = new Kysely<DB>({ dialect: new PostgresJSDialect({ postgres: sql }) });
+  const inFlight = new InFlight();
+  const db = new Kysely<DB>({
+    dialect: countingDialect(new PostgresJSDialect({ postgres: sql }), inFlight),
+  });
 
   const notifier: Notifier = {
     async listen(channel, handler) {
@@ -54,7 +59,7 @@ export function openPostgres({ url, poolSize = 10 }: PostgresOptions): Database 
     async notify(channel, payload) {
       assertChannelName(channel);
       assertNotifyPayload(payload);
-      await sql.notify(channel, payload);
+      await inFlight.track(() => sql.notify(channel, payload));
     },
   };
 
@@ -66,11 +71,11 @@ export function openPostgres({ url, poolSize = 10 }: PostgresOptions): Database 
       return sql.begin((tx) => {
         const session: SqlSession = {
           async exec(script) {
-            await tx.unsafe(script);
+            await inFlight.track(async () => await tx.unsafe(script));
           },
           async query<Row>(text: string, params: unknown[] = []) {
             // deno-lint-ignore no-explicit-any
-            const rows = await tx.unsafe(text, params as any[]);
+            const rows = await inFlight.track(async () => await tx.unsafe(text, params as any[]));
             return [...rows] as Row[];
           },
         };
@@ -78,7 +83,14 @@ export function openPostgres({ url, poolSize = 10 }: PostgresOptions): Database 
       }) as Promise<T>;
     },
     async ping(timeoutMs = 2_000) {
-      await withTimeout(sql`select 1`.execute(), timeoutMs, "database ping");
+      await withTimeout(
+        inFlight.track(async () => await sql`select 1`.execute()),
+        timeoutMs,
+        "database ping",
+      );
+    },
+    get queriesInFlight() {
+      return inFlight.count;
     },
     async close() {
       // Bounded: a connection stuck in LISTEN or a long query must not hold up a shutdown forever.

@@ -8,6 +8,8 @@
  * - `GET /admin/rooms/:roomId/snapshot`: the room's document.
  * - `POST /admin/rooms/:roomId/close` `{sessionId?, reason?}`: close sessions, on every isolate.
  * - `POST /admin/users/:userId/reload`: make the user's clients reload their data, on every isolate.
+ * - `GET /admin/debug/tail` (WebSocket): live log lines, only with `config.debugTail` (development;
+ *   404 otherwise). See debug_tail.ts.
  *
  * @module
  */
@@ -21,6 +23,8 @@ import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
 import type { Authenticator } from "./auth/authenticator.ts";
 import { requireAdmin } from "./admin_auth.ts";
+import { debugTailHandler } from "./debug_tail.ts";
+import { MetricsRegistry, serverMetrics } from "../metrics.ts";
 
 const closeBody = z.object({
   sessionId: z.string().min(1).max(128).optional(),
@@ -110,5 +114,16 @@ export function adminRoutes(
     const closedHere = await commands.run({ kind: "reload_user", userId: c.req.param("userId") });
     return c.json({ closedHere });
   });
+
+  if (config.debugTail) {
+    app.get(
+      "/admin/debug/tail",
+      debugTailHandler({
+        log: deps.log,
+        lifecycle: deps.lifecycle,
+        dropped: serverMetrics(deps.metrics ?? new MetricsRegistry()).debugTailDropped,
+      }, deps.debugTail),
+    );
+  }
   return app;
 }

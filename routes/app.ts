@@ -8,7 +8,8 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import type { AppDeps } from "./deps.ts";
 import { healthRoutes } from "./health.ts";
-import { MetricsRegistry } from "../metrics.ts";
+import { MetricsRegistry, serverMetrics } from "../metrics.ts";
+import { meteredBus } from "../sync/bus/metered_bus.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { httpMetrics } from "./middleware/http_metrics.ts";
 import { livestoreRoutes, livestoreSettings } from "./livestore.ts";
@@ -34,9 +35,14 @@ import { unfurlRoutes } from "./unfurl.ts";
 import { webRoutes } from "./web.ts";
 
 /** Creates the HTTP application. */
-export function createApp(deps: AppDeps): Hono {
+export function createApp(input: AppDeps): Hono {
   const app = new Hono();
-  const metrics = deps.metrics ?? new MetricsRegistry();
+  const metrics = input.metrics ?? new MetricsRegistry();
+  const engine = serverMetrics(metrics);
+  // Everything below shares this registry and sees the bus through its counters.
+  const bus = input.bus &&
+    meteredBus(input.bus, (direction, kind) => engine.busNotices.inc({ direction, kind }));
+  const deps: AppDeps = { ...input, metrics, ...(bus ? { bus } : {}) };
   app.use(requestId());
   app.use(requestLog(deps.log));
   app.use(httpMetrics(metrics));
@@ -81,6 +87,7 @@ export function createApp(deps: AppDeps): Hono {
       },
     },
   });
+  content.recorder.readLoadedRooms((roomId) => rooms.loaded(roomId)?.documentSnapshot());
   // Registered after the rooms' own drain: their last sessions' versions are written first.
   deps.lifecycle.onDrain(() => content.stop());
   // A deleted file's hard delete starts now rather than at the next poll.
@@ -95,6 +102,11 @@ export function createApp(deps: AppDeps): Hono {
   metrics.gauge("tldraw_rooms_loaded", "tldraw rooms loaded on this isolate", () => [
     [{}, rooms.size],
   ]);
+  metrics.gauge(
+    "db_queries_in_flight",
+    "Database queries sent and not yet answered (waiting for a pooled connection or running)",
+    () => [[{}, deps.database.queriesInFlight]],
+  );
   fileRooms.follow(userData.feed, rooms);
   deps.lifecycle.onDrain(() => fileRooms.stop());
   app.route("/", roomRoutes(deps, rooms, snapshotJoiner(rooms, content)));

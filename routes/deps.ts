@@ -14,6 +14,7 @@ import type { FileRoomRouteOptions } from "./file_rooms.ts";
 import type { UserDataOptions } from "./user_sync.ts";
 import type { ContentOptions } from "../sync/content/setup.ts";
 import type { WebRouteOptions } from "./web.ts";
+import type { DebugTailOptions } from "./debug_tail.ts";
 
 /** Dependencies handed to {@link createApp} and each router. */
 export interface AppDeps {
@@ -36,4 +37,6 @@ export interface AppDeps {
   content?: ContentOptions;
   /** Where the web app's build is served from (tests serve their own build). */
   web?: WebRouteOptions;
+  /** Queue limits of the debug tail (tests use small ones). */
+  debugTail?: DebugTailOptions;
 }

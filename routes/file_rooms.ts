@@ -13,7 +13,9 @@ import { CloseReason } from "../sync/tldraw/protocol.ts";
 import { RoomAccessDenied, type RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { AttachOptions } from "../sync/tldraw/room.ts";
 import { KvRateLimiter, type RateLimit } from "../sync/user/rate_limit.ts";
+import { rateLimitCounter } from "../metrics.ts";
 import type { AppDeps } from "./deps.ts";
+import { meterSocket } from "./socket_metrics.ts";
 import { HttpError } from "./errors.ts";
 import type { UserData } from "./user_sync.ts";
 
@@ -46,6 +48,7 @@ export function fileRoomRoutes(
     deps.kv,
     "file_room_join",
     options.joinRate ?? DEFAULT_FILE_JOIN_RATE,
+    rateLimitCounter(deps.metrics),
   );
   const app = new Hono();
   app.get("/app/file/:fileId", async (c) => {
@@ -60,6 +63,7 @@ export function fileRoomRoutes(
     // Read the token before the upgrade: the request is gone afterwards.
     const auth = await userData.auth.check(c);
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    meterSocket(socket, "tldraw", deps.metrics);
     deps.lifecycle.trackSocket(socket);
 
     const admit = async (): Promise<AttachOptions> => {

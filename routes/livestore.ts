@@ -11,6 +11,7 @@
 import { type Context, Hono } from "hono";
 import { cors } from "hono/cors";
 import type { Config, LivestoreConfig } from "../config.ts";
+import { serverMetrics } from "../metrics.ts";
 import type { Bus } from "../sync/bus/bus.ts";
 import { AppendQueue } from "../sync/livestore/append_queue.ts";
 import type { EventStore } from "../sync/livestore/event_store.ts";
@@ -22,6 +23,7 @@ import { PostgresEventStore } from "../sync/livestore/postgres_event_store.ts";
 import { StoreIdSchema } from "../sync/livestore/wire.ts";
 import { LivestoreConnection } from "../sync/livestore/ws_connection.ts";
 import type { AppDeps } from "./deps.ts";
+import { meterSocket } from "./socket_metrics.ts";
 import { HttpError } from "./errors.ts";
 
 /** The Postgres NOTIFY channel carrying "store S has head H" hints between processes. */
@@ -95,6 +97,7 @@ export function livestoreRoutes(deps: AppDeps, options: LivestoreRouteOptions = 
     tokenAuthHooks(options.authToken ?? livestoreSettings(config).authToken);
   const engine = new LivestoreEngine({ store, hub, hooks, log, queue });
   const maxBytes = config.limits.maxMessageBytes;
+  const rejects = deps.metrics && serverMetrics(deps.metrics).rejects;
 
   /** Parses the query and runs `validatePayload`; throws 400 on anything wrong. */
   const connect = async (c: Context): Promise<HookContext & { transport: string }> => {
@@ -113,6 +116,7 @@ export function livestoreRoutes(deps: AppDeps, options: LivestoreRouteOptions = 
         storeId: storeId.data,
         reason: error instanceof Error ? error.message : String(error),
       });
+      rejects?.inc({ channel: "livestore", code: "PAYLOAD_REJECTED" });
       throw new HttpError("bad_request", "sync payload rejected");
     }
     return { storeId: storeId.data, payload, headers, transport };
@@ -131,6 +135,7 @@ export function livestoreRoutes(deps: AppDeps, options: LivestoreRouteOptions = 
       }, 426);
     }
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    meterSocket(socket, "livestore", deps.metrics);
     lifecycle.trackSocket(socket);
     new LivestoreConnection({
       socket,

@@ -10,6 +10,7 @@ import { Hono } from "hono";
 import { CloseReason, SYNC_ERROR_CLOSE_CODE } from "../sync/tldraw/protocol.ts";
 import type { RoomConnection, RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { AppDeps } from "./deps.ts";
+import { meterSocket } from "./socket_metrics.ts";
 import { HttpError } from "./errors.ts";
 
 /** Room ids: URL-safe, 1–128 characters (they end up in KV keys and log lines). */
@@ -40,6 +41,7 @@ export function roomRoutes(
         ? requestedSession
         : crypto.randomUUID();
       const { socket, response } = Deno.upgradeWebSocket(request);
+      meterSocket(socket, "tldraw", deps.metrics);
       // The reference also accepts binary frames (decoded as UTF-8): take them as bytes.
       socket.binaryType = "arraybuffer";
       deps.lifecycle.trackSocket(socket);

@@ -17,7 +17,9 @@ import {
 import { type UserSyncOptions, UserSyncService } from "../sync/user/service.ts";
 import { type Authenticator, type AuthOptions, createAuthenticator } from "./auth/authenticator.ts";
 import { devIdentityRoutes } from "./auth/routes.ts";
+import { mutationRejectCounter, rateLimitCounter } from "../metrics.ts";
 import type { AppDeps } from "./deps.ts";
+import { meterSocket } from "./socket_metrics.ts";
 import { HttpError } from "./errors.ts";
 
 /** Tunables and test hooks of the user-data surface (not in the configuration). */
@@ -49,6 +51,8 @@ export function createUserData(deps: AppDeps, options: UserDataOptions = {}): Us
     maxFilesPerUser: config.limits.maxFilesPerUser,
     maxMessageBytes: config.limits.maxMessageBytes,
     ...(options.service ? { options: options.service } : {}),
+    onRateLimited: rateLimitCounter(deps.metrics),
+    onMutationRejected: mutationRejectCounter(deps.metrics),
   });
   lifecycle.onDrain(() => service.stop());
 
@@ -98,6 +102,7 @@ export function createUserData(deps: AppDeps, options: UserDataOptions = {}): Us
     const version = rawVersion === undefined || rawVersion === "" ? 1 : Number(rawVersion);
     const result = await auth.check(c);
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    meterSocket(socket, "user", deps.metrics);
     lifecycle.trackSocket(socket);
     // Refusals are sent on the socket: browsers cannot read an HTTP error from a failed upgrade.
     const refuse = (reason: CloseReason) => {

@@ -5,16 +5,29 @@
  * @module
  */
 import type { Config } from "../config.ts";
+import { KvWriteLock, withWriteLock } from "./kv_write_lock.ts";
+
+/** Options for {@link openKv}. */
+export interface OpenKvOptions {
+  /**
+   * The write lock the isolate Workers of this process share (see kv_write_lock.ts): every write on
+   * the handle waits its turn. Only for a KV file; ignored for `:memory:` and the platform KV.
+   */
+  writeLock?: SharedArrayBuffer;
+}
 
 /** Opens the KV store the configuration names. */
-export async function openKv(config: Pick<Config, "kvPath">): Promise<Deno.Kv> {
+export async function openKv(
+  config: Pick<Config, "kvPath">,
+  options: OpenKvOptions = {},
+): Promise<Deno.Kv> {
   const path = config.kvPath;
   if (path === undefined) return await Deno.openKv();
-  if (path !== ":memory:") {
-    const slash = path.lastIndexOf("/");
-    if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
-  }
-  return await Deno.openKv(path);
+  if (path === ":memory:") return await Deno.openKv(path);
+  const slash = path.lastIndexOf("/");
+  if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
+  const kv = await Deno.openKv(path);
+  return options.writeLock ? withWriteLock(kv, new KvWriteLock(options.writeLock)) : kv;
 }
 
 /** Resolves when KV answers a read within `timeoutMs`. */

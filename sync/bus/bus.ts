@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { utf8Length } from "../utf8.ts";
 
 /** A JSON value. Bus messages must stay small (Postgres NOTIFY caps a payload below 8000 bytes). */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -52,7 +53,7 @@ export class BusMessageTooLarge extends RangeError {
 /** Encodes an envelope, checking its size. */
 export function encodeEnvelope(envelope: BusEnvelope): string {
   const text = JSON.stringify(envelope);
-  const bytes = new TextEncoder().encode(text).byteLength;
+  const bytes = utf8Length(text);
   if (bytes > MAX_BUS_MESSAGE_BYTES) throw new BusMessageTooLarge(bytes);
   return text;
 }
@@ -61,14 +62,19 @@ export function encodeEnvelope(envelope: BusEnvelope): string {
 export function decodeEnvelope(text: unknown): BusEnvelope | null {
   if (typeof text !== "string") return null;
   try {
-    const value = JSON.parse(text);
-    if (
-      typeof value === "object" && value !== null && typeof value.topic === "string" &&
-      typeof value.origin === "string" && typeof value.seq === "number" && "body" in value
-    ) return value as BusEnvelope;
+    return envelopeFrom(JSON.parse(text));
   } catch {
-    // fall through
+    return null;
   }
+}
+
+/** `value` as an envelope, if it has an envelope's shape. */
+export function envelopeFrom(value: unknown): BusEnvelope | null {
+  const v = value as Partial<BusEnvelope> | null;
+  if (
+    typeof v === "object" && v !== null && typeof v.topic === "string" &&
+    typeof v.origin === "string" && typeof v.seq === "number" && "body" in v
+  ) return v as BusEnvelope;
   return null;
 }
 

@@ -7,6 +7,7 @@
 import { createTLSchema } from "@tldraw/tlschema";
 import type { WireRecord, WireSchema } from "../tldraw/protocol.ts";
 import type { RoomStore } from "../tldraw/room_store.ts";
+import { gzipInThread } from "./gzip.ts";
 
 /** A document copy: what `GET /snapshot/:slug`, history and published routes return. */
 export interface DocumentSnapshot {
@@ -29,11 +30,16 @@ export function serverSchema(): WireSchema {
   return currentSchema ??= createTLSchema().serialize() as unknown as WireSchema;
 }
 
-/** JSON → gzip. Compression matters: history keeps many copies of mostly text documents. */
-export async function encodeSnapshot(snapshot: DocumentSnapshot): Promise<EncodedSnapshot> {
+/**
+ * JSON → gzip. Compression matters: history keeps many copies of mostly text documents. `gzip`
+ * may move the compression off this thread (see gzip.ts).
+ */
+export async function encodeSnapshot(
+  snapshot: DocumentSnapshot,
+  gzip: (bytes: Uint8Array) => Promise<Uint8Array> = gzipInThread,
+): Promise<EncodedSnapshot> {
   const json = new TextEncoder().encode(JSON.stringify(snapshot));
-  const stream = new Blob([json]).stream().pipeThrough(new CompressionStream("gzip"));
-  return { data: new Uint8Array(await new Response(stream).arrayBuffer()), size: json.byteLength };
+  return { data: await gzip(json), size: json.byteLength };
 }
 
 /** gzip → JSON. Drivers return BYTEA as a Buffer or a Uint8Array; both are accepted. */

@@ -7,6 +7,7 @@
 import type { Config } from "../../config.ts";
 import type { Database } from "../../db/database.ts";
 import type { Logger } from "../../log.ts";
+import { type MetricsRegistry, rateLimitCounter } from "../../metrics.ts";
 import type { BlobStore } from "../assets/blob_store.ts";
 import { FsBlobStore } from "../assets/fs_blob_store.ts";
 import { S3BlobStore } from "../assets/s3_blob_store.ts";
@@ -16,6 +17,7 @@ import type { RoomStore } from "../tldraw/room_store.ts";
 import { Unfurler, type UnfurlOptions } from "../unfurl/unfurl.ts";
 import { KvRateLimiter, type RateLimit } from "../user/rate_limit.ts";
 import { DeletionWorker } from "./deletion.ts";
+import { GzipWorker } from "./gzip.ts";
 import {
   DEFAULT_RETENTION,
   HistoryRecorder,
@@ -61,6 +63,8 @@ export interface ContentDeps {
   kv: Deno.Kv;
   database: Database;
   log: Logger;
+  /** Where rate-limit hits are counted. */
+  metrics?: MetricsRegistry;
 }
 
 /** The content services of one isolate. */
@@ -92,7 +96,9 @@ export function createContent(deps: ContentDeps, options: ContentOptions = {}): 
   const log = deps.log.child({ component: "content" });
   const kvStore = withLockedRetry(new KvRoomStore(deps.kv));
   const store = options.wrapStore ? options.wrapStore(kvStore) : kvStore;
-  const history = new HistoryStore(deps.database);
+  // Versions of big rooms are compressed off the thread that serves their sessions.
+  const gzipWorker = new GzipWorker();
+  const history = new HistoryStore(deps.database, (bytes) => gzipWorker.gzip(bytes));
   const recorder = new HistoryRecorder({
     history,
     store,
@@ -117,6 +123,7 @@ export function createContent(deps: ContentDeps, options: ContentOptions = {}): 
   });
   deletion.start();
   const rates = { ...DEFAULT_CONTENT_RATES, ...options.rates };
+  const onLimited = rateLimitCounter(deps.metrics);
   return {
     store,
     history,
@@ -127,13 +134,14 @@ export function createContent(deps: ContentDeps, options: ContentOptions = {}): 
     deletion,
     unfurler,
     limits: {
-      unfurl: new KvRateLimiter(deps.kv, "unfurl", rates.unfurl),
-      snapshot: new KvRateLimiter(deps.kv, "snapshot", rates.snapshot),
-      upload: new KvRateLimiter(deps.kv, "upload", rates.upload),
+      unfurl: new KvRateLimiter(deps.kv, "unfurl", rates.unfurl, onLimited),
+      snapshot: new KvRateLimiter(deps.kv, "snapshot", rates.snapshot, onLimited),
+      upload: new KvRateLimiter(deps.kv, "upload", rates.upload, onLimited),
     },
     async stop() {
       await deletion.stop();
       await recorder.flush();
+      gzipWorker.close();
     },
   };
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Logger } from "../../log.ts";
+import { withSpan } from "../../telemetry.ts";
 import { AppendQueue } from "./append_queue.ts";
 import type { AppendResult, EventStore, NewEvent, StoredEvent } from "./event_store.ts";
 import type { HookContext, LivestoreHooks } from "./hooks.ts";
@@ -214,7 +215,15 @@ export class LivestoreEngine {
     rawPayload: unknown,
     reply: (outcome: Outcome) => void,
   ): Promise<void> {
-    const { outcome, broadcast } = await this.#push(context, rawPayload);
+    const { outcome, broadcast } = await withSpan(
+      "livestore.push",
+      { "sync.store_id": context.storeId },
+      async (span) => {
+        const result = await this.#push(context, rawPayload);
+        span.setAttribute("livestore.push.result", result.outcome.kind);
+        return result;
+      },
+    );
     reply(outcome);
     broadcast?.();
   }

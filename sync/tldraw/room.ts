@@ -16,6 +16,7 @@ import { createTLSchema } from "@tldraw/tlschema";
 import { isEqual } from "@tldraw/utils";
 import { type Logger, silentLogger } from "../../log.ts";
 import { ChunkAssembler, ChunkError } from "./chunks.ts";
+import { encodeDataFrame } from "./data_frame.ts";
 import {
   type CachedRecord,
   type ForwardDiff,
@@ -116,6 +117,10 @@ export interface RoomHooks {
   onContention?(info: { roomId: string; clock: number }): void;
   /** A local session's presence changed (`record`) or went away (`null`): for other isolates. */
   onPresenceChanged?(change: PresenceChange & { roomId: string }): void;
+  /** A push frame arrived from a session (metrics: the push's latency starts here). */
+  onPushReceived?(push: PushRequest): void;
+  /** `push` (as given to onPushReceived) got its push_result, queued for its session's socket. */
+  onPushAnswered?(push: PushRequest, action: "commit" | "discard" | "rebase"): void;
 }
 
 /** A presence record of one session, or its removal (`record: null`). */
@@ -213,7 +218,8 @@ interface Session {
   requiresLegacyRejection: boolean;
   assembler: ChunkAssembler;
   outbox: DataEvent[];
-  batchTimer: ReturnType<typeof setTimeout> | null;
+  /** A data frame went out this batch window: later events wait in the outbox for its end. */
+  batchOpen: boolean;
   removalTimer: ReturnType<typeof setTimeout> | null;
   /** Pending write of the session entry after a presence change (throttled). */
   presenceWriteTimer: ReturnType<typeof setTimeout> | null;
@@ -284,7 +290,12 @@ export class TldrawRoom {
   #pending = 0;
   /** While a committed group is answered: data events wait in the outboxes (see #sendData). */
   #holding = false;
+  /** When holding began (performance.now()): events never wait longer than the batch window. */
+  #holdingSince = 0;
   readonly #held = new Set<Session>();
+  /** Sessions whose batch window is open, and the room's one timer that ends it. */
+  readonly #batching = new Set<Session>();
+  #batchTimer: ReturnType<typeof setTimeout> | null = null;
   /** Pushes waiting in the queue as one group that later pushes may still join. */
   #openGroup: PushEntry[] | null = null;
   #pruneTimer: ReturnType<typeof setInterval> | null = null;
@@ -364,6 +375,19 @@ export class TldrawRoom {
     return [...this.#records.values()].map((r) => structuredClone(r.state));
   }
 
+  /**
+   * The document at {@link clock}, for copies (history versions). The records are the cache's own
+   * objects, not copies: read them, never change them (the room replaces records, never changes
+   * them in place, so this stays the document at that clock).
+   */
+  documentSnapshot(): { clock: number; schema: WireSchema; records: WireRecord[] } {
+    return {
+      clock: this.#clock,
+      schema: this.#recordSchema.wire,
+      records: [...this.#records.values()].map((r) => r.state),
+    };
+  }
+
   /** Current presence records of this isolate's sessions. */
   getPresences(): WireRecord[] {
     return [...this.#presences.values()].map((p) => structuredClone(p));
@@ -405,7 +429,7 @@ export class TldrawRoom {
       requiresLegacyRejection: false,
       assembler: new ChunkAssembler(this.#limits.maxMessageChars),
       outbox: [],
-      batchTimer: null,
+      batchOpen: false,
       removalTimer: null,
       presenceWriteTimer: null,
     };
@@ -508,6 +532,7 @@ export class TldrawRoom {
         this.#enqueue(() => this.#handleConnect(session, message));
         return;
       case "push": {
+        this.#hooks.onPushReceived?.(message);
         // Pushes queued back to back (while a commit is in flight) are handled as one group.
         if (this.#openGroup) {
           this.#openGroup.push({ session, message });
@@ -735,9 +760,13 @@ export class TldrawRoom {
     if (this.#pruneTimer !== null) clearInterval(this.#pruneTimer);
     if (this.#heartbeatTimer !== null) clearInterval(this.#heartbeatTimer);
     if (this.#pollTimer !== null) clearInterval(this.#pollTimer);
+    if (this.#batchTimer !== null) clearTimeout(this.#batchTimer);
+    for (const session of this.#batching) session.batchOpen = false;
+    this.#batching.clear();
     this.#pruneTimer = null;
     this.#heartbeatTimer = null;
     this.#pollTimer = null;
+    this.#batchTimer = null;
   }
 
   #prune(): void {
@@ -801,10 +830,10 @@ export class TldrawRoom {
   }
 
   #clearSessionTimers(session: Session): void {
-    if (session.batchTimer !== null) clearTimeout(session.batchTimer);
+    this.#batching.delete(session);
+    session.batchOpen = false;
     if (session.removalTimer !== null) clearTimeout(session.removalTimer);
     if (session.presenceWriteTimer !== null) clearTimeout(session.presenceWriteTimer);
-    session.batchTimer = null;
     session.removalTimer = null;
     session.presenceWriteTimer = null;
   }
@@ -876,12 +905,21 @@ export class TldrawRoom {
   // Sending
 
   #sendNow(session: Session, message: ServerMessage): void {
+    this.#sendText(session, JSON.stringify(message));
+  }
+
+  #sendText(session: Session, text: string): void {
     if (session.socket.readyState !== OPEN) return;
     try {
-      session.socket.send(JSON.stringify(message));
+      session.socket.send(text);
     } catch (error) {
       this.#log.warn("send failed", { sessionId: session.sessionId, error });
     }
+  }
+
+  /** Sends data events as one frame; an event shared by many sessions is serialized once. */
+  #sendEvents(session: Session, events: DataEvent[]): void {
+    this.#sendText(session, encodeDataFrame(events));
   }
 
   /**
@@ -895,19 +933,41 @@ export class TldrawRoom {
       this.#held.add(session);
       return;
     }
-    if (session.batchTimer === null) {
-      this.#sendNow(session, { type: "data", data: [event] });
-      session.batchTimer = setTimeout(() => {
-        session.batchTimer = null;
-        if (session.outbox.length > 0) {
-          const data = session.outbox;
-          session.outbox = [];
-          this.#sendNow(session, { type: "data", data });
-        }
-      }, this.#timeouts.batch);
-    } else {
+    if (session.batchOpen) {
       session.outbox.push(event);
+      return;
     }
+    this.#sendEvents(session, [event]);
+    session.batchOpen = true;
+    this.#batching.add(session);
+    // One timer per room, not per session: a busy room's 50 sessions would otherwise set 3,000
+    // timers a second. A session's window then ends with the room's (at most the batch time).
+    this.#batchTimer ??= setTimeout(() => this.#endBatchWindow(), this.#timeouts.batch);
+  }
+
+  /** The batch window ended: every session that got a frame in it gets what waited since. */
+  #endBatchWindow(): void {
+    this.#batchTimer = null;
+    const sessions = [...this.#batching];
+    this.#batching.clear();
+    for (const session of sessions) {
+      session.batchOpen = false;
+      if (session.state === SessionState.connected) this.#flush(session);
+    }
+  }
+
+  /**
+   * Ends holding, unless more pushes follow at once (`more`, or a group queued behind this one) and
+   * the batch window has not passed: under load, a session then gets one frame for several groups
+   * instead of one per commit. The queued group's task releases them (it always runs to its end).
+   */
+  #releaseHeldUnless(more: boolean): void {
+    if (!this.#holding) return;
+    if (
+      (more || (this.#openGroup?.length ?? 0) > 0) &&
+      performance.now() - this.#holdingSince < this.#timeouts.batch
+    ) return;
+    this.#releaseHeld();
   }
 
   /** Ends holding: every session with waiting events gets them as one frame. */
@@ -924,7 +984,7 @@ export class TldrawRoom {
     if (session.outbox.length > 0) {
       const data = session.outbox;
       session.outbox = [];
-      this.#sendNow(session, { type: "data", data });
+      this.#sendEvents(session, data);
     }
   }
 
@@ -936,6 +996,8 @@ export class TldrawRoom {
     options: { allowEmpty?: boolean } = {},
   ): void {
     let unmigrated = network;
+    // One event object for every session that takes the unmigrated diff: serialized once.
+    let shared: DataEvent | undefined;
     const legacyAppend = !this.#canEmitStringAppend();
     for (const session of [...this.#sessions.values()]) {
       if (session === except || session.state !== SessionState.connected) continue;
@@ -943,17 +1005,18 @@ export class TldrawRoom {
         this.#cancel(session);
         continue;
       }
-      let diff: WireNetworkDiff | undefined;
       if (session.requiresDownMigrations) {
-        diff = this.#migrateDiffForSession(session, forward);
+        const diff = this.#migrateDiffForSession(session, forward);
         if (!diff) continue; // session rejected
-      } else {
-        diff = unmigrated ??= toNetworkDiff(forward, legacyAppend);
+        if (Object.keys(diff).length === 0 && !options.allowEmpty) continue;
+        this.#sendData(session, { type: "patch", diff, serverClock: this.#clock });
+        continue;
       }
+      const diff = unmigrated ??= toNetworkDiff(forward, legacyAppend);
       // A step of another isolate whose records all changed again later is empty, but it is still
       // sent: sessions see every clock, in order (invariant 2).
       if (Object.keys(diff).length === 0 && !options.allowEmpty) continue;
-      this.#sendData(session, { type: "patch", diff, serverClock: this.#clock });
+      this.#sendData(session, shared ??= { type: "patch", diff, serverClock: this.#clock });
     }
   }
 
@@ -1083,6 +1146,8 @@ export class TldrawRoom {
         this.#log.error("push failed", { sessionId: session.sessionId, error });
         this.#reject(session, CloseReason.UNKNOWN_ERROR);
       }
+    } finally {
+      this.#releaseHeldUnless(false);
     }
   }
 
@@ -1097,6 +1162,7 @@ export class TldrawRoom {
       if (remaining.length === 0) return;
       const wait = this.#yieldUntil - Date.now();
       if (wait > 0) {
+        this.#releaseHeld(); // nothing waits behind a pause
         await sleep(wait);
         await this.#catchUpNow();
         continue;
@@ -1135,6 +1201,7 @@ export class TldrawRoom {
           // Another isolate committed first: take its changes, then re-plan against them. From
           // the second loss on, wait a random moment so that racing writers stop colliding.
           if (attempt >= 2) {
+            this.#releaseHeld();
             this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#clock });
             await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
           }
@@ -1146,9 +1213,13 @@ export class TldrawRoom {
       remaining = state.remaining = remaining.slice(items.length);
       attempt = 1;
       take = MAX_GROUP_PUSHES;
-      // After a commit, each session gets the group's events as one data frame, at once (the
-      // batch window is the commit). Groups without a commit (presence) use the batch timer.
-      this.#holding = steps.length > 0;
+      // After a commit, each session gets the group's events as one data frame (the batch window
+      // is the commit), sent at once unless more pushes wait right behind (see #releaseHeldUnless).
+      // Groups without a commit (presence) use the batch timer.
+      if (steps.length > 0 && !this.#holding) {
+        this.#holding = true;
+        this.#holdingSince = performance.now();
+      }
       try {
         for (const item of items) {
           const { session, message } = item.entry;
@@ -1163,7 +1234,7 @@ export class TldrawRoom {
           this.#finishPush(session, message, item.plan);
         }
       } finally {
-        this.#releaseHeld();
+        this.#releaseHeldUnless(remaining.length > 0);
       }
       if (steps.length > 0) {
         this.#hooks.onDocumentChanged?.({ roomId: this.roomId, clock: this.#clock });
@@ -1306,6 +1377,7 @@ export class TldrawRoom {
       serverClock: this.#clock,
       action,
     });
+    this.#hooks.onPushAnswered?.(message, typeof action === "string" ? action : "rebase");
     if (plan.docDiff || plan.presence) {
       this.#broadcast(
         {
@@ -1389,7 +1461,7 @@ export class TldrawRoom {
     // Spec 7.1: the clock is at least every stored record's and tombstone's clock.
     let clock = data.meta.documentClock;
     for (const record of data.records) {
-      this.#setCached(record.state, record.lastChangedClock);
+      this.#setCached(record.state, record.lastChangedClock, record.chars);
       clock = Math.max(clock, record.lastChangedClock);
     }
     for (const tombstoneClock of data.tombstones.values()) clock = Math.max(clock, tombstoneClock);

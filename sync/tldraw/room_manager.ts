@@ -5,6 +5,7 @@
  * @module
  */
 import type { Logger } from "../../log.ts";
+import { withSpan } from "../../telemetry.ts";
 import type { Bus, Json } from "../bus/bus.ts";
 import { CloseReason, SYNC_ERROR_CLOSE_CODE, type SyncCloseReason } from "./protocol.ts";
 import {
@@ -34,6 +35,12 @@ export interface RoomManagerOptions {
    * repaired by the rooms' periodic clock check (`timeouts.poll`).
    */
   bus?: Bus;
+  /**
+   * A room clock notice arrived on the bus (metrics). `late`: the room was already at that clock or
+   * beyond (its poll, a catch-up for a later notice, or its own connect read got there first), so the
+   * notice brought no news. Contention notices are not reported.
+   */
+  onClockNotice?(info: { roomId: string; clock: number; late: boolean }): void;
 }
 
 /**
@@ -111,39 +118,12 @@ export class RoomManager {
     if (!room) {
       const hooks = this.#options.hooks ?? {};
       const bus = this.#options.bus;
-      room = TldrawRoom.load({
-        roomId,
-        store: this.#options.store,
-        log: this.#options.log,
-        isolateId: this.isolateId,
-        ...(this.#options.limits ? { limits: this.#options.limits } : {}),
-        ...(this.#options.timeouts ? { timeouts: this.#options.timeouts } : {}),
-        hooks: {
-          ...hooks,
-          onSessionRemoved: (info) => {
-            hooks.onSessionRemoved?.(info);
-            if (info.remaining === 0) this.#maybeUnload(roomId);
-          },
-          onPresenceChanged: (change) => {
-            hooks.onPresenceChanged?.(change);
-            const { sessionId, presenceId, record } = change;
-            bus?.publish(presenceTopic(roomId), { sessionId, presenceId, record } as Json).catch(
-              (error) => this.#options.log.warn("presence publish failed", { roomId, error }),
-            );
-          },
-          onDocumentChanged: (info) => {
-            hooks.onDocumentChanged?.(info);
-            bus?.publish(busTopic(roomId), { clock: info.clock }).catch((error) =>
-              this.#options.log.warn("bus publish failed", { roomId, error })
-            );
-          },
-          onContention: (info) => {
-            hooks.onContention?.(info);
-            bus?.publish(busTopic(roomId), { clock: info.clock, contended: true }).catch((error) =>
-              this.#options.log.warn("bus publish failed", { roomId, error })
-            );
-          },
-        },
+      const log = this.#options.log;
+      room = withSpan("tldraw.room.load", { "sync.room_id": roomId }, async (span) => {
+        const loaded = await this.#load(roomId, hooks, bus);
+        span.setAttribute("tldraw.clock", loaded.clock);
+        log.debug("room loaded", { roomId, clock: loaded.clock });
+        return loaded;
       });
       this.#rooms.set(roomId, room);
       const settled = room;
@@ -158,6 +138,7 @@ export class RoomManager {
           loaded.then((r) => {
             // Another isolate lost commit races here twice in a row: give it a turn.
             if (contended === true) r.yieldCommits(CONTENTION_YIELD_MS);
+            else this.#options.onClockNotice?.({ roomId, clock, late: clock <= r.clock });
             r.noticeClock(clock);
           }, () => {});
         });
@@ -176,6 +157,55 @@ export class RoomManager {
       });
     }
     return room;
+  }
+
+  /** Loads a room with the manager's hooks (unloading, bus notices) on top of the host's. */
+  #load(roomId: string, hooks: RoomHooks, bus: Bus | undefined): Promise<TldrawRoom> {
+    const log = this.#options.log;
+    return TldrawRoom.load({
+      roomId,
+      store: this.#options.store,
+      log,
+      isolateId: this.isolateId,
+      ...(this.#options.limits ? { limits: this.#options.limits } : {}),
+      ...(this.#options.timeouts ? { timeouts: this.#options.timeouts } : {}),
+      hooks: {
+        ...hooks,
+        onSessionAdded: (info) => {
+          hooks.onSessionAdded?.(info);
+          log.debug("session joined", { roomId, sessionId: info.sessionId, ...userOf(info.meta) });
+        },
+        onSessionRemoved: (info) => {
+          hooks.onSessionRemoved?.(info);
+          log.debug("session left", {
+            roomId,
+            sessionId: info.sessionId,
+            ...userOf(info.meta),
+            remaining: info.remaining,
+          });
+          if (info.remaining === 0) this.#maybeUnload(roomId);
+        },
+        onPresenceChanged: (change) => {
+          hooks.onPresenceChanged?.(change);
+          const { sessionId, presenceId, record } = change;
+          bus?.publish(presenceTopic(roomId), { sessionId, presenceId, record } as Json).catch(
+            (error) => this.#options.log.warn("presence publish failed", { roomId, error }),
+          );
+        },
+        onDocumentChanged: (info) => {
+          hooks.onDocumentChanged?.(info);
+          bus?.publish(busTopic(roomId), { clock: info.clock }).catch((error) =>
+            this.#options.log.warn("bus publish failed", { roomId, error })
+          );
+        },
+        onContention: (info) => {
+          hooks.onContention?.(info);
+          bus?.publish(busTopic(roomId), { clock: info.clock, contended: true }).catch((error) =>
+            this.#options.log.warn("bus publish failed", { roomId, error })
+          );
+        },
+      },
+    });
   }
 
   /**
@@ -272,6 +302,12 @@ export function busTopic(roomId: string): string {
 /** The bus topic of a room's presence changes. */
 export function presenceTopic(roomId: string): string {
   return `tldraw-presence:${roomId}`;
+}
+
+/** `{userId}` when a session's host data names its user (file rooms), for log lines. */
+function userOf(meta: unknown): { userId?: string } {
+  const userId = (meta as { userId?: unknown } | null | undefined)?.userId;
+  return typeof userId === "string" ? { userId } : {};
 }
 
 function parsePresenceChange(body: Json): PresenceChange | null {

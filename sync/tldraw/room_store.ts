@@ -22,6 +22,8 @@ export interface RoomMeta {
 export interface StoredRecord {
   state: WireRecord;
   lastChangedClock: number;
+  /** Length of the record's JSON, when the store read it as JSON (saves serializing it again). */
+  chars?: number;
 }
 
 /** Everything stored for a room. */

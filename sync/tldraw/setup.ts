@@ -6,10 +6,13 @@
  */
 import type { Config } from "../../config.ts";
 import type { Logger } from "../../log.ts";
+import { type MetricsRegistry, type ServerMetrics, serverMetrics } from "../../metrics.ts";
 import type { Bus } from "../bus/bus.ts";
 import type { Lifecycle } from "../../routes/lifecycle.ts";
 import { KvRoomStore } from "./kv_room_store.ts";
 import { withLockedRetry } from "./locked_retry.ts";
+import { observedStore } from "./observed_store.ts";
+import type { PushRequest } from "./protocol.ts";
 import type { RoomHooks, RoomTimeouts } from "./room.ts";
 import { RoomManager } from "./room_manager.ts";
 
@@ -19,6 +22,8 @@ export interface RoomSetupDeps {
   kv: Deno.Kv;
   log: Logger;
   lifecycle: Lifecycle;
+  /** Where commit conflicts and locked-file retries are counted (none: not counted). */
+  metrics?: MetricsRegistry;
 }
 
 /** Optional parts of {@link createRoomManager}. */
@@ -48,9 +53,25 @@ export function createRoomManager(
   const path = deps.config.kvPath;
   const readKv = path && path !== ":memory:" ? Deno.openKv(path) : undefined;
   const store = new KvRoomStore(deps.kv, readKv ? { readKv } : {});
+  const metrics = deps.metrics && serverMetrics(deps.metrics);
+  const hooks = metrics
+    ? { ...options.hooks, ...pushTiming(metrics, options.hooks) }
+    : options.hooks;
   const rooms = new RoomManager({
-    // Workers of one process share the KV file: a busy SQLite file is retried, not an error.
-    store: withLockedRetry(store),
+    // Workers of one process share the KV file: a busy SQLite file is retried, not an error. Its
+    // `sleep` runs once before each retry: that is where retries are counted.
+    store: observedStore(
+      withLockedRetry(store, {
+        sleep: (ms) => {
+          metrics?.lockedRetries.inc();
+          return new Promise((resolve) => setTimeout(resolve, ms));
+        },
+      }),
+      { onCommitConflict: () => metrics?.commitConflicts.inc() },
+    ),
+    onClockNotice: ({ late }) => {
+      if (late) metrics?.busNoticesLate.inc();
+    },
     log: deps.log.child({ component: "tldraw" }),
     limits: {
       maxSessions: limits.maxSessionsPerRoom,
@@ -60,11 +81,29 @@ export function createRoomManager(
     },
     timeouts,
     ...(options.bus ? { bus: options.bus } : {}),
-    ...(options.hooks ? { hooks: options.hooks } : {}),
+    ...(hooks ? { hooks } : {}),
   });
   deps.lifecycle.onDrain(async () => {
     await rooms.close();
     await store.closeReader();
   });
   return rooms;
+}
+
+/** Times each push from its frame to its push_result (`tldraw_push_duration_seconds`). */
+function pushTiming(metrics: ServerMetrics, hooks: RoomHooks = {}): RoomHooks {
+  const received = new WeakMap<PushRequest, number>();
+  return {
+    onPushReceived: (push) => {
+      hooks.onPushReceived?.(push);
+      received.set(push, performance.now());
+    },
+    onPushAnswered: (push, action) => {
+      hooks.onPushAnswered?.(push, action);
+      const start = received.get(push);
+      if (start === undefined) return;
+      received.delete(push);
+      metrics.pushDuration.observe((performance.now() - start) / 1000, { action });
+    },
+  };
 }

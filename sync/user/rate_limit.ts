@@ -11,21 +11,32 @@ export interface RateLimit {
   windowMs: number;
 }
 
+/** Told the bucket's name each time a limit refuses an event (metrics). */
+export type RateLimitObserver = (bucket: string) => void;
+
 /** Counts events per user in KV. */
 export class KvRateLimiter {
   readonly #kv: Deno.Kv;
   readonly #bucket: string;
   readonly #rate: RateLimit;
+  readonly #onLimited: RateLimitObserver | undefined;
 
   /** `bucket` separates independent limits (e.g. `user_sync_connect`). */
-  constructor(kv: Deno.Kv, bucket: string, rate: RateLimit) {
+  constructor(kv: Deno.Kv, bucket: string, rate: RateLimit, onLimited?: RateLimitObserver) {
     this.#kv = kv;
     this.#bucket = bucket;
     this.#rate = rate;
+    this.#onLimited = onLimited;
   }
 
   /** Counts one event for `userId`; `true` when that exceeds the limit (the caller refuses the event). */
   async isLimited(userId: string, now = Date.now()): Promise<boolean> {
+    const limited = await this.#count(userId, now);
+    if (limited) this.#onLimited?.(this.#bucket);
+    return limited;
+  }
+
+  async #count(userId: string, now: number): Promise<boolean> {
     const window = Math.floor(now / this.#rate.windowMs);
     const key = ["rate_limit", this.#bucket, userId, window];
     for (let attempt = 0; attempt < 20; attempt++) {

@@ -7,6 +7,7 @@
  */
 import type { Database } from "../../db/database.ts";
 import type { Logger } from "../../log.ts";
+import { withSpan } from "../../telemetry.ts";
 import { ChangeFeed, type ChangeFeedOptions } from "./change_feed.ts";
 import type { ChangeRecord } from "./change_records.ts";
 import { type ConnectionHost, UserSyncConnection } from "./connection.ts";
@@ -14,7 +15,7 @@ import { ensureUser, loadUserSnapshot, type UserSnapshot } from "./data.ts";
 import type { Identity } from "./identity.ts";
 import { applyMutation, type ApplyMutationOptions } from "./mutations.ts";
 import { type ClientMessage, MutationError } from "./protocol.ts";
-import { KvRateLimiter, type RateLimit } from "./rate_limit.ts";
+import { KvRateLimiter, type RateLimit, type RateLimitObserver } from "./rate_limit.ts";
 
 /** Tunables and test hooks of the service. */
 export interface UserSyncOptions {
@@ -38,6 +39,10 @@ export interface UserSyncDeps {
   maxFilesPerUser: number;
   maxMessageBytes: number;
   options?: UserSyncOptions;
+  /** Told about every refusal by the connect and mutation limits (metrics). */
+  onRateLimited?: RateLimitObserver;
+  /** Told the error code of every rejected mutation (metrics). */
+  onMutationRejected?: (code: string) => void;
 }
 
 /** Default connect limit. */
@@ -67,11 +72,13 @@ export class UserSyncService implements ConnectionHost {
       deps.kv,
       "user_sync_connect",
       deps.options?.connectRate ?? DEFAULT_CONNECT_RATE,
+      deps.onRateLimited,
     );
     this.#mutationLimiter = new KvRateLimiter(
       deps.kv,
       "user_sync_mutate",
       deps.options?.mutationRate ?? DEFAULT_MUTATION_RATE,
+      deps.onRateLimited,
     );
   }
 
@@ -156,10 +163,15 @@ export class UserSyncService implements ConnectionHost {
       if (await this.#mutationLimiter.isLimited(userId)) {
         throw new MutationError("rate_limit_exceeded", "too many mutations");
       }
-      const result = await applyMutation(this.#deps.database, userId, updates, {
-        ...this.#deps.options?.mutation,
-        maxFilesPerUser: this.#deps.maxFilesPerUser,
-      });
+      const result = await withSpan(
+        "user_sync.mutation",
+        { "enduser.id": userId, "user_sync.updates": updates.length },
+        () =>
+          applyMutation(this.#deps.database, userId, updates, {
+            ...this.#deps.options?.mutation,
+            maxFilesPerUser: this.#deps.maxFilesPerUser,
+          }),
+      );
       this.#deps.options?.onMutationApplied?.(userId, result.mutationNumber);
       // Updates to every local socket of every affected user, then the commit to the sender.
       this.feed.deliverOwn(result.changes);
@@ -168,6 +180,7 @@ export class UserSyncService implements ConnectionHost {
       const code = error instanceof MutationError ? error.code : "unknown_error";
       if (code === "unknown_error") this.#log.error("mutation failed", { userId, error });
       else this.#log.debug("mutation rejected", { userId, code, error });
+      this.#deps.onMutationRejected?.(code);
       connection.send({ type: "reject", mutationId, errorCode: code });
     }
   }

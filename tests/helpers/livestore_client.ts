@@ -47,6 +47,8 @@ export interface ClientOptions {
   transport?: "ws" | "http";
   /** Persist the client's data here (fs storage) instead of in memory. */
   storageDir?: string;
+  /** The client's `onSyncError`: `ignore` (default, it acts offline) or `shutdown`. */
+  onSyncError?: "ignore" | "shutdown";
 }
 
 /** A running client process. Dispose it to stop it. */
@@ -86,6 +88,7 @@ export class LivestoreClient implements AsyncDisposable {
       AUTH_TOKEN: options.authToken ?? "",
       TRANSPORT: options.transport ?? "ws",
       STORAGE_DIR: options.storageDir ?? "",
+      ON_SYNC_ERROR: options.onSyncError ?? "ignore",
       NO_COLOR: "1",
     };
     const child = new Deno.Command(Deno.execPath(), {
@@ -115,7 +118,11 @@ export class LivestoreClient implements AsyncDisposable {
       while ((newline = buffer.indexOf("\n")) >= 0) {
         const line = buffer.slice(0, newline).trim();
         buffer = buffer.slice(newline + 1);
-        if (!line.startsWith("{")) continue;
+        if (!line.startsWith("{")) {
+          // The client's own log lines: kept with stderr for failure messages.
+          if (line) this.#stderr = (this.#stderr + line + "\n").slice(-20_000);
+          continue;
+        }
         try {
           this.#lines.push(JSON.parse(line) as ClientLine);
         } catch {
@@ -161,7 +168,12 @@ export class LivestoreClient implements AsyncDisposable {
       }
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new Error(`timed out waiting for ${what}\n${this.#stderr.slice(-3000)}`);
+        const lines = this.#lines.slice(-20).map((line) => JSON.stringify(line)).join("\n");
+        throw new Error(
+          `timed out waiting for ${what}\nlast lines:\n${lines}\nstderr:\n${
+            this.#stderr.slice(-3000)
+          }`,
+        );
       }
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {

@@ -42,6 +42,8 @@ export interface TestServerOptions {
   fileRooms?: AppDeps["fileRooms"];
   /** Test seams of history, assets, hard deletes and unfurling. */
   content?: AppDeps["content"];
+  /** Queue limits of the debug tail. */
+  debugTail?: AppDeps["debugTail"];
 }
 
 /** Starts the app on `127.0.0.1:0`. */
@@ -63,6 +65,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.userData ? { userData: options.userData } : {}),
     ...(options.fileRooms ? { fileRooms: options.fileRooms } : {}),
     ...(options.content ? { content: options.content } : {}),
+    ...(options.debugTail ? { debugTail: options.debugTail } : {}),
   };
   const app = createApp(deps);
   let resolvePort: (port: number) => void;

@@ -65,7 +65,7 @@ const adapter = makeAdapter({
   storage: storageDir ? { type: "fs", baseDirectory: storageDir } : { type: "in-memory" },
   clientId,
   sessionId: `${clientId}-session`,
-  sync: { backend, onSyncError: "ignore" },
+  sync: { backend, onSyncError: env("ON_SYNC_ERROR", "ignore") },
 });
 
 let shuttingDown = false;

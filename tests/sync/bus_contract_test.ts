@@ -149,3 +149,38 @@ Deno.test("memory bus: the drop rule loses messages (fault injection)", async ()
   await a.close();
   await b.close();
 });
+
+Deno.test(`[${TEST_ENGINE}] postgres bus: publishes made while a NOTIFY is in flight share the next ones, in order`, async () => {
+  await using database = await openTestDatabase({ migrated: false });
+  let notifies = 0;
+  const counting = {
+    listen: database.notifier.listen.bind(database.notifier),
+    notify(channel: string, payload: string) {
+      notifies++;
+      return database.notifier.notify(channel, payload);
+    },
+  };
+  const a = await PostgresBus.open(counting, { id: "a" });
+  const b = await PostgresBus.open(database.notifier, { id: "b" });
+  try {
+    const received: number[] = [];
+    const ownEcho: number[] = [];
+    b.subscribe("presence", (body) => received.push((body as { n: number }).n));
+    a.subscribe("presence", (body) => ownEcho.push((body as { n: number }).n));
+    // 200 presence-sized messages at once: ~600 bytes each, about a dozen per NOTIFY.
+    const padding = "p".repeat(550);
+    await Promise.all(
+      Array.from({ length: 200 }, (_, n) => a.publish("presence", { n, padding })),
+    );
+    const deadline = Date.now() + 5_000;
+    while (received.length < 200 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(received, Array.from({ length: 200 }, (_, n) => n));
+    assert.ok(notifies <= 25, `${notifies} NOTIFYs for 200 messages`);
+    assert.deepEqual(ownEcho, [], "a bus never hears itself");
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});

@@ -19,6 +19,11 @@ function setWrite(group: string, key: Deno.KvKey, value: unknown, check?: Deno.A
   } satisfies BatchedWrite;
 }
 
+/** Like {@link setWrite}, telling the batcher what it checks. */
+function checkedWrite(group: string, key: Deno.KvKey, value: unknown, check?: Deno.AtomicCheck) {
+  return { ...setWrite(group, key, value, check), checked: check ? [check] : [] };
+}
+
 Deno.test("KvBatcher: writes issued together share operations; one group's writes stay apart and in order", async () => {
   await using kv = await Deno.openKv(":memory:");
   const batcher = new KvBatcher(kv);
@@ -51,6 +56,40 @@ Deno.test("KvBatcher: a failed check fails only its own write", async () => {
   assert.equal(other.ok, true);
   assert.equal((await kv.get(["y"])).value, null);
   assert.equal((await kv.get(["z"])).value, 1);
+});
+
+Deno.test("KvBatcher: writes that say what they check: a stale one fails after one read, the rest commit together", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const metas: Deno.KvCommitResult[] = [];
+  for (let i = 0; i < 20; i++) metas.push(await kv.set(["meta", i], 0) as Deno.KvCommitResult);
+  // Rooms 3 and 11 moved on since their writers read them.
+  await kv.set(["meta", 3], 1);
+  await kv.set(["meta", 11], 1);
+  const batcher = new KvBatcher(kv);
+  // A first write occupies the batcher so that the next 20 queue up and merge.
+  const first = batcher.commit(checkedWrite("first", ["first"], 1));
+  const results = await Promise.all(
+    metas.map((meta, i) =>
+      batcher.commit(
+        checkedWrite(`room:${i}`, ["rec", i], i, {
+          key: ["meta", i],
+          versionstamp: meta.versionstamp,
+        }),
+      )
+    ),
+  );
+  assert.equal((await first).ok, true);
+  assert.equal(results.filter((r) => !r.ok).length, 2);
+  assert.equal(results[3]!.ok, false);
+  assert.equal(results[11]!.ok, false);
+  assert.equal((await kv.get(["rec", 3])).value, null);
+  assert.equal((await kv.get(["rec", 4])).value, 4);
+  // One failed merged operation, one read, one merged retry: no splitting in halves.
+  assert.equal(batcher.triaged, 1);
+  const stamps = new Set(
+    results.filter((r) => r.ok).map((r) => (r as Deno.KvCommitResult).versionstamp),
+  );
+  assert.equal(stamps.size, 1);
 });
 
 Deno.test("KvBatcher: a write that throws rejects only its caller", async () => {

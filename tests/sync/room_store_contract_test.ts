@@ -41,8 +41,12 @@ const emptyRoom = (records: StoredRecord[] = []): RoomData => ({
   tombstones: new Map(),
 });
 
+/** Records by id; a store that gives `chars` must give the record's JSON length. */
 function byId(records: StoredRecord[]): Record<string, StoredRecord> {
-  return Object.fromEntries(records.map((r) => [r.state.id, r]));
+  return Object.fromEntries(records.map(({ chars, ...r }) => {
+    if (chars !== undefined) assert.equal(chars, JSON.stringify(r.state).length, r.state.id);
+    return [r.state.id, r];
+  }));
 }
 
 for (const [name, open] of Object.entries(implementations)) {
@@ -376,6 +380,57 @@ Deno.test("KvRoomStore: deleteRoom leaves no key of the room behind", async () =
   let others = 0;
   for await (const _ of kv.list({ prefix: ["tldraw", "r-other"] })) others++;
   assert.ok(others > 0);
+});
+
+Deno.test("KvRoomStore: the schema has its own key, written only when it changes; commits write two clocks", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const store = new KvRoomStore(kv);
+  await store.create("r", emptyRoom());
+  const schemaKey = ["tldraw", "r", "schema"];
+  const created = await kv.get(schemaKey);
+  assert.deepEqual(created.value, { schemaVersion: 2 });
+  await store.commit("r", 0, { puts: [{ record: shape("shape:a") }], deletes: [] });
+  assert.deepEqual(
+    (await kv.get(["tldraw", "r", "meta"])).value,
+    { documentClock: 1, tombstoneHistoryStartsAtClock: 0 },
+  );
+  assert.equal(
+    (await kv.get(schemaKey)).versionstamp,
+    created.versionstamp,
+    "schema not rewritten",
+  );
+  const next = { schemaVersion: 2, sequences: { "com.tldraw.shape": 3 } };
+  await store.commitSteps("r", 1, [
+    { puts: [{ record: shape("shape:b") }], deletes: [] },
+    {
+      puts: [],
+      deletes: [{ id: "shape:a", prev: { state: shape("shape:a"), lastChangedClock: 1 } }],
+      schema: next,
+    },
+  ]);
+  assert.deepEqual((await kv.get(schemaKey)).value, next);
+  assert.deepEqual((await new KvRoomStore(kv).load("r"))?.meta.schema, next);
+});
+
+Deno.test("KvRoomStore: a room stored with its schema inside the meta loads, and the next commit moves it out", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const store = new KvRoomStore(kv);
+  const legacy = { schemaVersion: 2, sequences: { "com.tldraw.page": 1 } };
+  await kv.set(["tldraw", "r", "meta"], {
+    documentClock: 0,
+    tombstoneHistoryStartsAtClock: 0,
+    schema: legacy,
+  });
+  assert.deepEqual((await store.load("r"))?.meta.schema, legacy);
+  const result = await store.commit("r", 0, { puts: [{ record: shape("shape:a") }], deletes: [] });
+  assert.deepEqual(result, { ok: true, clock: 1 });
+  assert.equal(
+    ((await kv.get(["tldraw", "r", "meta"])).value as { schema?: unknown }).schema,
+    undefined,
+  );
+  const loaded = await new KvRoomStore(kv).load("r");
+  assert.deepEqual(loaded?.meta.schema, legacy);
+  assert.deepEqual(loaded?.records.map((r) => r.state.id), ["shape:a"]);
 });
 
 Deno.test("KvRoomStore: a staged commit interrupted after its meta write is finished by the next reader", async () => {
