@@ -217,9 +217,10 @@ export class LivestoreClient implements AsyncDisposable {
     return line.ids;
   }
 
-  /** Waits for the client to print a line matching `match` (e.g. its `shutdown`). */
-  waitForLine(match: (line: ClientLine) => boolean, timeoutMs: number): Promise<ClientLine> {
-    return this.#next(match, timeoutMs, "line");
+  /** Waits for the store to shut itself down (a `shutdown` line) and returns its cause. */
+  async waitForShutdown(timeoutMs: number): Promise<string> {
+    const line = await this.#next((l) => l.type === "shutdown", timeoutMs, "shutdown");
+    return line.type === "shutdown" ? line.cause : "";
   }
 
   #closing: Promise<boolean> | undefined;
