@@ -221,6 +221,9 @@ export class HistoryRecorder {
     const wait = Math.max(0, state.lastSavedAt + this.#intervalMs - Date.now());
     state.timer = setTimeout(() => {
       state.timer = undefined;
+      // The interval counts from this start, not from when the write ends: otherwise every commit
+      // during a slow write (a big room) would start the next one at once.
+      state.lastSavedAt = Date.now();
       this.#save(roomId, VersionReason.interval);
     }, wait);
   }
@@ -281,6 +284,12 @@ export class HistoryRecorder {
 
   async #write(roomId: string, reason: VersionReason): Promise<VersionInfo | null> {
     const state = this.#state(roomId);
+    // Nothing committed here since the last version: no need to read the document at all (for a
+    // room no longer loaded that would be a full read from the store).
+    if (
+      reason !== VersionReason.restore && state.latestClock >= 0 &&
+      state.latestClock <= state.savedClock
+    ) return null;
     const snapshot = this.#readLoaded?.(roomId) ??
       await readRoomDocument(this.#options.store, roomId);
     if (!snapshot) return null;

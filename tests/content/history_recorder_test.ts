@@ -1,0 +1,52 @@
+/**
+ * The history recorder's throttle against a slow database: a write in progress must not make the
+ * commits behind it start the next write at once (with a big room, each write is slow, and they
+ * used to run back to back for as long as the room changed).
+ */
+import assert from "node:assert/strict";
+import { HistoryRecorder, HistoryStore } from "../../sync/content/history.ts";
+import { serverSchema } from "../../sync/content/document.ts";
+import { MemoryRoomStore } from "../../sync/tldraw/memory_room_store.ts";
+import { createLogger } from "../../log.ts";
+import { openTestDatabase, TEST_ENGINE } from "../helpers/db.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// @tldraw/utils schedules a 100 ms timer when first imported; let it fire before the test starts.
+await sleep(150);
+
+/** The real store, each write held up as a big document on a busy database would be. */
+class SlowHistoryStore extends HistoryStore {
+  writes = 0;
+  override async add(...args: Parameters<HistoryStore["add"]>) {
+    this.writes++;
+    await sleep(150);
+    return await super.add(...args);
+  }
+}
+
+Deno.test(`[${TEST_ENGINE}] history recorder: slow writes do not start the next one early`, async () => {
+  await using database = await openTestDatabase();
+  const history = new SlowHistoryStore(database);
+  const recorder = new HistoryRecorder({
+    history,
+    store: new MemoryRoomStore(),
+    log: createLogger("error"),
+    intervalMs: 1_000,
+  });
+  let clock = 0;
+  recorder.readLoadedRooms(() => ({ clock, schema: serverSchema(), records: [] }));
+  // 1.5 s of commits, one every 10 ms.
+  const started = Date.now();
+  while (Date.now() - started < 1_500) {
+    recorder.onDocumentChanged("r1", ++clock);
+    await sleep(10);
+  }
+  await recorder.flush();
+  // One version at the first change, one a second later, one for the rest at flush: not one per
+  // write's duration.
+  assert.ok(history.writes <= 3, `writes: ${history.writes}`);
+  const versions = await history.list("r1");
+  assert.equal(versions.length, history.writes);
+  assert.equal(Math.max(...versions.map((v) => v.clock)), clock, "the last change is kept");
+});
