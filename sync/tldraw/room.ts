@@ -114,7 +114,7 @@ export interface RoomHooks {
    * A push here lost a second commit race in a row: another isolate keeps committing to this room
    * first. The host asks the other isolates (bus) to {@link TldrawRoom.yieldCommits} briefly.
    */
-  onContention?(info: { roomId: string; clock: number }): void;
+  onContention?(info: { roomId: string; clock: number; attempt: number }): void;
   /** A local session's presence changed (`record`) or went away (`null`): for other isolates. */
   onPresenceChanged?(change: PresenceChange & { roomId: string }): void;
   /** A push frame arrived from a session (metrics: the push's latency starts here). */
@@ -176,13 +176,22 @@ const DEFAULT_TIMEOUTS: RoomTimeouts = {
   presenceWrite: 1_000,
 };
 
-// Lost commit races in a row before a push is given up (each one means another isolate committed
-// and ours was re-validated against it; with jitter, several writers settle in a few rounds).
+// How long a sign of another isolate in the room keeps this one publishing on the bus: well over
+// the presence sweep (which re-reads the session entries) and an entry's time to live.
+const PEER_MEMORY_MS = 15_000;
+
+// Lost commit races in a row before a server-side update is given up (each one means another
+// isolate committed and ours was re-validated against it).
 const MAX_COMMIT_ATTEMPTS = 20;
-// Pause before a retry after the second lost race: up to this many ms times the attempt, random,
-// and at most RETRY_JITTER_MAX_MS: shorter than the turn other isolates give (see yieldCommits).
+// Clients' pushes are not given up after a number of lost races but after this long losing them:
+// under load a loser's catch-up takes long enough for the winner to commit again many times, and
+// giving up closes sockets (the clients reconnect and push again, which only adds load). Until
+// then it retries with a growing random pause and asks the other isolates for longer turns.
+const COMMIT_RACE_BUDGET_MS = 15_000;
+// Pause before a retry after the second lost race: random, up to RETRY_JITTER_MS doubled per lost
+// race and at most RETRY_JITTER_MAX_MS.
 const RETRY_JITTER_MS = 2;
-const RETRY_JITTER_MAX_MS = 8;
+const RETRY_JITTER_MAX_MS = 64;
 // Longest a room holds its commits back when another isolate reports contention.
 const MAX_YIELD_MS = 100;
 // Group commit: most pushes handled together as one atomic store write, and a conservative
@@ -283,6 +292,8 @@ export class TldrawRoom {
   /** Presence of sessions served by other isolates (from the bus), by presence id. */
   readonly #remotePresences = new Map<string, { sessionId: string; record: WireRecord }>();
   #lastPresenceSweep = 0;
+  /** When this isolate last saw a sign of another isolate in this room (see {@link hasPeers}). */
+  #peerSeenAt = 0;
   /** Commits wait until then (epoch ms): another isolate asked for a turn. */
   #yieldUntil = 0;
   /** Serialises everything that reads or advances the document (connects, pushes, catch-ups). */
@@ -450,6 +461,7 @@ export class TldrawRoom {
   async #admit(session: Session): Promise<void> {
     if (session.state !== SessionState.admitting) return; // closed while waiting
     const entries = await this.#store.listSessions(this.roomId);
+    this.#notePeerEntries(entries);
     this.#learnRemotePresences(entries, session.sessionId);
     const others = entries.filter((e) => e.sessionId !== session.sessionId);
     if (others.length >= this.#limits.maxSessions) {
@@ -617,6 +629,7 @@ export class TldrawRoom {
   async #sweepRemotePresences(): Promise<void> {
     this.#lastPresenceSweep = Date.now();
     const entries = await this.#store.listSessions(this.roomId);
+    this.#notePeerEntries(entries);
     this.#learnRemotePresences(entries);
     if (this.#remotePresences.size === 0) return;
     const live = new Set(entries.map((e) => e.sessionId));
@@ -655,6 +668,42 @@ export class TldrawRoom {
    */
   yieldCommits(ms: number): void {
     this.#yieldUntil = Math.max(this.#yieldUntil, Date.now() + Math.min(ms, MAX_YIELD_MS));
+  }
+
+  /**
+   * Whether another isolate may have sessions in this room: one of its session entries was seen
+   * (on admission, or by the presence sweep every few seconds) or one of its bus messages arrived
+   * (see {@link notePeer}) within the last {@link PEER_MEMORY_MS}. While alone, nothing needs to
+   * go on the bus: an isolate that joins later reads the session entries and the KV log, and its
+   * own first bus message or entry makes this one publish again.
+   */
+  get hasPeers(): boolean {
+    return Date.now() - this.#peerSeenAt < PEER_MEMORY_MS;
+  }
+
+  /**
+   * Another isolate shares this room (its bus message or session entry). When this isolate thought
+   * it was alone, it did not publish its sessions' latest presence; it does now, so that the
+   * newcomer does not keep a stale copy from the session entries.
+   */
+  notePeer(): void {
+    const wasAlone = !this.hasPeers;
+    this.#peerSeenAt = Date.now();
+    if (!wasAlone || this.#closed) return;
+    for (const session of this.#sessions.values()) {
+      const record = session.presenceId ? this.#presences.get(session.presenceId) : undefined;
+      if (!record || !session.presenceId) continue;
+      this.#hooks.onPresenceChanged?.({
+        roomId: this.roomId,
+        sessionId: session.sessionId,
+        presenceId: session.presenceId,
+        record,
+      });
+    }
+  }
+
+  #notePeerEntries(entries: SessionEntry[]): void {
+    if (entries.some((entry) => entry.isolateId !== this.#isolateId)) this.notePeer();
   }
 
   /** A notice that the store reached `clock` (from the bus): catch up if that is news. */
@@ -1155,6 +1204,7 @@ export class TldrawRoom {
     let remaining = state.remaining;
     let take = MAX_GROUP_PUSHES;
     let attempt = 1;
+    let losingSince = 0;
     while (remaining.length > 0) {
       remaining = state.remaining = remaining.filter((e) =>
         e.session.state === SessionState.connected
@@ -1182,7 +1232,8 @@ export class TldrawRoom {
             remaining = state.remaining = remaining.slice(1);
             continue;
           }
-          if (attempt >= MAX_COMMIT_ATTEMPTS) {
+          losingSince ||= Date.now();
+          if (Date.now() - losingSince > COMMIT_RACE_BUDGET_MS) {
             // Not the clients' fault, so not a 4099 (which the client takes as fatal): close
             // without a code; they reconnect, catch up and push their pending changes again.
             for (const { entry: { session } } of items) {
@@ -1196,14 +1247,16 @@ export class TldrawRoom {
             }
             remaining = state.remaining = remaining.slice(items.length);
             attempt = 1;
+            losingSince = 0;
             continue;
           }
           // Another isolate committed first: take its changes, then re-plan against them. From
           // the second loss on, wait a random moment so that racing writers stop colliding.
           if (attempt >= 2) {
             this.#releaseHeld();
-            this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#clock });
-            await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
+            this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#clock, attempt });
+            const cap = Math.min(RETRY_JITTER_MS * 2 ** (attempt - 2), RETRY_JITTER_MAX_MS);
+            await sleep(Math.random() * cap);
           }
           attempt++;
           await this.#catchUpNow();
@@ -1212,6 +1265,7 @@ export class TldrawRoom {
       }
       remaining = state.remaining = remaining.slice(items.length);
       attempt = 1;
+      losingSince = 0;
       take = MAX_GROUP_PUSHES;
       // After a commit, each session gets the group's events as one data frame (the batch window
       // is the commit), sent at once unless more pushes wait right behind (see #releaseHeldUnless).

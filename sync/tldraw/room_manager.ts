@@ -133,18 +133,34 @@ export class RoomManager {
       if (bus) {
         const loaded = room;
         const unsubscribeClock = bus.subscribe(busTopic(roomId), (body) => {
-          const { clock, contended } = (body ?? {}) as { clock?: unknown; contended?: unknown };
+          const { clock, contended, hello, attempt } = (body ?? {}) as {
+            clock?: unknown;
+            contended?: unknown;
+            hello?: unknown;
+            attempt?: unknown;
+          };
           if (typeof clock !== "number") return;
           loaded.then((r) => {
-            // Another isolate lost commit races here twice in a row: give it a turn.
-            if (contended === true) r.yieldCommits(CONTENTION_YIELD_MS);
-            else this.#options.onClockNotice?.({ roomId, clock, late: clock <= r.clock });
+            r.notePeer();
+            // Another isolate lost commit races here twice or more in a row: give it a turn, a
+            // longer one the longer it has been losing.
+            if (contended === true) {
+              const losses = typeof attempt === "number" && attempt > 2 ? attempt - 1 : 1;
+              r.yieldCommits(CONTENTION_YIELD_MS * losses);
+            } else if (hello !== true) {
+              this.#options.onClockNotice?.({ roomId, clock, late: clock <= r.clock });
+            }
             r.noticeClock(clock);
           }, () => {});
         });
         const unsubscribePresence = bus.subscribe(presenceTopic(roomId), (body) => {
           const change = parsePresenceChange(body);
-          if (change) loaded.then((r) => r.applyRemotePresence(change), () => {});
+          if (change) {
+            loaded.then((r) => {
+              r.notePeer();
+              r.applyRemotePresence(change);
+            }, () => {});
+          }
         });
         this.#unsubscribe.set(roomId, () => {
           unsubscribeClock();
@@ -173,6 +189,14 @@ export class RoomManager {
         ...hooks,
         onSessionAdded: (info) => {
           hooks.onSessionAdded?.(info);
+          // Tell isolates that already serve this room that it is shared now, so that they put
+          // their presence and clock notices on the bus again (see TldrawRoom.hasPeers).
+          const room = this.#ready.get(roomId);
+          if (bus && room?.hasPeers) {
+            bus.publish(busTopic(roomId), { clock: room.clock, hello: true }).catch((error) =>
+              this.#options.log.warn("bus publish failed", { roomId, error })
+            );
+          }
           log.debug("session joined", { roomId, sessionId: info.sessionId, ...userOf(info.meta) });
         },
         onSessionRemoved: (info) => {
@@ -188,21 +212,28 @@ export class RoomManager {
         onPresenceChanged: (change) => {
           hooks.onPresenceChanged?.(change);
           const { sessionId, presenceId, record } = change;
+          // Alone in the room: nobody would read it (the session entries carry presence for
+          // isolates that join later).
+          if (this.#ready.get(roomId)?.hasPeers === false) return;
           bus?.publish(presenceTopic(roomId), { sessionId, presenceId, record } as Json).catch(
             (error) => this.#options.log.warn("presence publish failed", { roomId, error }),
           );
         },
         onDocumentChanged: (info) => {
           hooks.onDocumentChanged?.(info);
+          // Alone in the room: an isolate that joins later loads from KV and polls the clock.
+          if (this.#ready.get(roomId)?.hasPeers === false) return;
           bus?.publish(busTopic(roomId), { clock: info.clock }).catch((error) =>
             this.#options.log.warn("bus publish failed", { roomId, error })
           );
         },
         onContention: (info) => {
           hooks.onContention?.(info);
-          bus?.publish(busTopic(roomId), { clock: info.clock, contended: true }).catch((error) =>
-            this.#options.log.warn("bus publish failed", { roomId, error })
-          );
+          bus?.publish(busTopic(roomId), {
+            clock: info.clock,
+            contended: true,
+            attempt: info.attempt,
+          }).catch((error) => this.#options.log.warn("bus publish failed", { roomId, error }));
         },
       },
     });

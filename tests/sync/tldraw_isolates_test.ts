@@ -115,6 +115,53 @@ Deno.test("concurrent pushes on three isolates: clocks only increase and every c
   });
 });
 
+Deno.test("alone in a room an isolate stays off the bus; a second isolate joining gets the latest presence", async () => {
+  await withIsolates(2, async ([one, two], hub) => {
+    const published: string[] = [];
+    const topics = () => [...published];
+    hub.setDropRule((envelope) => {
+      published.push(envelope.topic.split(":")[0]!);
+      return false;
+    });
+    const a = await one!.join("a");
+    a.connection.message(JSON.stringify({
+      type: "push",
+      clientClock: 0,
+      presence: ["put", presenceRecord(5)],
+    }));
+    pushShape(a.connection, 1, "shape:x");
+    const results = () => a.socket.dataEvents().filter((e) => e.type === "push_result").length;
+    await until(() => results() === 2);
+    a.connection.message(JSON.stringify({
+      type: "push",
+      clientClock: 2,
+      presence: ["patch", { cursor: ["put", { x: 7, y: 0, type: "default", rotation: 0 }] }],
+    }));
+    await until(() => results() === 3);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(topics(), [], "nothing published while alone");
+
+    // B joins on isolate two: it says hello, and A's latest presence (x: 7) follows on the bus.
+    const b = await two!.join("b");
+    const cursorX = () =>
+      b.socket.dataEvents().flatMap((e) =>
+        Object.entries(e.diff ?? {}).filter(([id]) => id.startsWith("instance_presence:"))
+      ).map(([, op]) => {
+        const [kind, value] = op as [string, { cursor?: { x: number } }];
+        return kind === "put" ? value.cursor?.x : undefined;
+      }).at(-1);
+    const reply = b.socket.sent.find((f) => f.type === "connect");
+    const diff = reply.diff as Record<string, [string, { cursor: { x: number } }]>;
+    const fromEntry = Object.entries(diff).find(([id]) => id.startsWith("instance_presence"));
+    // The session entry may already hold x: 7; if not, the re-sent presence must bring it.
+    if (fromEntry?.[1][1].cursor.x !== 7) await until(() => cursorX() === 7, 1_000);
+    assert.ok(published.includes("tldraw"), "hello");
+    // From now on commits on one are announced to two.
+    pushShape(a.connection, 3, "shape:y");
+    await until(() => b.socket.dataEvents().some((e) => e.diff?.["shape:y"]), 1_000);
+  });
+});
+
 Deno.test("presence crosses isolates: it appears, moves and is removed on the other isolate", async () => {
   await withIsolates(
     2,

@@ -150,6 +150,44 @@ Deno.test("data events are batched per session: a committed group is one frame, 
   }, { timeouts: { ...FAST, idle: 5_000, batch: 200 } });
 });
 
+Deno.test("a push that keeps losing commit races is retried, not given up (the session stays open)", async () => {
+  const inner = new MemoryRoomStore();
+  // Another writer commits first, 30 times in a row (more than the old limit of 20 attempts).
+  let races = 30;
+  let attempts = 0;
+  const commit: RoomStore["commit"] = async (roomId, expectedClock, changes) => {
+    attempts++;
+    if (races > 0) {
+      races--;
+      const other = { puts: [{ record: geoShape(`shape:other${races}`) }], deletes: [] };
+      await inner.commit(roomId, expectedClock, other as never);
+    }
+    return inner.commit(roomId, expectedClock, changes);
+  };
+  const store = new Proxy(inner, {
+    get(target, property) {
+      if (property === "commit") return commit;
+      const value = Reflect.get(target, property);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  await withRoom(async (room) => {
+    const a = await join(room, "a");
+    send(room, a, {
+      type: "push",
+      clientClock: 0,
+      diff: { "shape:a": ["put", geoShape("shape:a")] },
+    });
+    await until(() => a.dataEvents().some((e) => e.type === "push_result"), 10_000);
+    const result = a.dataEvents().find((e) => e.type === "push_result");
+    assert.equal(result.action, "commit");
+    assert.equal(attempts, 31);
+    assert.equal(a.closedWith, null);
+    assert.ok(room.getRecord("shape:a"));
+    assert.ok(room.getRecord("shape:other0"), "the winners' changes were taken in");
+  }, { store, timeouts: { ...FAST, idle: 20_000 } });
+});
+
 Deno.test("two isolates on one KV room: a lost commit race catches up, re-validates and retries", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
