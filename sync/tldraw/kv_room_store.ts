@@ -34,6 +34,7 @@ import {
   type StepsSince,
   type StoredRecord,
 } from "./room_store.ts";
+import { recordJson, rememberRecordJson } from "./record_json.ts";
 
 /** Characters per chunk: at most 60 KB even when V8 stores the string as UTF-16 (KV: 64 KiB). */
 export const CHUNK_CHARS = 30_000;
@@ -203,7 +204,9 @@ export class KvRoomStore implements RoomStore {
     for (const [id, head] of heads) {
       const json = "j" in head ? head.j : joinPieces(pieces.get(id), head.n);
       if (json === undefined) continue; // superseded mid-load; catch-up brings the new value
-      records.push({ state: JSON.parse(json), lastChangedClock: head.c, chars: json.length });
+      const state = JSON.parse(json);
+      rememberRecordJson(state, json);
+      records.push({ state, lastChangedClock: head.c, chars: json.length });
     }
     const tombstones = new Map<string, number>();
     for (const entry of tombEntries) {
@@ -383,7 +386,7 @@ export class KvRoomStore implements RoomStore {
     changes: ChangeSet,
   ): { writes: Writes; logEntry: LogEntry; logSize: number } {
     const writes = new Writes();
-    const values = changes.puts.map((p) => JSON.stringify(p.record));
+    const values = changes.puts.map((p) => recordJson(p.record));
     changes.puts.forEach(({ record, prev }, i) => {
       this.#writeRecord(writes, roomId, record, clock, prev, values[i]);
       // A record and its tombstone never coexist, so only a created record (no `prev`) can replace
@@ -476,7 +479,7 @@ export class KvRoomStore implements RoomStore {
     record: WireRecord,
     clock: number,
     prev: StoredRecord | undefined,
-    json = JSON.stringify(record),
+    json = recordJson(record),
   ): void {
     if (json.length <= CHUNK_CHARS) {
       writes.set(this.#key(roomId, "rec", record.id), { c: clock, j: json }, byteSize(json) + 64);

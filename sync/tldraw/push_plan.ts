@@ -17,6 +17,7 @@ import {
   type WireSchema,
 } from "./protocol.ts";
 import type { ChangeSet, StoredRecord } from "./room_store.ts";
+import { recordJson } from "./record_json.ts";
 
 /** A fatal problem with one session's input: the session is closed with 4099 + `reason`. */
 export class SessionRejection extends Error {
@@ -195,10 +196,10 @@ export function planPush(
     overlay.has(id) ? overlay.get(id) ?? undefined : ctx.records.get(id)?.state;
   const sizeInCache = (id: string, state: WireRecord): number => {
     const cached = ctx.records.get(id);
-    return cached && cached.state === state ? cached.chars : JSON.stringify(state).length;
+    return cached && cached.state === state ? cached.chars : recordJson(state).length;
   };
   const sizeOf = (record: WireRecord): number => {
-    const chars = JSON.stringify(record).length;
+    const chars = recordJson(record).length;
     if (chars > ctx.maxRecordChars) throw new SessionRejection(LimitReason.RECORD_TOO_LARGE);
     return chars;
   };

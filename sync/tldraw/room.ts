@@ -16,7 +16,7 @@ import { createTLSchema } from "@tldraw/tlschema";
 import { isEqual } from "@tldraw/utils";
 import { type Logger, silentLogger } from "../../log.ts";
 import { ChunkAssembler, ChunkError } from "./chunks.ts";
-import { encodeDataFrame } from "./data_frame.ts";
+import { encodeConnectReply, encodeDataFrame } from "./data_frame.ts";
 import {
   type CachedRecord,
   type ForwardDiff,
@@ -1157,7 +1157,7 @@ export class TldrawRoom {
     session.state = SessionState.connected;
     session.lastInteraction = Date.now();
     this.#flush(session);
-    this.#sendNow(session, reply);
+    this.#sendText(session, encodeConnectReply(reply));
   }
 
   /** Spec 7.2, from the cache. `undefined` when nothing changed after `since`. */

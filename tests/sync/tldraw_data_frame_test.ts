@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { encodeDataFrame } from "../../sync/tldraw/data_frame.ts";
-import type { DataEvent } from "../../sync/tldraw/protocol.ts";
+import { encodeConnectReply, encodeDataFrame } from "../../sync/tldraw/data_frame.ts";
+import type { ConnectReply, DataEvent } from "../../sync/tldraw/protocol.ts";
+import { recordJson, rememberRecordJson } from "../../sync/tldraw/record_json.ts";
 
 Deno.test("a data frame is byte for byte what JSON.stringify gives, shared events included", () => {
   const patch: DataEvent = {
@@ -18,4 +19,33 @@ Deno.test("a data frame is byte for byte what JSON.stringify gives, shared event
     assert.equal(encodeDataFrame(events), JSON.stringify({ type: "data", data: events }));
   }
   assert.equal(encodeDataFrame([]), JSON.stringify({ type: "data", data: [] }));
+});
+
+Deno.test("a connect reply parses to the reply, with each put record's cached JSON text", () => {
+  const loaded = JSON.parse('{ "id": "shape:a", "typeName": "shape", "x": 1 }');
+  // As after a load from KV: the record's text is the one it was parsed from (spaces and all).
+  rememberRecordJson(loaded, '{ "id": "shape:a", "typeName": "shape", "x": 1 }');
+  const reply: ConnectReply = {
+    type: "connect",
+    connectRequestId: "c1",
+    hydrationType: "wipe_all",
+    protocolVersion: 8,
+    schema: { schemaVersion: 2, sequences: {} } as never,
+    serverClock: 7,
+    diff: {
+      "instance_presence:p": ["put", { id: "instance_presence:p", typeName: "instance_presence" }],
+      "shape:a": ["put", loaded],
+      "shape:b": ["patch", { x: ["put", 2] }],
+      "shape:c": ["remove"],
+    } as never,
+    isReadonly: false,
+  };
+  const text = encodeConnectReply(reply);
+  assert.deepEqual(JSON.parse(text), JSON.parse(JSON.stringify(reply)));
+  assert.ok(text.includes('"shape:a":["put",{ "id": "shape:a"'), "the cached text was used");
+  // The cache answers for the same object wherever it is asked.
+  assert.equal(
+    recordJson(reply.diff["shape:a"]![1] as object),
+    '{ "id": "shape:a", "typeName": "shape", "x": 1 }',
+  );
 });
