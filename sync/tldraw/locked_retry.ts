@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { RoomStore } from "./room_store.ts";
+import type { RoomStore, StoredRecord } from "./room_store.ts";
 
 /** How a busy store is retried. */
 export interface LockedRetryOptions {
@@ -65,5 +65,12 @@ export function withLockedRetry(store: RoomStore, options: LockedRetryOptions = 
     deleteSession: (roomId, sessionId) => retry(() => store.deleteSession(roomId, sessionId)),
     listSessions: (roomId) => retry(() => store.listSessions(roomId)),
     deleteRoom: (roomId) => retry(() => store.deleteRoom(roomId)),
+    // Optional methods stay optional: callers test for them.
+    ...(store.saveSnapshot
+      ? {
+        saveSnapshot: (roomId: string, clock: number, records: readonly StoredRecord[]) =>
+          retry(() => store.saveSnapshot!(roomId, clock, records)),
+      }
+      : {}),
   };
 }

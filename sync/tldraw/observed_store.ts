@@ -63,5 +63,6 @@ export function observedStore(store: RoomStore, observer: StoreObserver = {}): R
     deleteSession: (roomId, sessionId) => store.deleteSession(roomId, sessionId),
     listSessions: (roomId) => store.listSessions(roomId),
     deleteRoom: (roomId) => store.deleteRoom(roomId),
+    ...(store.saveSnapshot ? { saveSnapshot: store.saveSnapshot.bind(store) } : {}),
   };
 }

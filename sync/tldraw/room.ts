@@ -176,6 +176,9 @@ const DEFAULT_TIMEOUTS: RoomTimeouts = {
   presenceWrite: 1_000,
 };
 
+// Rooms with fewer records load quickly record by record: no compacted snapshot for them.
+const SNAPSHOT_MIN_RECORDS = 100;
+
 // How long a sign of another isolate in the room keeps this one publishing on the bus: well over
 // the presence sweep (which re-reads the session entries) and an entry's time to live.
 const PEER_MEMORY_MS = 15_000;
@@ -756,7 +759,18 @@ export class TldrawRoom {
     for (const socket of [...this.#bySocket.keys()]) close(socket);
     this.#bySocket.clear();
     this.#stopTimers();
+    await this.#saveSnapshot();
     while (this.#background.size > 0) await Promise.all([...this.#background]);
+  }
+
+  /** The next cold load of a big room reads a compacted copy instead of every record. */
+  async #saveSnapshot(): Promise<void> {
+    if (!this.#store.saveSnapshot || this.#records.size < SNAPSHOT_MIN_RECORDS) return;
+    try {
+      await this.#store.saveSnapshot(this.roomId, this.#clock, [...this.#records.values()]);
+    } catch (error) {
+      this.#log.warn("room snapshot failed", { error });
+    }
   }
 
   /** `true` when no socket is attached (the room can be unloaded). */

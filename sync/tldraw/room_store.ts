@@ -155,4 +155,10 @@ export interface RoomStore {
    * Afterwards `load` returns `null` and `readClock` `-1`. Idempotent.
    */
   deleteRoom(roomId: string): Promise<void>;
+  /**
+   * Optional: keeps `records`, the whole document at `clock`, as a compacted copy that later loads
+   * read instead of every record (with the change log after it). Never needed for correctness.
+   * Returns whether it was stored (not when a copy at `clock` or later exists).
+   */
+  saveSnapshot?(roomId: string, clock: number, records: readonly StoredRecord[]): Promise<boolean>;
 }

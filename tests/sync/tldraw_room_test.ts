@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { FakeSocket, sleep, until } from "../helpers/fake_socket.ts";
 import { connectRequest, geoShape } from "../helpers/raw_socket.ts";
 import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
+import { withLockedRetry } from "../../sync/tldraw/locked_retry.ts";
 import { MemoryRoomStore } from "../../sync/tldraw/memory_room_store.ts";
+import { observedStore } from "../../sync/tldraw/observed_store.ts";
 import { type RoomOptions, TldrawRoom } from "../../sync/tldraw/room.ts";
 import type { RoomStore } from "../../sync/tldraw/room_store.ts";
 import { presenceRecord } from "../helpers/raw_socket.ts";
@@ -411,5 +413,25 @@ Deno.test("an admission check can refuse a socket with a 4099 reason, or admit i
     connection.close();
   } finally {
     await manager.close();
+  }
+});
+
+Deno.test("closing a big room stores a compacted snapshot; the next load reads it and has every record", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  // As the server composes it (sync/tldraw/setup.ts): the wrappers must pass the snapshot through.
+  const store = observedStore(withLockedRetry(new KvRoomStore(kv)));
+  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  const shapes = Array.from({ length: 150 }, (_, i) => geoShape(`shape:s${i}`, { x: i }));
+  await room.updateDocument(() => ({ puts: shapes as never }));
+  const ids = room.getRecords().map((r) => r.id).sort();
+  await room.close();
+  assert.ok((await kv.get(["tldraw", "r", "snap"])).value, "snapshot written on close");
+  const again = await TldrawRoom.load({ roomId: "r", store: new KvRoomStore(kv), timeouts: FAST });
+  try {
+    assert.deepEqual(again.getRecords().map((r) => r.id).sort(), ids);
+    assert.equal(again.clock, room.clock);
+    assert.deepEqual(again.getRecord("shape:s7"), room.getRecord("shape:s7"));
+  } finally {
+    await again.close();
   }
 });
