@@ -32,11 +32,56 @@ export async function openPGlite(
 ): Promise<Database & { pglite: PGlite }> {
   const dataDir = options.dataDir ?? "memory://";
   if (!dataDir.startsWith("memory://")) await Deno.mkdir(dataDir, { recursive: true });
+  // An archive is unpacked, not initialised: no initdb, nothing to keep off this thread.
+  if (!options.loadDataDir && await needsInit(dataDir)) await initInWorker(dataDir);
   const pglite = await PGlite.create({
     dataDir,
     ...(options.loadDataDir ? { loadDataDir: options.loadDataDir } : {}),
   });
   return wrapPGlite(pglite);
+}
+
+/**
+ * Whether `dataDir` is a directory without a cluster yet (no `PG_VERSION`): opening it would run
+ * initdb. In-memory databases never count (their memory goes away with them).
+ */
+export async function needsInit(dataDir: string): Promise<boolean> {
+  if (dataDir.startsWith("memory://")) return false;
+  try {
+    await Deno.stat(`${dataDir}/PG_VERSION`);
+    return false;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return true;
+    throw error;
+  }
+}
+
+/** What `pglite_init_worker.ts` answers: the cluster is ready, or why it is not. */
+export type PGliteInitReply = { done: true } | { done: false; error: string };
+
+/**
+ * Creates the cluster in `dataDir` on a short-lived worker. initdb grows PGlite's WebAssembly
+ * memory, which never shrinks: done on this thread, a new data dir left the server at ~720 MB RSS
+ * for its whole life (~435 MB with the worker; ~325 MB when started on an existing data dir).
+ */
+async function initInWorker(dataDir: string): Promise<void> {
+  const worker = new Worker(new URL("./pglite_init_worker.ts", import.meta.url), {
+    type: "module",
+  });
+  try {
+    const reply = await new Promise<PGliteInitReply>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<PGliteInitReply>) => resolve(event.data);
+      worker.onerror = (event) => {
+        // The worker could not run at all (e.g. its module failed to load).
+        event.preventDefault();
+        reject(new Error(`PGlite init worker failed: ${event.message}`));
+      };
+      worker.postMessage({ dataDir });
+    });
+    if (!reply.done) throw new Error(`PGlite init failed in ${dataDir}: ${reply.error}`);
+  } finally {
+    worker.terminate();
+  }
 }
 
 /** Wraps an open PGlite instance in the {@link Database} interface. Closing it closes the instance. */
