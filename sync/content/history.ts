@@ -128,13 +128,28 @@ export class HistoryStore {
     await this.#database.db.deleteFrom("room_history").where("roomId", "=", roomId).execute();
   }
 
-  /** Applies `policy` to one room. Returns the number of versions removed. */
+  /**
+   * Applies `policy` to one room. Returns the number of versions removed. Reads only the versions
+   * that can go (at least `policy.denseMs` old) and the room's newest one, not the whole history (a
+   * busy room keeps ~10,000 versions in its dense day).
+   */
   async prune(roomId: string, policy: RetentionPolicy, now = Date.now()): Promise<number> {
-    const rows = await this.#database.db.selectFrom("room_history").select(["id", "createdAt"])
-      .where("roomId", "=", roomId).orderBy("createdAt", "desc").orderBy("id", "desc").execute();
-    const doomed = thin(rows, policy, now);
+    const db = this.#database.db;
+    const newest = await db.selectFrom("room_history").select(["id", "createdAt"])
+      .where("roomId", "=", roomId).orderBy("createdAt", "desc").orderBy("id", "desc")
+      .limit(1).executeTakeFirst();
+    if (!newest) return 0;
+    const candidates = await db.selectFrom("room_history").select(["id", "createdAt"])
+      .where("roomId", "=", roomId).where("createdAt", "<=", now - policy.denseMs)
+      .where("id", "!=", newest.id)
+      .orderBy("createdAt", "desc").orderBy("id", "desc").execute();
+    // The newest version leads the list: thin() keeps index 0 whatever its age. Versions in the
+    // dense window (age < denseMs, hence `<=` above) are never dropped and take no bucket, so
+    // leaving them out changes nothing.
+    const doomed = thin([newest, ...candidates], policy, now);
     if (doomed.length === 0) return 0;
-    await this.#database.db.deleteFrom("room_history").where("id", "in", doomed).execute();
+    await db.deleteFrom("room_history").where("roomId", "=", roomId).where("id", "in", doomed)
+      .execute();
     return doomed.length;
   }
 }
@@ -160,6 +175,13 @@ export function thin(
   });
   return doomed;
 }
+
+/**
+ * A room is pruned at most this often by one recorder. Versions only leave the dense window with
+ * time, so pruning on every write (one per 8 s in a busy room) redid the same work; ten minutes
+ * late only keeps a few extra rows a little longer.
+ */
+const PRUNE_EVERY_MS = 10 * 60_000;
 
 /** Options of {@link HistoryRecorder}. */
 export interface HistoryRecorderOptions {
@@ -195,6 +217,8 @@ export class HistoryRecorder {
    * emptied at once wrote back to back without letting a socket in (a 1.4 s stall in the benchmark).
    */
   #writeTurn: Promise<unknown> = Promise.resolve();
+  /** When each room was last pruned here, oldest first (re-inserted on each prune). */
+  readonly #prunedAt = new Map<string, number>();
   #stopped = false;
   #readLoaded: ((roomId: string) => DocumentSnapshot | undefined) | undefined;
 
@@ -300,10 +324,28 @@ export class HistoryRecorder {
     state.savedClock = Math.max(state.savedClock, snapshot.clock);
     state.latestClock = Math.max(state.latestClock, snapshot.clock);
     state.lastSavedAt = now;
-    if (version && this.#options.retention) {
+    if (version && this.#options.retention && this.#claimPrune(roomId, now)) {
       await this.#options.history.prune(roomId, this.#options.retention, now);
     }
     return version;
+  }
+
+  /**
+   * Whether `roomId` is due a prune, recording it as pruned at `now` if so (also when the prune then
+   * fails: a failing database is not retried on every write).
+   */
+  #claimPrune(roomId: string, now: number): boolean {
+    const last = this.#prunedAt.get(roomId);
+    if (last !== undefined && now - last < PRUNE_EVERY_MS) return false;
+    // Forget rooms whose last prune is too old to matter, from the front (the map is in prune order),
+    // so rooms that went quiet do not stay in the map for the isolate's life.
+    for (const [room, at] of this.#prunedAt) {
+      if (now - at < PRUNE_EVERY_MS) break;
+      this.#prunedAt.delete(room);
+    }
+    this.#prunedAt.delete(roomId);
+    this.#prunedAt.set(roomId, now);
+    return true;
   }
 
   /** Shutdown: writes pending versions (rooms changed since their last one), then stops. */
