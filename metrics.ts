@@ -133,11 +133,21 @@ export class Histogram extends Metric<HistogramValue> {
     this.bounds = [...bounds].sort((a, b) => a - b);
   }
   observe(value: number, labels: Labels = {}): void {
-    const series = this.series(labels, () => ({
+    this.#add(this.#seriesOf(labels), value);
+  }
+  /** The series of `labels`, looked up once: for hot paths (no label key built per observation). */
+  with(labels: Labels): { observe(value: number): void } {
+    const series = this.#seriesOf(labels);
+    return { observe: (value) => this.#add(series, value) };
+  }
+  #seriesOf(labels: Labels): Series<HistogramValue> {
+    return this.series(labels, () => ({
       buckets: this.bounds.map(() => 0),
       sum: 0,
       count: 0,
     }));
+  }
+  #add(series: Series<HistogramValue>, value: number): void {
     for (let i = 0; i < this.bounds.length; i++) {
       if (value <= this.bounds[i]!) series.value.buckets[i]!++;
     }

@@ -52,6 +52,14 @@ export function meterSocket(
     messagesOut.inc();
     bytesOut.inc(payloadBytes(data));
   };
+  // For engines that know a frame's size already (see RoomSocket.sendSized).
+  Object.assign(socket, {
+    sendSized(data: string, utf8Bytes: number) {
+      send(data);
+      messagesOut.inc();
+      bytesOut.inc(utf8Bytes);
+    },
+  });
   const close = socket.close.bind(socket);
   socket.close = (code?: number, reason?: string) => {
     if (code === REFUSAL_CODE && socket.readyState <= WebSocket.OPEN) {

@@ -8,26 +8,48 @@
  */
 import type { ConnectReply, DataEvent } from "./protocol.ts";
 import { recordJson } from "./record_json.ts";
+import { utf8Length } from "../utf8.ts";
 
-const encoded = new WeakMap<DataEvent, string>();
+const encoded = new WeakMap<DataEvent, { json: string; bytes: number }>();
+
+function encoding(event: DataEvent): { json: string; bytes: number } {
+  let entry = encoded.get(event);
+  if (entry === undefined) {
+    const json = JSON.stringify(event);
+    entry = { json, bytes: utf8Length(json) };
+    encoded.set(event, entry);
+  }
+  return entry;
+}
 
 /** JSON of one event, computed once per event object (events are never mutated once sent). */
 export function encodeDataEvent(event: DataEvent): string {
-  let json = encoded.get(event);
-  if (json === undefined) {
-    json = JSON.stringify(event);
-    encoded.set(event, json);
-  }
-  return json;
+  return encoding(event).json;
 }
+
+const FRAME_HEAD = '{"type":"data","data":[';
+const FRAME_TAIL = "]}";
 
 /** The frame `{"type":"data","data":[...events]}`, byte for byte what `JSON.stringify` gives. */
 export function encodeDataFrame(events: readonly DataEvent[]): string {
+  return encodeSizedDataFrame(events).text;
+}
+
+/**
+ * {@link encodeDataFrame} with the frame's UTF-8 size, summed from the events' (each measured once,
+ * not once per recipient: the byte metrics scanned every frame sent).
+ */
+export function encodeSizedDataFrame(
+  events: readonly DataEvent[],
+): { text: string; bytes: number } {
   let body = "";
+  let bytes = FRAME_HEAD.length + FRAME_TAIL.length + Math.max(0, events.length - 1);
   for (let i = 0; i < events.length; i++) {
-    body += i === 0 ? encodeDataEvent(events[i]!) : "," + encodeDataEvent(events[i]!);
+    const entry = encoding(events[i]!);
+    body += i === 0 ? entry.json : "," + entry.json;
+    bytes += entry.bytes;
   }
-  return `{"type":"data","data":[${body}]}`;
+  return { text: FRAME_HEAD + body + FRAME_TAIL, bytes };
 }
 
 /** The `connect` reply, equal to `JSON.stringify(reply)` as JSON (its `diff` comes last). */

@@ -16,7 +16,7 @@ import { createTLSchema } from "@tldraw/tlschema";
 import { isEqual } from "@tldraw/utils";
 import { type Logger, silentLogger } from "../../log.ts";
 import { ChunkAssembler, ChunkError } from "./chunks.ts";
-import { encodeConnectReply, encodeDataFrame } from "./data_frame.ts";
+import { encodeConnectReply, encodeDataFrame, encodeSizedDataFrame } from "./data_frame.ts";
 import {
   type CachedRecord,
   type ForwardDiff,
@@ -53,6 +53,11 @@ import { settledView, stepsFromReload } from "./catch_up.ts";
 export interface RoomSocket {
   readonly readyState: number;
   send(data: string): void;
+  /**
+   * Optional: `send` for a text whose UTF-8 size the caller already knows (a metered socket then
+   * counts it without scanning the text again).
+   */
+  sendSized?(data: string, utf8Bytes: number): void;
   close(code?: number, reason?: string): void;
 }
 
@@ -115,6 +120,11 @@ export interface RoomHooks {
    * first. The host asks the other isolates (bus) to {@link TldrawRoom.yieldCommits} briefly.
    */
   onContention?(info: { roomId: string; clock: number; attempt: number }): void;
+  /**
+   * This isolate thought it was alone in the room (nothing published on the bus) and learned of
+   * another isolate there; `clock` is its current clock.
+   */
+  onPeerFound?(info: { roomId: string; clock: number }): void;
   /** A local session's presence changed (`record`) or went away (`null`): for other isolates. */
   onPresenceChanged?(change: PresenceChange & { roomId: string }): void;
   /** A push frame arrived from a session (metrics: the push's latency starts here). */
@@ -687,12 +697,14 @@ export class TldrawRoom {
   /**
    * Another isolate shares this room (its bus message or session entry). When this isolate thought
    * it was alone, it did not publish its sessions' latest presence; it does now, so that the
-   * newcomer does not keep a stale copy from the session entries.
+   * newcomer does not keep a stale copy from the session entries; and its commits were not
+   * announced either: `onPeerFound` tells the clock.
    */
   notePeer(): void {
     const wasAlone = !this.hasPeers;
     this.#peerSeenAt = Date.now();
     if (!wasAlone || this.#closed) return;
+    this.#hooks.onPeerFound?.({ roomId: this.roomId, clock: this.#clock });
     for (const session of this.#sessions.values()) {
       const record = session.presenceId ? this.#presences.get(session.presenceId) : undefined;
       if (!record || !session.presenceId) continue;
@@ -982,7 +994,15 @@ export class TldrawRoom {
 
   /** Sends data events as one frame; an event shared by many sessions is serialized once. */
   #sendEvents(session: Session, events: DataEvent[]): void {
-    this.#sendText(session, encodeDataFrame(events));
+    const socket = session.socket;
+    if (!socket.sendSized) return this.#sendText(session, encodeDataFrame(events));
+    if (socket.readyState !== OPEN) return;
+    const frame = encodeSizedDataFrame(events);
+    try {
+      socket.sendSized(frame.text, frame.bytes);
+    } catch (error) {
+      this.#log.warn("send failed", { sessionId: session.sessionId, error });
+    }
   }
 
   /**

@@ -175,6 +175,17 @@ export class RoomManager {
     return room;
   }
 
+  /**
+   * "This isolate serves `roomId`, at `clock`": to isolates that may think they are alone in it
+   * (see TldrawRoom.hasPeers), and so that a commit they did not announce is caught up. Not counted
+   * as a late notice when the clock is known already.
+   */
+  #hello(roomId: string, clock: number): void {
+    this.#options.bus?.publish(busTopic(roomId), { clock, hello: true }).catch((error) =>
+      this.#options.log.warn("bus publish failed", { roomId, error })
+    );
+  }
+
   /** Loads a room with the manager's hooks (unloading, bus notices) on top of the host's. */
   #load(roomId: string, hooks: RoomHooks, bus: Bus | undefined): Promise<TldrawRoom> {
     const log = this.#options.log;
@@ -189,14 +200,6 @@ export class RoomManager {
         ...hooks,
         onSessionAdded: (info) => {
           hooks.onSessionAdded?.(info);
-          // Tell isolates that already serve this room that it is shared now, so that they put
-          // their presence and clock notices on the bus again (see TldrawRoom.hasPeers).
-          const room = this.#ready.get(roomId);
-          if (bus && room?.hasPeers) {
-            bus.publish(busTopic(roomId), { clock: room.clock, hello: true }).catch((error) =>
-              this.#options.log.warn("bus publish failed", { roomId, error })
-            );
-          }
           log.debug("session joined", { roomId, sessionId: info.sessionId, ...userOf(info.meta) });
         },
         onSessionRemoved: (info) => {
@@ -226,6 +229,11 @@ export class RoomManager {
           bus?.publish(busTopic(roomId), { clock: info.clock }).catch((error) =>
             this.#options.log.warn("bus publish failed", { roomId, error })
           );
+        },
+        onPeerFound: (info) => {
+          hooks.onPeerFound?.(info);
+          // Commits made while this isolate thought it was alone were not announced.
+          this.#hello(roomId, info.clock);
         },
         onContention: (info) => {
           hooks.onContention?.(info);

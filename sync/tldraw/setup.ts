@@ -93,6 +93,7 @@ export function createRoomManager(
 /** Times each push from its frame to its push_result (`tldraw_push_duration_seconds`). */
 function pushTiming(metrics: ServerMetrics, hooks: RoomHooks = {}): RoomHooks {
   const received = new WeakMap<PushRequest, number>();
+  const byAction = new Map<string, { observe(seconds: number): void }>();
   return {
     onPushReceived: (push) => {
       hooks.onPushReceived?.(push);
@@ -103,7 +104,9 @@ function pushTiming(metrics: ServerMetrics, hooks: RoomHooks = {}): RoomHooks {
       const start = received.get(push);
       if (start === undefined) return;
       received.delete(push);
-      metrics.pushDuration.observe((performance.now() - start) / 1000, { action });
+      let series = byAction.get(action);
+      if (!series) byAction.set(action, series = metrics.pushDuration.with({ action }));
+      series.observe((performance.now() - start) / 1000);
     },
   };
 }
