@@ -260,7 +260,11 @@ export class HistoryRecorder {
       clearTimeout(state.timer);
       state.timer = undefined;
     }
-    this.#save(roomId, VersionReason.last_leave).finally(() => {
+    // Copied now, while the room is still loaded: the write runs later, often after the room was
+    // unloaded, and would then read the whole document back from the store.
+    const changed = !state || state.latestClock < 0 || state.latestClock > state.savedClock;
+    const loaded = changed ? this.#readLoaded?.(roomId) : undefined;
+    this.#save(roomId, VersionReason.last_leave, loaded).finally(() => {
       const current = this.#rooms.get(roomId);
       if (current && current.timer === undefined && current.savedClock >= current.latestClock) {
         this.#rooms.delete(roomId);
@@ -282,9 +286,13 @@ export class HistoryRecorder {
     return state;
   }
 
-  #save(roomId: string, reason: VersionReason): Promise<VersionInfo | null> {
+  #save(
+    roomId: string,
+    reason: VersionReason,
+    loaded?: DocumentSnapshot,
+  ): Promise<VersionInfo | null> {
     const previous = this.#chains.get(roomId) ?? Promise.resolve();
-    const run = previous.then(() => this.#inTurn(() => this.#write(roomId, reason))).catch(
+    const run = previous.then(() => this.#inTurn(() => this.#write(roomId, reason, loaded))).catch(
       (error) => {
         this.#options.log.warn("history write failed", { roomId, error });
         return null;
@@ -306,7 +314,11 @@ export class HistoryRecorder {
     return run;
   }
 
-  async #write(roomId: string, reason: VersionReason): Promise<VersionInfo | null> {
+  async #write(
+    roomId: string,
+    reason: VersionReason,
+    loaded?: DocumentSnapshot,
+  ): Promise<VersionInfo | null> {
     const state = this.#state(roomId);
     // Nothing committed here since the last version: no need to read the document at all (for a
     // room no longer loaded that would be a full read from the store).
@@ -314,7 +326,7 @@ export class HistoryRecorder {
       reason !== VersionReason.restore && state.latestClock >= 0 &&
       state.latestClock <= state.savedClock
     ) return null;
-    const snapshot = this.#readLoaded?.(roomId) ??
+    const snapshot = this.#readLoaded?.(roomId) ?? loaded ??
       await readRoomDocument(this.#options.store, roomId);
     if (!snapshot) return null;
     // Only when the clock moved since the last version (restores always count).

@@ -50,3 +50,39 @@ Deno.test(`[${TEST_ENGINE}] history recorder: slow writes do not start the next 
   assert.equal(versions.length, history.writes);
   assert.equal(Math.max(...versions.map((v) => v.clock)), clock, "the last change is kept");
 });
+
+Deno.test(`[${TEST_ENGINE}] history recorder: the last leave copies the room while it is loaded`, async () => {
+  await using database = await openTestDatabase();
+  const history = new HistoryStore(database);
+  let loads = 0;
+  const store = new MemoryRoomStore();
+  const counting = new Proxy(store, {
+    get(target, property) {
+      if (property === "load") {
+        return (roomId: string) => {
+          loads++;
+          return target.load(roomId);
+        };
+      }
+      const value = Reflect.get(target, property);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  let loaded = true;
+  const fresh = new HistoryRecorder({
+    history,
+    store: counting,
+    log: createLogger("error"),
+    intervalMs: 60_000,
+  });
+  fresh.readLoadedRooms(() =>
+    loaded ? { clock: 9, schema: serverSchema(), records: [] } : undefined
+  );
+  fresh.onDocumentChanged("r2", 9);
+  fresh.onLastSessionLeft("r2");
+  loaded = false; // the room unloads before the write runs
+  await fresh.flush();
+  assert.equal(loads, 0, "the document was not read back from the store");
+  const versions = await history.list("r2");
+  assert.deepEqual(versions.map((v) => [v.clock, v.reason]), [[9, "last_leave"]]);
+});
