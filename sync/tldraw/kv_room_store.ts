@@ -417,7 +417,7 @@ export class KvRoomStore implements RoomStore {
     const idsSize = JSON.stringify(ids).length;
     let logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
     let logSize = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64;
-    if (!("bulk" in logEntry)) {
+    if (!("bulk" in logEntry) && changes.logValues !== false) {
       const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
       if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
         logEntry = { ...ids, j: values };

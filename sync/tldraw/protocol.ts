@@ -150,6 +150,64 @@ export const clientMessageSchema = z.discriminatedUnion("type", [
   pingRequestSchema,
 ]);
 
+/**
+ * {@link clientMessageSchema}'s verdict on a `push`, without zod: pushes are most of a busy room's
+ * messages, and zod copied every record in them (7% of the serving thread with 50 clients sending
+ * presence). Accepts exactly what the schema accepts and returns what it returns (the known keys;
+ * records and diffs as they came). `undefined` when `data` is not a valid push.
+ */
+export function parsePush(data: unknown): PushRequest | undefined {
+  if (!isPlainObject(data) || data.type !== "push" || typeof data.clientClock !== "number") {
+    return undefined;
+  }
+  const { diff, presence } = data;
+  if (diff !== undefined) {
+    if (!isPlainObject(diff)) return undefined;
+    for (const id in diff) if (!isRecordOp(diff[id])) return undefined;
+  }
+  if (presence !== undefined && presence !== null) {
+    if (!Array.isArray(presence) || presence.length !== 2) return undefined;
+    const [kind, value] = presence;
+    if (kind === "put" ? !isPlainObject(value) : kind !== "patch" || !isObjectDiff(value)) {
+      return undefined;
+    }
+  }
+  const push: PushRequest = { type: "push", clientClock: data.clientClock };
+  if (diff !== undefined) push.diff = diff as PushRequest["diff"];
+  if (presence !== undefined) push.presence = presence as PushRequest["presence"];
+  return push;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isObjectDiff(value: unknown): boolean {
+  if (!isPlainObject(value)) return false;
+  for (const key in value) {
+    const op = value[key];
+    if (!Array.isArray(op) || op.length < 1 || typeof op[0] !== "string") return false;
+  }
+  return true;
+}
+
+function isRecordOp(op: unknown): boolean {
+  if (!Array.isArray(op)) return false;
+  switch (op[0]) {
+    case "put": {
+      const record = op[1];
+      return op.length === 2 && isPlainObject(record) && typeof record.id === "string" &&
+        record.id.length > 0 && typeof record.typeName === "string" && record.typeName.length > 0;
+    }
+    case "patch":
+      return op.length === 2 && isObjectDiff(op[1]);
+    case "remove":
+      return op.length === 1;
+    default:
+      return false;
+  }
+}
+
 /** A parsed `connect`. */
 export type ConnectRequest = z.infer<typeof connectRequestSchema>;
 /** A parsed `push`. */

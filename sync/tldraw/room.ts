@@ -35,6 +35,7 @@ import {
   type DataEvent,
   legacyReasonFor,
   LimitReason,
+  parsePush,
   PROTOCOL_VERSION,
   type PushRequest,
   type PushResultAction,
@@ -533,7 +534,10 @@ export class TldrawRoom {
       }
       return;
     }
-    const parsed = clientMessageSchema.safeParse(result.data);
+    const push = parsePush(result.data);
+    const parsed = push
+      ? { success: true as const, data: push }
+      : clientMessageSchema.safeParse(result.data);
     if (!parsed.success) {
       this.#log.info("bad message", {
         sessionId: session.sessionId,
@@ -1253,6 +1257,8 @@ export class TldrawRoom {
       }
       const { items, steps } = this.#planGroup(remaining, take);
       if (steps.length > 0) {
+        // Alone in the room: nobody reads the log's copies of the values now.
+        if (!this.hasPeers) { for (const step of steps) step.logValues = false; }
         const result = steps.length === 1
           ? await this.#store.commit(this.roomId, this.#clock, steps[0]!)
           : await this.#store.commitSteps(this.roomId, this.#clock, steps);

@@ -43,6 +43,12 @@ export interface ChangeSet {
   deletes: { id: string; prev: StoredRecord }[];
   /** Replaces the stored schema (after a migration of the stored records). */
   schema?: WireSchema;
+  /**
+   * `false`: the change log may list this step's ids without the records' values (no other
+   * isolate serves the room just now; one that reads the step later reads the records instead).
+   * Halves what a small push writes. Default: values when small.
+   */
+  logValues?: boolean;
 }
 
 /** Why a commit was refused. */

@@ -495,3 +495,26 @@ Deno.test("KvRoomStore: a step logged without values holds only what that clock 
   assert.deepEqual(steps.steps.map((s) => [s.clock, s.puts.length]), [[1, 0], [2, 1]]);
   assert.equal(steps.steps[1]!.puts[0]!.state.text, v2.text);
 });
+
+Deno.test("KvRoomStore: logValues false logs ids only; readers of the step read the records", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const store = new KvRoomStore(kv);
+  await store.create("r", emptyRoom());
+  const a = shape("shape:a", { x: 1 });
+  const b = shape("shape:b", { x: 2 });
+  await store.commit("r", 0, { puts: [{ record: a }], deletes: [], logValues: false });
+  await store.commit("r", 1, { puts: [{ record: b }], deletes: [] });
+  const log = await kv.get<{ j?: string[] }>(["tldraw", "r", "log", 1]);
+  assert.equal(log.value?.j, undefined, "ids only");
+  assert.ok(
+    (await kv.get<{ j?: string[] }>(["tldraw", "r", "log", 2])).value?.j,
+    "values by default",
+  );
+  const steps = await new KvRoomStore(kv).stepsSince("r", 0);
+  assert.equal(steps.kind, "steps");
+  if (steps.kind !== "steps") return;
+  assert.deepEqual(steps.steps.map((s) => [s.clock, s.puts.map((p) => p.state)]), [
+    [1, [a]],
+    [2, [b]],
+  ]);
+});
