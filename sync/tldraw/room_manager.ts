@@ -133,21 +133,17 @@ export class RoomManager {
       if (bus) {
         const loaded = room;
         const unsubscribeClock = bus.subscribe(busTopic(roomId), (body) => {
-          const { clock, contended, hello, attempt } = (body ?? {}) as {
+          const { clock, contended, hello } = (body ?? {}) as {
             clock?: unknown;
             contended?: unknown;
             hello?: unknown;
-            attempt?: unknown;
           };
           if (typeof clock !== "number") return;
           loaded.then((r) => {
             r.notePeer();
-            // Another isolate lost commit races here twice or more in a row: give it a turn, a
-            // longer one the longer it has been losing.
-            if (contended === true) {
-              const losses = typeof attempt === "number" && attempt > 2 ? attempt - 1 : 1;
-              r.yieldCommits(CONTENTION_YIELD_MS * losses);
-            } else if (hello !== true) {
+            // Another isolate lost commit races here twice or more in a row: give it a turn.
+            if (contended === true) r.yieldCommits(CONTENTION_YIELD_MS);
+            else if (hello !== true) {
               this.#options.onClockNotice?.({ roomId, clock, late: clock <= r.clock });
             }
             r.noticeClock(clock);
@@ -237,11 +233,9 @@ export class RoomManager {
         },
         onContention: (info) => {
           hooks.onContention?.(info);
-          bus?.publish(busTopic(roomId), {
-            clock: info.clock,
-            contended: true,
-            attempt: info.attempt,
-          }).catch((error) => this.#options.log.warn("bus publish failed", { roomId, error }));
+          bus?.publish(busTopic(roomId), { clock: info.clock, contended: true }).catch((error) =>
+            this.#options.log.warn("bus publish failed", { roomId, error })
+          );
         },
       },
     });
