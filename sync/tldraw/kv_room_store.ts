@@ -589,7 +589,7 @@ export class KvRoomStore implements RoomStore {
     }
     const text = lines.join("");
     // Pieces of at most ~60 KB stored (KV: 64 KiB a value), as in staging.
-    const size = /[^\u0000-\u00ff]/.test(text) ? CHUNK_CHARS : 2 * CHUNK_CHARS;
+    const size = /[\u0100-\uffff]/.test(text) ? CHUNK_CHARS : 2 * CHUNK_CHARS;
     const id = crypto.randomUUID();
     const count = Math.max(1, Math.ceil(text.length / size));
     for (let first = 0; first < count; first += STAGE_PIECES_PER_OP) {

@@ -55,7 +55,10 @@ async function churn(store: KvRoomStore, from: number, steps: number, seed: numb
     const prev = live.get(id);
     const change = prev && random() < 0.3 ? { puts: [], deletes: [{ id, prev }] } : {
       puts: [{
-        record: shape(id, { x: clock, text: random() < 0.1 ? "é".repeat(40_000) : "t" }),
+        record: shape(id, {
+          x: clock,
+          text: random() < 0.1 ? (random() < 0.5 ? "é" : "€").repeat(40_000) : "t",
+        }),
         prev,
       }],
       deletes: [],
