@@ -430,19 +430,41 @@ export class KvRoomStore implements RoomStore {
   async #stage(roomId: string, writes: Writes, clock: number): Promise<Pending> {
     const stageId = crypto.randomUUID();
     const json = JSON.stringify(writes.list);
-    const pieces = Math.ceil(json.length / CHUNK_CHARS);
-    for (let i = 0; i < pieces; i += STAGE_PIECES_PER_OP) {
-      const op = this.#kv.atomic();
-      for (let j = i; j < Math.min(pieces, i + STAGE_PIECES_PER_OP); j++) {
-        op.set(
-          this.#key(roomId, "stage", stageId, j),
-          json.slice(j * CHUNK_CHARS, (j + 1) * CHUNK_CHARS),
-        );
-      }
-      const result = await op.commit();
-      if (!result.ok) throw new Error("staging write failed");
-    }
+    const pieces = await this.#writePieces(
+      (i) => this.#key(roomId, "stage", stageId, i),
+      json,
+      CHUNK_CHARS,
+    );
     return { stageId, pieces, clock };
+  }
+
+  /**
+   * Writes `text` as pieces of `size` characters under `key(i)`, a few per atomic operation
+   * (staged commits, snapshots). Returns how many; throws if a write fails.
+   */
+  async #writePieces(
+    key: (index: number) => Deno.KvKey,
+    text: string,
+    size: number,
+  ): Promise<number> {
+    const count = Math.max(1, Math.ceil(text.length / size));
+    for (let first = 0; first < count; first += STAGE_PIECES_PER_OP) {
+      const op = this.#kv.atomic();
+      for (let i = first; i < Math.min(count, first + STAGE_PIECES_PER_OP); i++) {
+        op.set(key(i), text.slice(i * size, (i + 1) * size));
+      }
+      if (!(await op.commit()).ok) throw new Error("piece write failed");
+    }
+    return count;
+  }
+
+  /** Deletes the pieces `key(0)` … `key(count - 1)`. */
+  async #deletePieces(key: (index: number) => Deno.KvKey, count: number): Promise<void> {
+    for (let first = 0; first < count; first += MAX_MUTATIONS) {
+      const op = this.#kv.atomic();
+      for (let i = first; i < Math.min(count, first + MAX_MUTATIONS); i++) op.delete(key(i));
+      await op.commit();
+    }
   }
 
   /**
@@ -477,14 +499,11 @@ export class KvRoomStore implements RoomStore {
     }
   }
 
-  async #deleteStage(roomId: string, pending: Pending): Promise<void> {
-    for (let i = 0; i < pending.pieces; i += MAX_MUTATIONS) {
-      const op = this.#kv.atomic();
-      for (let j = i; j < Math.min(pending.pieces, i + MAX_MUTATIONS); j++) {
-        op.delete(this.#key(roomId, "stage", pending.stageId, j));
-      }
-      await op.commit();
-    }
+  #deleteStage(roomId: string, pending: Pending): Promise<void> {
+    return this.#deletePieces(
+      (i) => this.#key(roomId, "stage", pending.stageId, i),
+      pending.pieces,
+    );
   }
 
   #writeRecord(
@@ -591,14 +610,7 @@ export class KvRoomStore implements RoomStore {
     // Pieces of at most ~60 KB stored (KV: 64 KiB a value), as in staging.
     const size = /[\u0100-\uffff]/.test(text) ? CHUNK_CHARS : 2 * CHUNK_CHARS;
     const id = crypto.randomUUID();
-    const count = Math.max(1, Math.ceil(text.length / size));
-    for (let first = 0; first < count; first += STAGE_PIECES_PER_OP) {
-      const op = this.#kv.atomic();
-      for (let i = first; i < Math.min(count, first + STAGE_PIECES_PER_OP); i++) {
-        op.set(this.#key(roomId, "snapchunk", id, i), text.slice(i * size, (i + 1) * size));
-      }
-      await op.commit();
-    }
+    const count = await this.#writePieces((i) => this.#key(roomId, "snapchunk", id, i), text, size);
     const head: SnapshotHead = { id, clock, pieces: count };
     const switched = await this.#kv.atomic().check(current).set(headKey, head).commit();
     await this.#deleteSnapshotPieces(roomId, switched.ok ? current.value : head);
@@ -606,13 +618,8 @@ export class KvRoomStore implements RoomStore {
   }
 
   async #deleteSnapshotPieces(roomId: string, head: SnapshotHead | null): Promise<void> {
-    if (!head) return;
-    for (let first = 0; first < head.pieces; first += MAX_MUTATIONS) {
-      const op = this.#kv.atomic();
-      for (let i = first; i < Math.min(head.pieces, first + MAX_MUTATIONS); i++) {
-        op.delete(this.#key(roomId, "snapchunk", head.id, i));
-      }
-      await op.commit();
+    if (head) {
+      await this.#deletePieces((i) => this.#key(roomId, "snapchunk", head.id, i), head.pieces);
     }
   }
 

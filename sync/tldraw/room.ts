@@ -16,7 +16,7 @@ import { createTLSchema } from "@tldraw/tlschema";
 import { isEqual } from "@tldraw/utils";
 import { type Logger, silentLogger } from "../../log.ts";
 import { ChunkAssembler, ChunkError } from "./chunks.ts";
-import { encodeConnectReply, encodeDataFrame, encodeSizedDataFrame } from "./data_frame.ts";
+import { encodeConnectReply, encodeSizedDataFrame } from "./data_frame.ts";
 import {
   type CachedRecord,
   type ForwardDiff,
@@ -988,10 +988,13 @@ export class TldrawRoom {
     this.#sendText(session, JSON.stringify(message));
   }
 
-  #sendText(session: Session, text: string): void {
-    if (session.socket.readyState !== OPEN) return;
+  /** `utf8Bytes`, when known, spares a metered socket from measuring the text again. */
+  #sendText(session: Session, text: string, utf8Bytes?: number): void {
+    const socket = session.socket;
+    if (socket.readyState !== OPEN) return;
     try {
-      session.socket.send(text);
+      if (utf8Bytes !== undefined && socket.sendSized) socket.sendSized(text, utf8Bytes);
+      else socket.send(text);
     } catch (error) {
       this.#log.warn("send failed", { sessionId: session.sessionId, error });
     }
@@ -999,15 +1002,8 @@ export class TldrawRoom {
 
   /** Sends data events as one frame; an event shared by many sessions is serialized once. */
   #sendEvents(session: Session, events: DataEvent[]): void {
-    const socket = session.socket;
-    if (!socket.sendSized) return this.#sendText(session, encodeDataFrame(events));
-    if (socket.readyState !== OPEN) return;
     const frame = encodeSizedDataFrame(events);
-    try {
-      socket.sendSized(frame.text, frame.bytes);
-    } catch (error) {
-      this.#log.warn("send failed", { sessionId: session.sessionId, error });
-    }
+    this.#sendText(session, frame.text, frame.bytes);
   }
 
   /**
