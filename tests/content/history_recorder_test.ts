@@ -9,6 +9,7 @@ import { serverSchema } from "../../sync/content/document.ts";
 import { MemoryRoomStore } from "../../sync/tldraw/memory_room_store.ts";
 import { createLogger } from "../../log.ts";
 import { openTestDatabase, TEST_ENGINE } from "../helpers/db.ts";
+import { withOverrides } from "../helpers/overrides.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -56,16 +57,10 @@ Deno.test(`[${TEST_ENGINE}] history recorder: the last leave copies the room whi
   const history = new HistoryStore(database);
   let loads = 0;
   const store = new MemoryRoomStore();
-  const counting = new Proxy(store, {
-    get(target, property) {
-      if (property === "load") {
-        return (roomId: string) => {
-          loads++;
-          return target.load(roomId);
-        };
-      }
-      const value = Reflect.get(target, property);
-      return typeof value === "function" ? value.bind(target) : value;
+  const counting = withOverrides(store, {
+    load: (roomId) => {
+      loads++;
+      return store.load(roomId);
     },
   });
   let loaded = true;

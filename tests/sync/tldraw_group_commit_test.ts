@@ -8,23 +8,21 @@ import { connectRequest, geoShape } from "../helpers/raw_socket.ts";
 import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
 import { TldrawRoom } from "../../sync/tldraw/room.ts";
 import type { RoomStore } from "../../sync/tldraw/room_store.ts";
+import { withOverrides } from "../helpers/overrides.ts";
 
 const FAST = { connect: 1_000, idle: 5_000, removal: 100, prune: 20, batch: 16, poll: 0 };
 
 /** Wraps a store, counting its commits (`commit` and `commitSteps` calls). */
 function counting(store: RoomStore): { store: RoomStore; commits: () => number } {
   let commits = 0;
-  const wrapped = new Proxy(store, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      if (prop === "commit" || prop === "commitSteps") {
-        return (...args: unknown[]) => {
-          commits++;
-          return value.apply(target, args);
-        };
-      }
-      return value.bind(target);
+  const wrapped = withOverrides(store, {
+    commit: (...args) => {
+      commits++;
+      return store.commit(...args);
+    },
+    commitSteps: (...args) => {
+      commits++;
+      return store.commitSteps(...args);
     },
   });
   return { store: wrapped, commits: () => commits };
@@ -170,16 +168,10 @@ Deno.test("a store failure during a group closes the waiting sessions with UNKNO
   await using kv = await Deno.openKv(":memory:");
   let failing = false;
   const inner = new KvRoomStore(kv);
-  const store = new Proxy(inner, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      if (prop === "commit" || prop === "commitSteps") {
-        return (...args: unknown[]) =>
-          failing ? Promise.reject(new Error("KV unreachable")) : value.apply(target, args);
-      }
-      return value.bind(target);
-    },
+  const unreachable = () => Promise.reject(new Error("KV unreachable"));
+  const store = withOverrides(inner, {
+    commit: (...args) => failing ? unreachable() : inner.commit(...args),
+    commitSteps: (...args) => failing ? unreachable() : inner.commitSteps(...args),
   });
   const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
   try {

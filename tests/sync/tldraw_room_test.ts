@@ -12,6 +12,7 @@ import { observedStore } from "../../sync/tldraw/observed_store.ts";
 import { type RoomOptions, TldrawRoom } from "../../sync/tldraw/room.ts";
 import type { RoomStore } from "../../sync/tldraw/room_store.ts";
 import { presenceRecord } from "../helpers/raw_socket.ts";
+import { withOverrides } from "../helpers/overrides.ts";
 
 const FAST = { connect: 100, idle: 150, removal: 100, prune: 20, batch: 16 };
 
@@ -166,13 +167,7 @@ Deno.test("a push that keeps losing commit races is retried, not given up (the s
     }
     return inner.commit(roomId, expectedClock, changes);
   };
-  const store = new Proxy(inner, {
-    get(target, property) {
-      if (property === "commit") return commit;
-      const value = Reflect.get(target, property);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
+  const store = withOverrides(inner, { commit });
   await withRoom(async (room) => {
     const a = await join(room, "a");
     send(room, a, {
