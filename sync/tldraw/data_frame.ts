@@ -12,6 +12,7 @@ import { utf8Length } from "../utf8.ts";
 
 const encoded = new WeakMap<DataEvent, { json: string; bytes: number }>();
 
+/** JSON and UTF-8 size of one event, computed once per event object (never mutated once sent). */
 function encoding(event: DataEvent): { json: string; bytes: number } {
   let entry = encoded.get(event);
   if (entry === undefined) {
@@ -22,24 +23,15 @@ function encoding(event: DataEvent): { json: string; bytes: number } {
   return entry;
 }
 
-/** JSON of one event, computed once per event object (events are never mutated once sent). */
-export function encodeDataEvent(event: DataEvent): string {
-  return encoding(event).json;
-}
-
 const FRAME_HEAD = '{"type":"data","data":[';
 const FRAME_TAIL = "]}";
 
-/** The frame `{"type":"data","data":[...events]}`, byte for byte what `JSON.stringify` gives. */
-export function encodeDataFrame(events: readonly DataEvent[]): string {
-  return encodeSizedDataFrame(events).text;
-}
-
 /**
- * {@link encodeDataFrame} with the frame's UTF-8 size, summed from the events' (each measured once,
- * not once per recipient: the byte metrics scanned every frame sent).
+ * The frame `{"type":"data","data":[...events]}`, byte for byte what `JSON.stringify` gives, and its
+ * UTF-8 size summed from the events' (each measured once, not once per recipient: the byte metrics
+ * scanned every frame sent).
  */
-export function encodeSizedDataFrame(
+export function encodeDataFrame(
   events: readonly DataEvent[],
 ): { text: string; bytes: number } {
   let body = "";

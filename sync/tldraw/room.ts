@@ -16,7 +16,7 @@ import { createTLSchema } from "@tldraw/tlschema";
 import { isEqual } from "@tldraw/utils";
 import { type Logger, silentLogger } from "../../log.ts";
 import { ChunkAssembler, ChunkError } from "./chunks.ts";
-import { encodeConnectReply, encodeSizedDataFrame } from "./data_frame.ts";
+import { encodeConnectReply, encodeDataFrame } from "./data_frame.ts";
 import {
   type CachedRecord,
   type ForwardDiff,
@@ -1002,7 +1002,7 @@ export class TldrawRoom {
 
   /** Sends data events as one frame; an event shared by many sessions is serialized once. */
   #sendEvents(session: Session, events: DataEvent[]): void {
-    const frame = encodeSizedDataFrame(events);
+    const frame = encodeDataFrame(events);
     this.#sendText(session, frame.text, frame.bytes);
   }
 

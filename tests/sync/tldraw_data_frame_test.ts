@@ -16,9 +16,11 @@ Deno.test("a data frame is byte for byte what JSON.stringify gives, shared event
     action: "commit",
   };
   for (const events of [[patch], [result, patch], [patch, result, patch]]) {
-    assert.equal(encodeDataFrame(events), JSON.stringify({ type: "data", data: events }));
+    const frame = encodeDataFrame(events);
+    assert.equal(frame.text, JSON.stringify({ type: "data", data: events }));
+    assert.equal(frame.bytes, new TextEncoder().encode(frame.text).byteLength);
   }
-  assert.equal(encodeDataFrame([]), JSON.stringify({ type: "data", data: [] }));
+  assert.equal(encodeDataFrame([]).text, JSON.stringify({ type: "data", data: [] }));
 });
 
 Deno.test("a connect reply parses to the reply, with each put record's cached JSON text", () => {
