@@ -247,6 +247,11 @@ export interface ServerMetrics {
   pushDuration: Histogram;
   /** `tldraw_commit_conflicts_total`: room commits that lost the clock race to another isolate. */
   commitConflicts: Counter;
+  /**
+   * `tldraw_forward_fallbacks_total`: pushes this isolate forwarded to a room's writer that got no
+   * answer in time (or could not go), and were committed here instead.
+   */
+  forwardFallbacks: Counter;
   /** `kv_locked_retries_total`: room-store operations retried because the KV file was locked. */
   lockedRetries: Counter;
   /** `bus_notices_total{direction,kind}`: cross-isolate bus messages published and delivered. */
@@ -309,6 +314,10 @@ export function serverMetrics(registry: MetricsRegistry): ServerMetrics {
     commitConflicts: registry.counter(
       "tldraw_commit_conflicts_total",
       "Room commits that lost the clock race (another isolate committed first)",
+    ),
+    forwardFallbacks: registry.counter(
+      "tldraw_forward_fallbacks_total",
+      "Pushes forwarded to a room's writer that were committed here instead (no answer in time)",
     ),
     lockedRetries: registry.counter(
       "kv_locked_retries_total",

@@ -31,6 +31,8 @@ const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "8" },
     "cpu-prof": { type: "string", default: "" },
+    /** Comma list of runs (all by default): 1x50-1, 1x50-2, 200x5-1, 200x5-2, 200x5-split. */
+    only: { type: "string", default: "" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -243,6 +245,31 @@ interface Result {
   idle: number;
   /** The 1-minute load average when the measurement began. */
   load: number;
+  /** Commits that lost the clock race, and forwarded pushes committed by their own isolate. */
+  conflicts: number;
+  fallbacks: number;
+}
+
+/** Counters of the engine (summed over the isolates' `/metrics`) that tell how commits went. */
+const ENGINE_COUNTERS = {
+  conflicts: "tldraw_commit_conflicts_total",
+  fallbacks: "tldraw_forward_fallbacks_total",
+} as const;
+type EngineCounters = Record<keyof typeof ENGINE_COUNTERS, number>;
+
+async function engineCounters(server: Server): Promise<EngineCounters> {
+  const totals: EngineCounters = { conflicts: 0, fallbacks: 0 };
+  for (const port of server.directPorts) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const [key, name] of Object.entries(ENGINE_COUNTERS)) {
+      for (const line of text.split("\n")) {
+        if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) {
+          totals[key as keyof EngineCounters] += Number(line.slice(line.lastIndexOf(" ") + 1));
+        }
+      }
+    }
+  }
+  return totals;
 }
 
 /** Idle and total jiffies of all CPUs (`/proc/stat`). */
@@ -285,6 +312,7 @@ async function run(
   const threads0 = threadCpuSeconds(server.pid);
   const machine0 = machineJiffies();
   const clientCpu0 = ownCpuSeconds();
+  const counters0 = await engineCounters(server);
   const started = performance.now();
   stats.measuring = true;
   await new Promise((resolve) => setTimeout(resolve, SECONDS * 1_000));
@@ -298,6 +326,7 @@ async function run(
   }
   const machine1 = machineJiffies();
   const idle = (machine1.idle - machine0.idle) / (machine1.total - machine0.total);
+  const counters1 = await engineCounters(server);
   for (const client of clients) client.stop();
   await new Promise((resolve) => setTimeout(resolve, 300));
   await Promise.all(clients.map((c) => c.close()));
@@ -320,6 +349,8 @@ async function run(
     threads,
     idle,
     load,
+    conflicts: (counters1.conflicts - counters0.conflicts) / seconds,
+    fallbacks: (counters1.fallbacks - counters0.fallbacks) / seconds,
   };
 }
 
@@ -330,16 +361,22 @@ function fmt(n: number, digits = 1): string {
 const dataDir = await Deno.makeTempDir({ prefix: "rooms-bench-" });
 const server = await startServer(dataDir);
 const results: Result[] = [];
+const only = new Set(values.only.split(",").filter(Boolean));
+const wanted = (key: string) => only.size === 0 || only.has(key);
 try {
   for (const isolates of [1, 2]) {
+    if (!wanted(`1x50-${isolates}`)) continue;
     results.push(await run(server, "1 room × 50 clients", 1, 50, isolates, 50));
   }
   for (const isolates of [1, 2]) {
+    if (!wanted(`200x5-${isolates}`)) continue;
     results.push(await run(server, "200 rooms × 5 clients", 200, 5, isolates, 0));
   }
-  results.push(
-    await run(server, "200 rooms × 5 clients, rooms split", 200, 5, 2, 0, "rooms"),
-  );
+  if (wanted("200x5-split")) {
+    results.push(
+      await run(server, "200 rooms × 5 clients, rooms split", 200, 5, 2, 0, "rooms"),
+    );
+  }
 } finally {
   await server.stop();
   await Deno.remove(dataDir, { recursive: true });
@@ -362,6 +399,8 @@ const header = [
   "cross p99",
   "server CPU",
   "client CPU",
+  "lost races/s",
+  "fallbacks/s",
 ];
 const rows = results.map((r) => [
   r.scenario,
@@ -376,6 +415,8 @@ const rows = results.map((r) => [
   fmt(r.crossP99),
   fmt(r.serverCpu, 2),
   fmt(r.clientCpu, 2),
+  fmt(r.conflicts, 0),
+  fmt(r.fallbacks, 0),
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
 const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ");
@@ -428,8 +469,9 @@ console.log(threadWidths.map((w) => "-".repeat(w)).join("-|-"));
 for (const row of threadRows) console.log(threadLine(row));
 console.log();
 for (const scenario of new Set(results.map((r) => r.scenario))) {
-  const one = results.find((r) => scenario.startsWith(r.scenario) && r.isolates === 1)!;
-  const two = results.find((r) => r.scenario === scenario && r.isolates === 2)!;
+  const one = results.find((r) => scenario.startsWith(r.scenario) && r.isolates === 1);
+  const two = results.find((r) => r.scenario === scenario && r.isolates === 2);
+  if (!one || !two) continue;
   console.log(
     `${scenario}: 2 isolates deliver ${fmt(two.delivered / one.delivered, 2)}× the single ` +
       `isolate; the bus adds ${fmt(two.crossP50 - two.sameP50)} ms at p50, ` +

@@ -87,7 +87,7 @@ export function createApp(input: AppDeps): Hono {
       },
     },
   });
-  content.recorder.readLoadedRooms((roomId) => rooms.loaded(roomId)?.documentSnapshot());
+  content.recorder.readLoadedRooms((roomId) => rooms.loaded(roomId)?.documentText());
   // Registered after the rooms' own drain: their last sessions' versions are written first.
   deps.lifecycle.onDrain(() => content.stop());
   // A deleted file's hard delete starts now rather than at the next poll.

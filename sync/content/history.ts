@@ -16,6 +16,7 @@ import type { Logger } from "../../log.ts";
 import type { RoomStore } from "../tldraw/room_store.ts";
 import {
   decodeSnapshot,
+  type DocumentCopy,
   type DocumentSnapshot,
   encodeSnapshot,
   readRoomDocument,
@@ -75,7 +76,7 @@ export class HistoryStore {
    */
   async add(
     roomId: string,
-    snapshot: DocumentSnapshot,
+    snapshot: DocumentCopy,
     reason: VersionReason,
     now = Date.now(),
   ): Promise<VersionInfo | null> {
@@ -220,7 +221,7 @@ export class HistoryRecorder {
   /** When each room was last pruned here, oldest first (re-inserted on each prune). */
   readonly #prunedAt = new Map<string, number>();
   #stopped = false;
-  #readLoaded: ((roomId: string) => DocumentSnapshot | undefined) | undefined;
+  #readLoaded: ((roomId: string) => DocumentCopy | undefined) | undefined;
 
   constructor(options: HistoryRecorderOptions) {
     this.#options = options;
@@ -232,7 +233,7 @@ export class HistoryRecorder {
    * its cache is the document at its clock, and a version at that clock is as true as any (reading
    * and parsing 5,000 records from KV took ~200 ms of the thread that serves the room's sessions).
    */
-  readLoadedRooms(read: (roomId: string) => DocumentSnapshot | undefined): void {
+  readLoadedRooms(read: (roomId: string) => DocumentCopy | undefined): void {
     this.#readLoaded = read;
   }
 
@@ -289,7 +290,7 @@ export class HistoryRecorder {
   #save(
     roomId: string,
     reason: VersionReason,
-    loaded?: DocumentSnapshot,
+    loaded?: DocumentCopy,
   ): Promise<VersionInfo | null> {
     const previous = this.#chains.get(roomId) ?? Promise.resolve();
     const run = previous.then(() => this.#inTurn(() => this.#write(roomId, reason, loaded))).catch(
@@ -317,7 +318,7 @@ export class HistoryRecorder {
   async #write(
     roomId: string,
     reason: VersionReason,
-    loaded?: DocumentSnapshot,
+    loaded?: DocumentCopy,
   ): Promise<VersionInfo | null> {
     const state = this.#state(roomId);
     // Nothing committed here since the last version: no need to read the document at all (for a

@@ -7,7 +7,8 @@
  * @module
  */
 import type { ConnectReply, DataEvent } from "./protocol.ts";
-import { recordJson } from "./record_json.ts";
+import { recordJson, storedRecordId, storedRecordJson } from "./record_json.ts";
+import type { StoredRecord } from "./room_store.ts";
 import { utf8Length } from "../utf8.ts";
 
 const encoded = new WeakMap<DataEvent, { json: string; bytes: number }>();
@@ -44,15 +45,25 @@ export function encodeDataFrame(
   return { text: FRAME_HEAD + body + FRAME_TAIL, bytes };
 }
 
-/** The `connect` reply, equal to `JSON.stringify(reply)` as JSON (its `diff` comes last). */
-export function encodeConnectReply(reply: ConnectReply): string {
+/**
+ * The `connect` reply, equal as JSON to `JSON.stringify(reply)` with a `["put", record]` op added to
+ * its `diff` for each of `puts` (stored records go in as their stored JSON, unparsed). The `diff`
+ * comes last.
+ */
+export function encodeConnectReply(
+  reply: ConnectReply,
+  puts: readonly StoredRecord[] = [],
+): string {
   const { diff, ...rest } = reply;
-  let body = "";
+  const ops: string[] = [];
   for (const id in diff) {
     const op = diff[id]!;
     const value = op[0] === "put" ? `["put",${recordJson(op[1])}]` : JSON.stringify(op);
-    body += `${body === "" ? "" : ","}${JSON.stringify(id)}:${value}`;
+    ops.push(`${JSON.stringify(id)}:${value}`);
+  }
+  for (const record of puts) {
+    ops.push(`${JSON.stringify(storedRecordId(record))}:["put",${storedRecordJson(record)}]`);
   }
   const head = JSON.stringify(rest);
-  return `${head.slice(0, -1)},"diff":{${body}}}`;
+  return `${head.slice(0, -1)},"diff":{${ops.join(",")}}}`;
 }

@@ -5,12 +5,12 @@
  *
  * | key | value |
  * |---|---|
- * | `meta` | `{documentClock, tombstoneHistoryStartsAtClock}`; its versionstamp orders commits |
+ * | `meta` | `{documentClock, tombstoneHistoryStartsAtClock, w, at}` (`w`, `at`: the writer); its versionstamp orders commits |
  * | `schema` | the serialized schema the records conform to (written only when it changes) |
  * | `rec, id` | `{c: lastChangedClock, j: json}` or, above one chunk, `{c, n: pieces}` |
  * | `chunk, id, c, i` | piece `i` of the record's JSON written at clock `c` (immutable once written) |
  * | `tomb, id` | clock of the deletion |
- * | `log, clock` | ids written at that clock `{p, d}`, with the values `j` when small (last {@link KvRoomStoreOptions.logSize} kept) |
+ * | `log, clock` | ids written at that clock `{p, d}`, with the values `j` when small and the origin `o` of a forwarded push (last {@link KvRoomStoreOptions.logSize} kept) |
  * | `sess, sessionId` | a {@link SessionEntry}, with `expireIn` |
  * | `snap` | `{id, clock, pieces}`: the newest compacted snapshot (see {@link KvRoomStore.saveSnapshot}) |
  * | `snapchunk, id, i` | piece `i` of snapshot `id`: lines `clock<TAB>json` of every record |
@@ -36,7 +36,13 @@ import {
   type StepsSince,
   type StoredRecord,
 } from "./room_store.ts";
-import { recordJson, rememberRecordJson } from "./record_json.ts";
+import {
+  LazyRecord,
+  recordJson,
+  rememberRecordJson,
+  storedRecordId,
+  storedRecordJson,
+} from "./record_json.ts";
 
 /** Characters per chunk: at most 60 KB even when V8 stores the string as UTF-16 (KV: 64 KiB). */
 export const CHUNK_CHARS = 30_000;
@@ -44,7 +50,7 @@ export const CHUNK_CHARS = 30_000;
 const MAX_MUTATIONS = 990;
 const MAX_ATOMIC_BYTES = 780_000;
 // Bytes of a meta value (two clocks, maybe a staged-commit pointer), with a margin.
-const META_SIZE = 200;
+const META_SIZE = 300;
 // kv.list returns at most this many entries per round trip.
 const LIST_BATCH_SIZE = 500;
 // kv.getMany reads at most 10 keys.
@@ -66,8 +72,14 @@ type Pending = { stageId: string; pieces: number; clock: number };
  * which is still read) it was ~2 KB of every commit. A legacy inline schema moves to its key with
  * the room's next commit.
  */
-type StoredMeta = Omit<RoomMeta, "schema"> & { schema?: RoomMeta["schema"]; pending?: Pending };
-type LogEntry = { p: string[]; d: string[]; j?: string[] } | { bulk: true };
+type StoredMeta = Omit<RoomMeta, "schema" | "writer"> & {
+  schema?: RoomMeta["schema"];
+  pending?: Pending;
+  /** The writer's isolate id and commit time (RoomMeta.writer). */
+  w?: string;
+  at?: number;
+};
+type LogEntry = { p: string[]; d: string[]; j?: string[]; o?: string } | { bulk: true; o?: string };
 
 /** Options for {@link KvRoomStore}. */
 export interface KvRoomStoreOptions {
@@ -193,6 +205,7 @@ export class KvRoomStore implements RoomStore {
       schema: stored.schema ??
         (await this.#readKv.get<WireSchema>(this.#key(roomId, "schema"))).value,
     };
+    if (stored.w !== undefined) meta.writer = writerOf(stored);
     const fromSnapshot = this.#snapshots ? await this.#loadSnapshot(roomId, meta) : undefined;
     if (fromSnapshot) return fromSnapshot;
     // Listing is not a snapshot: a commit racing with this load may be half visible. The caller
@@ -218,9 +231,7 @@ export class KvRoomStore implements RoomStore {
     for (const [id, head] of heads) {
       const json = "j" in head ? head.j : joinPieces(pieces.get(id), head.n);
       if (json === undefined) continue; // superseded mid-load; catch-up brings the new value
-      const state = JSON.parse(json);
-      rememberRecordJson(state, json);
-      records.push({ state, lastChangedClock: head.c, chars: json.length });
+      records.push(new LazyRecord(id, json, head.c));
     }
     const tombstones = new Map<string, number>();
     for (const entry of tombEntries) {
@@ -265,10 +276,7 @@ export class KvRoomStore implements RoomStore {
     const clock = expectedClock + 1;
     const { writes, logEntry, logSize } = this.#stepWrites(roomId, clock, changes);
     this.#writeSchema(writes, roomId, changes.schema ?? known.meta.schema);
-    const meta: StoredMeta = {
-      documentClock: clock,
-      tombstoneHistoryStartsAtClock: known.meta.tombstoneHistoryStartsAtClock,
-    };
+    const meta = nextMeta(known.meta, clock, changes.writer);
     const metaSize = META_SIZE;
     const metaKey = this.#key(roomId, "meta");
     const versionstamp = known.versionstamp;
@@ -344,10 +352,7 @@ export class KvRoomStore implements RoomStore {
     }
     const writes = Writes.from([...byKey.values()]);
     this.#writeSchema(writes, roomId, schema);
-    const meta: StoredMeta = {
-      documentClock: clock,
-      tombstoneHistoryStartsAtClock: known.meta.tombstoneHistoryStartsAtClock,
-    };
+    const meta = nextMeta(known.meta, clock, steps.findLast((step) => step.writer)?.writer);
     const metaSize = META_SIZE;
     if (!writes.fitsWith(1, metaSize)) return { ok: false, error: CommitError.too_large };
     const metaKey = this.#key(roomId, "meta");
@@ -415,12 +420,16 @@ export class KvRoomStore implements RoomStore {
     }
     const ids = { p: changes.puts.map((p) => p.record.id), d: changes.deletes.map((d) => d.id) };
     const idsSize = JSON.stringify(ids).length;
-    let logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true } : ids;
-    let logSize = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64;
+    const origin = changes.origin ? { o: changes.origin } : {};
+    let logEntry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS ? { bulk: true, ...origin } : {
+      ...ids,
+      ...origin,
+    };
+    let logSize = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64 + (changes.origin?.length ?? 0);
     if (!("bulk" in logEntry) && changes.logValues !== false) {
       const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
       if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
-        logEntry = { ...ids, j: values };
+        logEntry = { ...logEntry, j: values };
         logSize += valuesSize;
       }
     }
@@ -534,7 +543,7 @@ export class KvRoomStore implements RoomStore {
     if (length <= CHUNK_CHARS) return;
     const count = Math.ceil(length / CHUNK_CHARS);
     for (let i = 0; i < count; i++) {
-      writes.delete(this.#key(roomId, "chunk", prev.state.id, prev.lastChangedClock, i));
+      writes.delete(this.#key(roomId, "chunk", storedRecordId(prev), prev.lastChangedClock, i));
     }
   }
 
@@ -559,16 +568,8 @@ export class KvRoomStore implements RoomStore {
     if (changes.kind === "gap" || pieces.length !== head.pieces) return undefined;
     const byId = new Map<string, StoredRecord>();
     for (const line of pieces.map((entry) => entry.value).join("").split("\n")) {
-      if (line === "") continue;
-      const tab = line.indexOf("\t");
-      const json = line.slice(tab + 1);
-      const state = JSON.parse(json) as WireRecord;
-      rememberRecordJson(state, json);
-      byId.set(state.id, {
-        state,
-        lastChangedClock: Number(line.slice(0, tab)),
-        chars: json.length,
-      });
+      const record = parseSnapshotLine(line);
+      if (record) byId.set(storedRecordId(record), record);
     }
     let startsAt = meta.tombstoneHistoryStartsAtClock;
     if (changes.kind === "changes") {
@@ -604,7 +605,8 @@ export class KvRoomStore implements RoomStore {
     if (current.value && current.value.clock >= clock) return false;
     const lines: string[] = [];
     for (const record of records) {
-      lines.push(`${record.lastChangedClock}\t${recordJson(record.state)}\n`);
+      const id = JSON.stringify(storedRecordId(record));
+      lines.push(`${record.lastChangedClock}\t${id}\t${storedRecordJson(record)}\n`);
     }
     const text = lines.join("");
     // Pieces of at most ~60 KB stored (KV: 64 KiB a value), as in staging.
@@ -708,8 +710,9 @@ export class KvRoomStore implements RoomStore {
     });
     for await (const entry of iter) {
       if (entry.key.at(-1) !== expected || "bulk" in entry.value) return { kind: "gap", clock };
-      const { p, d, j } = entry.value;
+      const { p, d, j, o } = entry.value;
       const step: LogStep = { clock: expected, puts: [], deletes: [...d] };
+      if (o !== undefined) step.origin = o;
       if (j && j.length === p.length) {
         step.puts = j.map((json) => ({ state: JSON.parse(json), lastChangedClock: expected }));
       } else {
@@ -737,6 +740,7 @@ export class KvRoomStore implements RoomStore {
       clock,
       tombstoneHistoryStartsAtClock: meta.tombstoneHistoryStartsAtClock,
       steps,
+      ...(meta.w !== undefined ? { writer: writerOf(meta) } : {}),
     };
   }
 
@@ -903,6 +907,47 @@ function keySize(key: Deno.KvKey): number {
 function byteSize(text: string): number {
   // deno-lint-ignore no-control-regex
   return /[^\u0000-\u00ff]/.test(text) ? text.length * 2 : text.length;
+}
+
+/** The meta of clock `clock` after `known`, naming `writer` (else keeping the one it names). */
+function nextMeta(known: StoredMeta, clock: number, writer: string | undefined): StoredMeta {
+  const meta: StoredMeta = {
+    documentClock: clock,
+    tombstoneHistoryStartsAtClock: known.tombstoneHistoryStartsAtClock,
+  };
+  if (writer) {
+    meta.w = writer;
+    meta.at = Date.now();
+  } else if (known.w !== undefined && known.at !== undefined) {
+    meta.w = known.w;
+    meta.at = known.at;
+  }
+  return meta;
+}
+
+function writerOf(meta: StoredMeta): RoomMeta["writer"] {
+  return meta.w !== undefined && meta.at !== undefined
+    ? { isolateId: meta.w, at: meta.at }
+    : undefined;
+}
+
+/**
+ * One line of a snapshot piece: `clock<TAB>"id"<TAB>json` (the id as a JSON string, so the record
+ * stays unparsed until used), or `clock<TAB>json` as snapshots stored before ids were written.
+ */
+function parseSnapshotLine(line: string): StoredRecord | undefined {
+  if (line === "") return undefined;
+  const tab = line.indexOf("\t");
+  const clock = Number(line.slice(0, tab));
+  if (line.charCodeAt(tab + 1) === 0x22 /* " */) {
+    const idEnd = line.indexOf("\t", tab + 1);
+    const id = JSON.parse(line.slice(tab + 1, idEnd)) as string;
+    return new LazyRecord(id, line.slice(idEnd + 1), clock);
+  }
+  const json = line.slice(tab + 1);
+  const state = JSON.parse(json) as WireRecord;
+  rememberRecordJson(state, json);
+  return { state, lastChangedClock: clock, chars: json.length };
 }
 
 function joinPieces(pieces: string[] | undefined, count: number): string | undefined {

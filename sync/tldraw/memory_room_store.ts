@@ -19,7 +19,7 @@ import {
 interface MemoryRoom {
   data: RoomData;
   /** clock → what was written at that clock (the change log, with the values). */
-  log: Map<number, { puts: StoredRecord[]; deletes: string[] }>;
+  log: Map<number, { puts: StoredRecord[]; deletes: string[]; origin?: string }>;
 }
 
 /** Options for {@link MemoryRoomStore}. */
@@ -78,12 +78,14 @@ export class MemoryRoomStore implements RoomStore {
     data.records = [...byId.values()];
     data.meta.documentClock = clock;
     if (changes.schema) data.meta.schema = structuredClone(changes.schema);
+    if (changes.writer) data.meta.writer = { isolateId: changes.writer, at: Date.now() };
     room.log.set(clock, {
       puts: changes.puts.map((p) => ({
         state: structuredClone(p.record),
         lastChangedClock: clock,
       })),
       deletes: changes.deletes.map((d) => d.id),
+      ...(changes.origin ? { origin: changes.origin } : {}),
     });
     room.log.delete(clock - this.#logSize);
     return clock;
@@ -142,13 +144,19 @@ export class MemoryRoomStore implements RoomStore {
     for (let c = since + 1; c <= clock; c++) {
       const entry = room.log.get(c);
       if (!entry) return Promise.resolve({ kind: "gap", clock });
-      steps.push({ clock: c, puts: structuredClone(entry.puts), deletes: [...entry.deletes] });
+      steps.push({
+        clock: c,
+        puts: structuredClone(entry.puts),
+        deletes: [...entry.deletes],
+        ...(entry.origin ? { origin: entry.origin } : {}),
+      });
     }
     return Promise.resolve({
       kind: "steps",
       clock,
       tombstoneHistoryStartsAtClock: meta.tombstoneHistoryStartsAtClock,
       steps,
+      ...(meta.writer ? { writer: { ...meta.writer } } : {}),
     });
   }
 

@@ -70,8 +70,20 @@ export function toNetworkDiff(forward: ForwardDiff, legacyAppend = false): WireN
   return diff;
 }
 
+const recordSchemas = new WeakMap<StoreSchema<UnknownRecord, unknown>, RecordSchema>();
+
 /** The server's record schema: validation, migrations, scopes. */
 export class RecordSchema {
+  /**
+   * The one instance for `store`, shared by every room that uses it: building the tldraw schema
+   * and its derived tables took 2–30 ms of each room load, and `StoreSchema` caches migrations.
+   */
+  static for(store: StoreSchema<UnknownRecord, unknown>): RecordSchema {
+    let schema = recordSchemas.get(store);
+    if (!schema) recordSchemas.set(store, schema = new RecordSchema(store));
+    return schema;
+  }
+
   readonly store: StoreSchema<UnknownRecord, unknown>;
   readonly serialized: SerializedSchema;
   /** Document-scoped type names (the only ones a push may put). */

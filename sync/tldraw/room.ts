@@ -47,8 +47,27 @@ import {
   type WireRecord,
   type WireSchema,
 } from "./protocol.ts";
-import type { ChangeSet, LogStep, RoomData, RoomStore, SessionEntry } from "./room_store.ts";
+import type {
+  ChangeSet,
+  LogStep,
+  RoomData,
+  RoomStore,
+  RoomWriter,
+  SessionEntry,
+} from "./room_store.ts";
 import { settledView, stepsFromReload } from "./catch_up.ts";
+import {
+  Forwarder,
+  type ForwardItem,
+  type ForwardMessage,
+  type ForwardOutcome,
+  ForwardReplies,
+  ForwardTimeouts,
+  MAX_FORWARD_BATCH_CHARS,
+  OriginIndex,
+} from "./forwarding.ts";
+import { type GroupContext, type GroupItem, MAX_GROUP_PUSHES, planGroup } from "./push_group.ts";
+import { recordJson, storedRecordId, storedRecordJson } from "./record_json.ts";
 
 /** The transport a session needs: a WebSocket or anything shaped like one. */
 export interface RoomSocket {
@@ -115,7 +134,7 @@ export interface RoomHooks {
     info: { roomId: string; sessionId: string; meta: unknown; remaining: number },
   ): void;
   /** After every commit made by this room (client pushes and server-side changes). */
-  onDocumentChanged?(info: { roomId: string; clock: number }): void;
+  onDocumentChanged?(info: { roomId: string; clock: number; steps?: LogStep[] }): void;
   /**
    * A push here lost a second commit race in a row: another isolate keeps committing to this room
    * first. The host asks the other isolates (bus) to {@link TldrawRoom.yieldCommits} briefly.
@@ -128,6 +147,13 @@ export interface RoomHooks {
   onPeerFound?(info: { roomId: string; clock: number }): void;
   /** A local session's presence changed (`record`) or went away (`null`): for other isolates. */
   onPresenceChanged?(change: PresenceChange & { roomId: string }): void;
+  /**
+   * A message for the room's other isolates on its forwarding topic (pushes for the writer, the
+   * writer's outcomes; see forwarding.ts). Without this hook the room never forwards.
+   */
+  onForward?(info: { roomId: string; message: ForwardMessage }): void;
+  /** Forwarded pushes got no answer from the writer (or could not go): committed here instead. */
+  onForwardFallback?(info: { roomId: string; pushes: number }): void;
   /** A push frame arrived from a session (metrics: the push's latency starts here). */
   onPushReceived?(push: PushRequest): void;
   /** `push` (as given to onPushReceived) got its push_result, queued for its session's socket. */
@@ -207,14 +233,10 @@ const COMMIT_RACE_BUDGET_MS = 15_000;
 // benchmark's throughput from 0.52x to 0.33x of one isolate: waiting costs more than racing.)
 const RETRY_JITTER_MS = 2;
 const RETRY_JITTER_MAX_MS = 8;
+// How often a room with pushes out at the writer checks on them.
+const FORWARD_TICK_MS = 50;
 // Longest a room holds its commits back when another isolate reports contention.
 const MAX_YIELD_MS = 100;
-// Group commit: most pushes handled together as one atomic store write, and a conservative
-// estimate of its size (KV: 1,000 mutations and 800 KiB per atomic operation; the store answers
-// too_large beyond that and the group is cut smaller).
-const MAX_GROUP_PUSHES = 200;
-const MAX_GROUP_MUTATIONS = 600;
-const MAX_GROUP_CHARS = 300_000;
 
 const SessionState = {
   admitting: "admitting",
@@ -245,43 +267,41 @@ interface Session {
   /** A data frame went out this batch window: later events wait in the outbox for its end. */
   batchOpen: boolean;
   removalTimer: ReturnType<typeof setTimeout> | null;
+  /** Push results held back behind a forwarded push of this session (see ResultSlot). */
+  resultSlots: ResultSlot[];
   /** Pending write of the session entry after a presence change (throttled). */
   presenceWriteTimer: ReturnType<typeof setTimeout> | null;
 }
 
-/** A push waiting for its group. */
-interface PushEntry {
+/** A push of a local session waiting for its group (`origin`: it was forwarded before). */
+interface LocalPush {
   session: Session;
   message: PushRequest;
+  origin?: string;
 }
 
-/** A push of a group, planned against the group's speculative state. */
-interface GroupItem {
-  entry: PushEntry;
-  plan?: PushPlan;
-  /** The clock its change is committed as (changing pushes only). */
-  clock?: number;
-  /** Why the push closes its session (it contributes nothing to the group). */
-  rejection?: SyncCloseReason;
-  /** JSON length of each put record (serialized once). */
-  sizes?: number[];
+/** A push another isolate forwarded to this one (the room's writer) to commit. */
+interface RemotePush {
+  remote: { from: string; batch: number; session: string };
+  message: PushRequest;
+  origin: string;
 }
 
-/** The cache as changed by the pushes planned before, within a group. */
-class Overlay<V> {
-  readonly #base: ReadonlyMap<string, V>;
-  readonly #changes = new Map<string, V | null>();
-  constructor(base: ReadonlyMap<string, V>) {
-    this.#base = base;
-  }
-  get(id: string): V | undefined {
-    const changed = this.#changes.get(id);
-    if (changed !== undefined) return changed ?? undefined;
-    return this.#base.get(id);
-  }
-  set(id: string, value: V | null): void {
-    this.#changes.set(id, value);
-  }
+/** A push waiting for its group. */
+type PushEntry = LocalPush | RemotePush;
+
+function isRemote(entry: PushEntry): entry is RemotePush {
+  return "remote" in entry;
+}
+
+/**
+ * A push_result held back because an earlier push of the same session waits for its outcome from
+ * the room's writer (results go out in push order, spec 5.4). `action` is set once known.
+ */
+interface ResultSlot {
+  origin: string | null;
+  message: PushRequest;
+  action?: PushResultAction;
 }
 
 /** One tldraw room served by this isolate. Create with {@link TldrawRoom.load}. */
@@ -311,6 +331,23 @@ export class TldrawRoom {
   #peerSeenAt = 0;
   /** Commits wait until then (epoch ms): another isolate asked for a turn. */
   #yieldUntil = 0;
+  /** The isolate that committed last (from the store), to which pushes are forwarded. */
+  #writer: RoomWriter | undefined;
+  /** Origins of the forwarded pushes committed at each clock since the load (forwarding.ts). */
+  readonly #origins = new OriginIndex(0);
+  /** Pushes of local sessions for (or sent to) the writer. */
+  readonly #forwarder: Forwarder<Session>;
+  /** Forwarded pushes of local sessions whose outcome is not known yet, by origin. */
+  readonly #awaiting = new Map<string, ForwardItem<Session>>();
+  /** Origins of forwarded pushes queued here, as the writer, to be committed. */
+  readonly #remoteQueued = new Set<string>();
+  /** Origins of this room's forwarded pushes: a random prefix (this instance) and a sequence. */
+  readonly #originPrefix = crypto.randomUUID().slice(0, 8) + ":";
+  #forwardSeq = 0;
+  #forwardTimer: ReturnType<typeof setInterval> | null = null;
+  #fallingBack = false;
+  /** After giving up on the writer, commit here until then (epoch ms). */
+  #directUntil = 0;
   /** Serialises everything that reads or advances the document (connects, pushes, catch-ups). */
   #queue: Promise<void> = Promise.resolve();
   #pending = 0;
@@ -335,14 +372,13 @@ export class TldrawRoom {
   private constructor(options: RoomOptions) {
     this.roomId = options.roomId;
     this.#store = options.store;
-    this.#recordSchema = new RecordSchema(
-      options.schema ?? (createTLSchema() as unknown as StoreSchema<UnknownRecord, unknown>),
-    );
+    this.#recordSchema = RecordSchema.for(options.schema ?? defaultSchema());
     this.#log = (options.log ?? silentLogger).child({ roomId: options.roomId });
     this.#isolateId = options.isolateId ?? crypto.randomUUID();
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.#hooks = options.hooks ?? {};
+    this.#forwarder = new Forwarder(this.#isolateId);
   }
 
   /** Loads (or creates, with tldraw's default document and page) a room from the store. */
@@ -402,15 +438,14 @@ export class TldrawRoom {
   }
 
   /**
-   * The document at {@link clock}, for copies (history versions). The records are the cache's own
-   * objects, not copies: read them, never change them (the room replaces records, never changes
-   * them in place, so this stays the document at that clock).
+   * The document at {@link clock}, for copies (history versions): the records as their JSON texts,
+   * from the cache (records loaded from the store are not parsed for it).
    */
-  documentSnapshot(): { clock: number; schema: WireSchema; records: WireRecord[] } {
+  documentText(): { clock: number; schema: WireSchema; recordTexts: string[] } {
     return {
       clock: this.#clock,
       schema: this.#recordSchema.wire,
-      records: [...this.#records.values()].map((r) => r.state),
+      recordTexts: [...this.#records.values()].map(storedRecordJson),
     };
   }
 
@@ -457,6 +492,7 @@ export class TldrawRoom {
       outbox: [],
       batchOpen: false,
       removalTimer: null,
+      resultSlots: [],
       presenceWriteTimer: null,
     };
     this.#bySocket.set(socket, session);
@@ -561,22 +597,25 @@ export class TldrawRoom {
       case "connect":
         this.#enqueue(() => this.#handleConnect(session, message));
         return;
-      case "push": {
+      case "push":
         this.#hooks.onPushReceived?.(message);
-        // Pushes queued back to back (while a commit is in flight) are handled as one group.
-        if (this.#openGroup) {
-          this.#openGroup.push({ session, message });
-          return;
-        }
-        const group: PushEntry[] = [{ session, message }];
-        this.#enqueue(() => {
-          if (this.#openGroup === group) this.#openGroup = null;
-          return this.#handlePushes(group);
-        });
-        this.#openGroup = group;
+        this.#submit({ session, message });
         return;
-      }
     }
+  }
+
+  /** Queues a push; pushes queued back to back (while a commit is in flight) form one group. */
+  #submit(entry: PushEntry): void {
+    if (this.#openGroup) {
+      this.#openGroup.push(entry);
+      return;
+    }
+    const group: PushEntry[] = [entry];
+    this.#enqueue(() => {
+      if (this.#openGroup === group) this.#openGroup = null;
+      return this.#handlePushes(group);
+    });
+    this.#openGroup = group;
   }
 
   /** The socket closed or errored. Ignored for sockets that were replaced by a reconnect. */
@@ -726,9 +765,27 @@ export class TldrawRoom {
     if (entries.some((entry) => entry.isolateId !== this.#isolateId)) this.notePeer();
   }
 
-  /** A notice that the store reached `clock` (from the bus): catch up if that is news. */
-  noticeClock(clock: number): void {
-    if (clock > this.#clock && !this.#closed) void this.catchUp();
+  /**
+   * A notice that the store reached `clock` (from the bus), from `writer`, with the steps that got
+   * it there when they were small: catch up if that is news (from the steps when they start right
+   * after this cache's clock, else from the store).
+   */
+  noticeClock(clock: number, notice: { writer?: string; steps?: LogStep[] } = {}): void {
+    const { writer, steps } = notice;
+    if (writer) this.#forwarder.heardFrom(writer, Date.now());
+    if (clock <= this.#clock || this.#closed) return;
+    if (!steps?.length) {
+      void this.catchUp();
+      return;
+    }
+    void this.#enqueue(async () => {
+      if (this.#clock >= clock) return;
+      const next = steps.findIndex((step) => step.clock === this.#clock + 1);
+      if (next < 0) return await this.#catchUpNow();
+      if (writer) this.#writer = { isolateId: writer, at: Date.now() };
+      for (const step of steps.slice(next)) this.#applyStep(step);
+      this.#pumpForwarder();
+    });
   }
 
   /**
@@ -763,7 +820,15 @@ export class TldrawRoom {
   async close(code?: number, reason?: string): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Pushes out at the writer are committed here (whatever the writer did is read first).
+    if (this.#forwarder.busy) this.#fallBack();
     await this.idle();
+    if (this.#forwardTimer !== null) clearInterval(this.#forwardTimer);
+    this.#forwardTimer = null;
+    // Other isolates stop forwarding here at once rather than after their timeout.
+    if (this.hasPeers && this.#writer?.isolateId === this.#isolateId) {
+      this.#sendForward({ kind: "resign", from: this.#isolateId });
+    }
     const close = (socket: RoomSocket) =>
       code === undefined ? safeClose(socket) : closeWith(socket, code, reason ?? "");
     for (const session of [...this.#sessions.values()]) {
@@ -938,6 +1003,7 @@ export class TldrawRoom {
   #removeSession(session: Session, options: { broadcast?: boolean } = {}): void {
     if (session.state === SessionState.removed) return;
     session.state = SessionState.removed;
+    session.resultSlots = [];
     this.#clearSessionTimers(session);
     this.#bySocket.delete(session.socket);
     if (this.#sessions.get(session.sessionId) !== session) return;
@@ -1174,10 +1240,17 @@ export class TldrawRoom {
     const presenceDiff = this.#migrateDiffForSession(session, presencePuts);
     if (!presenceDiff) return;
     let docDiff: WireNetworkDiff = {};
-    if (docChanges) {
-      const migrated = this.#migrateDiffForSession(session, docChanges.diff);
+    // Records go into the reply as their stored JSON (unparsed), unless they need migrating.
+    let docPuts: readonly CachedRecord[] = [];
+    if (docChanges && session.requiresDownMigrations) {
+      const forward: ForwardDiff = { puts: {}, deletes: docChanges.deletes };
+      for (const record of docChanges.puts) forward.puts[storedRecordId(record)] = record.state;
+      const migrated = this.#migrateDiffForSession(session, forward);
       if (!migrated) return;
       docDiff = migrated;
+    } else if (docChanges) {
+      for (const id of docChanges.deletes) docDiff[id] = ["remove"];
+      docPuts = docChanges.puts;
     }
     const reply: ConnectReply = {
       type: "connect",
@@ -1192,22 +1265,25 @@ export class TldrawRoom {
     session.state = SessionState.connected;
     session.lastInteraction = Date.now();
     this.#flush(session);
-    this.#sendText(session, encodeConnectReply(reply));
+    this.#sendText(session, encodeConnectReply(reply, docPuts));
   }
 
   /** Spec 7.2, from the cache. `undefined` when nothing changed after `since`. */
-  #changesSince(since: number): { wipeAll: boolean; diff: ForwardDiff } | undefined {
+  #changesSince(
+    since: number,
+  ): { wipeAll: boolean; puts: CachedRecord[]; deletes: string[] } | undefined {
     if (since === this.#clock) return undefined;
     if (since > this.#clock) since = -1;
     const wipeAll = since < this.#historyStart;
-    const diff: ForwardDiff = { puts: {}, deletes: [] };
-    for (const [id, record] of this.#records) {
-      if (wipeAll || record.lastChangedClock > since) diff.puts[id] = record.state;
+    const puts: CachedRecord[] = [];
+    const deletes: string[] = [];
+    for (const record of this.#records.values()) {
+      if (wipeAll || record.lastChangedClock > since) puts.push(record);
     }
     if (!wipeAll) {
-      for (const [id, clock] of this.#tombstones) if (clock > since) diff.deletes.push(id);
+      for (const [id, clock] of this.#tombstones) if (clock > since) deletes.push(id);
     }
-    return { wipeAll, diff };
+    return { wipeAll, puts, deletes };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1225,10 +1301,10 @@ export class TldrawRoom {
       await this.#handlePushGroups(state);
     } catch (error) {
       // The store failed (KV unreachable): the pushes not answered yet close their sessions.
-      for (const { session } of state.remaining) {
-        if (session.state !== SessionState.connected) continue;
-        this.#log.error("push failed", { sessionId: session.sessionId, error });
-        this.#reject(session, CloseReason.UNKNOWN_ERROR);
+      for (const entry of state.remaining) {
+        if (isRemote(entry) || entry.session.state !== SessionState.connected) continue;
+        this.#log.error("push failed", { sessionId: entry.session.sessionId, error });
+        this.#reject(entry.session, CloseReason.UNKNOWN_ERROR);
       }
     } finally {
       this.#releaseHeldUnless(false);
@@ -1240,179 +1316,193 @@ export class TldrawRoom {
     let take = MAX_GROUP_PUSHES;
     let attempt = 1;
     let losingSince = 0;
-    while (remaining.length > 0) {
-      remaining = state.remaining = remaining.filter((e) =>
-        e.session.state === SessionState.connected
-      );
-      if (remaining.length === 0) return;
-      const wait = this.#yieldUntil - Date.now();
-      if (wait > 0) {
-        this.#releaseHeld(); // nothing waits behind a pause
-        await sleep(wait);
-        await this.#catchUpNow();
-        continue;
-      }
-      const { items, steps } = this.#planGroup(remaining, take);
-      if (steps.length > 0) {
-        // Alone in the room: nobody reads the log's copies of the values now.
-        if (!this.hasPeers) { for (const step of steps) step.logValues = false; }
-        const result = steps.length === 1
-          ? await this.#store.commit(this.roomId, this.#clock, steps[0]!)
-          : await this.#store.commitSteps(this.roomId, this.#clock, steps);
-        if (!result.ok) {
-          if (result.error === "too_large") {
-            if (items.length > 1) {
-              take = Math.max(1, Math.floor(items.length / 2));
-              continue;
-            }
-            this.#reject(items[0]!.entry.session, LimitReason.MESSAGE_TOO_LARGE);
-            remaining = state.remaining = remaining.slice(1);
-            continue;
-          }
-          losingSince ||= Date.now();
-          if (Date.now() - losingSince > COMMIT_RACE_BUDGET_MS) {
-            // Not the clients' fault, so not a 4099 (which the client takes as fatal): close
-            // without a code; they reconnect, catch up and push their pending changes again.
-            for (const { entry: { session } } of items) {
-              if (session.state !== SessionState.connected) continue;
-              this.#log.warn("push gave up after lost commit races", {
-                sessionId: session.sessionId,
-                attempts: attempt,
-              });
-              safeClose(session.socket);
-              this.#cancel(session);
-            }
-            remaining = state.remaining = remaining.slice(items.length);
-            attempt = 1;
-            losingSince = 0;
-            continue;
-          }
-          // Another isolate committed first: take its changes, then re-plan against them. From
-          // the second loss on, wait a random moment so that racing writers stop colliding.
-          if (attempt >= 2) {
-            this.#releaseHeld();
-            this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#clock });
-            await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
-          }
-          attempt++;
+    const replies = new ForwardReplies();
+    try {
+      while (remaining.length > 0) {
+        remaining = state.remaining = remaining.filter((e) =>
+          isRemote(e) || e.session.state === SessionState.connected
+        );
+        if (remaining.length === 0) return;
+        if (this.#forwarding()) {
+          // Another isolate is the room's writer: it commits the local pushes; forwarded ones go
+          // back to their isolate (which then forwards them there, or commits them itself).
+          this.#forwardPushes(remaining.filter((e) => !isRemote(e)) as LocalPush[]);
+          this.#refuseRemote(remaining.filter(isRemote));
+          remaining = state.remaining = [];
+          return;
+        }
+        const wait = this.#yieldUntil - Date.now();
+        if (wait > 0) {
+          this.#releaseHeld(); // nothing waits behind a pause
+          await sleep(wait);
           await this.#catchUpNow();
           continue;
         }
-      }
-      remaining = state.remaining = remaining.slice(items.length);
-      attempt = 1;
-      losingSince = 0;
-      take = MAX_GROUP_PUSHES;
-      // After a commit, each session gets the group's events as one data frame (the batch window
-      // is the commit), sent at once unless more pushes wait right behind (see #releaseHeldUnless).
-      // Groups without a commit (presence) use the batch timer.
-      if (steps.length > 0 && !this.#holding) {
-        this.#holding = true;
-        this.#holdingSince = performance.now();
-      }
-      try {
-        for (const item of items) {
-          const { session, message } = item.entry;
-          if (item.rejection) {
-            this.#reject(session, item.rejection);
+        const { items, steps } = planGroup(this.#groupContext(), remaining, take);
+        if (steps.length > 0) {
+          // Alone in the room: nobody reads the log's copies of the values now.
+          if (!this.hasPeers) { for (const step of steps) step.logValues = false; }
+          for (const step of steps) step.writer = this.#isolateId;
+          const result = steps.length === 1
+            ? await this.#store.commit(this.roomId, this.#clock, steps[0]!)
+            : await this.#store.commitSteps(this.roomId, this.#clock, steps);
+          if (!result.ok) {
+            if (result.error === "too_large") {
+              if (items.length > 1) {
+                take = Math.max(1, Math.floor(items.length / 2));
+                continue;
+              }
+              const entry = items[0]!.entry;
+              if (isRemote(entry)) {
+                replies.add(entry, {
+                  origin: entry.origin,
+                  rejected: LimitReason.MESSAGE_TOO_LARGE,
+                });
+              } else this.#reject(entry.session, LimitReason.MESSAGE_TOO_LARGE);
+              remaining = state.remaining = remaining.slice(1);
+              continue;
+            }
+            losingSince ||= Date.now();
+            if (Date.now() - losingSince > COMMIT_RACE_BUDGET_MS) {
+              // Not the clients' fault, so not a 4099 (which the client takes as fatal): close
+              // without a code; they reconnect, catch up and push their pending changes again.
+              // Forwarded pushes get no answer: their isolate gives up on them the same way.
+              for (const { entry } of items) {
+                if (isRemote(entry) || entry.session.state !== SessionState.connected) continue;
+                this.#log.warn("push gave up after lost commit races", {
+                  sessionId: entry.session.sessionId,
+                  attempts: attempt,
+                });
+                safeClose(entry.session.socket);
+                this.#cancel(entry.session);
+              }
+              remaining = state.remaining = remaining.slice(items.length);
+              attempt = 1;
+              losingSince = 0;
+              continue;
+            }
+            // Another isolate committed first: take its changes, then re-plan against them. From
+            // the second loss on, wait a random moment so that racing writers stop colliding.
+            if (attempt >= 2) {
+              this.#releaseHeld();
+              this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#clock });
+              await sleep(
+                Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS),
+              );
+            }
+            attempt++;
+            await this.#catchUpNow();
             continue;
           }
-          if (!item.plan) continue;
-          if (item.clock !== undefined) {
-            this.#applyCommitted(item.plan.changeSet, item.clock, item.sizes);
+          this.#writer = { isolateId: this.#isolateId, at: Date.now() };
+        }
+        remaining = state.remaining = remaining.slice(items.length);
+        attempt = 1;
+        losingSince = 0;
+        take = MAX_GROUP_PUSHES;
+        // After a commit, each session gets the group's events as one data frame (the batch
+        // window is the commit), sent at once unless more pushes wait right behind (see
+        // #releaseHeldUnless). Groups without a commit (presence) use the batch timer.
+        if (steps.length > 0 && !this.#holding) {
+          this.#holding = true;
+          this.#holdingSince = performance.now();
+        }
+        try {
+          for (const item of items) this.#finishGroupItem(item, replies);
+        } finally {
+          this.#releaseHeldUnless(remaining.length > 0);
+        }
+        if (steps.length > 0) {
+          this.#hooks.onDocumentChanged?.({
+            roomId: this.roomId,
+            clock: this.#clock,
+            steps: committedSteps(items),
+          });
+          if (this.#tombstones.size > this.#limits.maxTombstones) {
+            void this.#enqueue(() => this.#pruneTombstones());
           }
-          this.#finishPush(session, message, item.plan);
         }
-      } finally {
-        this.#releaseHeldUnless(remaining.length > 0);
       }
-      if (steps.length > 0) {
-        this.#hooks.onDocumentChanged?.({ roomId: this.roomId, clock: this.#clock });
-        if (this.#tombstones.size > this.#limits.maxTombstones) {
-          void this.#enqueue(() => this.#pruneTombstones());
-        }
+    } finally {
+      for (const message of replies.messages(this.#isolateId, this.#clock)) {
+        this.#sendForward(message);
       }
     }
   }
 
-  /** Plans up to `take` pushes in order against the cache as changed by the ones before. */
-  #planGroup(entries: PushEntry[], take: number): { items: GroupItem[]; steps: ChangeSet[] } {
-    const records = new Overlay(this.#records);
-    const presences = new Overlay(this.#presences);
-    const ctx = {
+  /** How a group sees the room and its queued pushes (push_group.ts). */
+  #groupContext(): GroupContext<PushEntry> {
+    return {
       schema: this.#recordSchema,
-      records,
-      presences,
+      records: this.#records,
+      presences: this.#presences,
+      clock: this.#clock,
+      roomChars: this.#roomChars,
+      maxRoomBytes: this.#limits.maxRoomBytes,
       maxRecordChars: this.#limits.maxRecordChars,
       maxRecordIdChars: this.#limits.maxRecordIdChars,
       legacyAppend: !this.#canEmitStringAppend(),
+      describe: (entry) => {
+        if (isRemote(entry)) {
+          return {
+            message: entry.message,
+            session: { isReadonly: false, presenceId: null, clientSchema: null },
+            key: `${entry.remote.from}\0${entry.remote.session}`,
+            origin: entry.origin,
+          };
+        }
+        const { session } = entry;
+        session.lastInteraction = Date.now();
+        return {
+          message: entry.message,
+          session: {
+            isReadonly: session.isReadonly,
+            presenceId: session.presenceId,
+            clientSchema: session.requiresDownMigrations ? session.schema : null,
+          },
+          key: session,
+          origin: entry.origin,
+        };
+      },
+      committedAt: (origin) => this.#origins.clockOf(origin),
+      onError: (entry, error) => {
+        const sessionId = isRemote(entry) ? entry.remote.session : entry.session.sessionId;
+        this.#log.error("push failed", { sessionId, error });
+      },
     };
-    const items: GroupItem[] = [];
-    const steps: ChangeSet[] = [];
-    const rejected = new Set<Session>();
-    let clock = this.#clock;
-    let roomChars = this.#roomChars;
-    let mutations = 0;
-    let chars = 0;
-    for (const entry of entries) {
-      if (items.length >= take) break;
-      const { session, message } = entry;
-      if (rejected.has(session)) {
-        items.push({ entry });
-        continue;
-      }
-      session.lastInteraction = Date.now();
-      let plan: PushPlan;
-      try {
-        plan = planPush(ctx, {
-          isReadonly: session.isReadonly,
-          presenceId: session.presenceId,
-          clientSchema: session.requiresDownMigrations ? session.schema : null,
-        }, message);
-        if (
-          plan.docDiff && plan.bytesDelta > 0 &&
-          roomChars + plan.bytesDelta > this.#limits.maxRoomBytes
-        ) {
-          throw new SessionRejection(LimitReason.ROOM_TOO_LARGE);
-        }
-      } catch (error) {
-        let reason: SyncCloseReason = CloseReason.UNKNOWN_ERROR;
-        if (error instanceof SessionRejection) reason = error.reason;
-        else this.#log.error("push failed", { sessionId: session.sessionId, error });
-        rejected.add(session);
-        items.push({ entry, rejection: reason });
-        continue;
-      }
-      let stepClock: number | undefined;
-      let sizes: number[] | undefined;
-      if (plan.docDiff) {
-        sizes = plan.changeSet.puts.map(({ record }) => JSON.stringify(record).length);
-        let stepChars = 200;
-        let stepMutations = 2 + 2 * plan.changeSet.deletes.length;
-        for (const size of sizes) {
-          stepChars += 2 * size + 100;
-          stepMutations += 2 + Math.ceil(size / 20_000);
-        }
-        if (
-          steps.length > 0 &&
-          (mutations + stepMutations > MAX_GROUP_MUTATIONS || chars + stepChars > MAX_GROUP_CHARS)
-        ) break;
-        mutations += stepMutations;
-        chars += stepChars;
-        stepClock = ++clock;
-        roomChars += plan.bytesDelta;
-        plan.changeSet.puts.forEach(({ record }, i) =>
-          records.set(record.id, { state: record, lastChangedClock: stepClock!, chars: sizes![i]! })
-        );
-        for (const { id } of plan.changeSet.deletes) records.set(id, null);
-        steps.push(plan.changeSet);
-      }
-      if (plan.presence && session.presenceId) {
-        presences.set(session.presenceId, plan.presence.record);
-      }
-      items.push({ entry, plan, clock: stepClock, sizes });
+  }
+
+  /** After a group's commit (or without one): one push's outcome, in group order. */
+  #finishGroupItem(item: GroupItem<PushEntry>, replies: ForwardReplies): void {
+    const { entry } = item;
+    if (isRemote(entry)) {
+      this.#remoteQueued.delete(entry.origin);
+      const origin = entry.origin;
+      if (item.committedAt !== undefined) {
+        replies.add(entry, { origin, committed: item.committedAt });
+      } else if (item.rejection) replies.add(entry, { origin, rejected: item.rejection });
+      else if (!item.plan) {
+        // An earlier push of its session was rejected (which closes the session).
+        replies.add(entry, { origin, rejected: CloseReason.UNKNOWN_ERROR });
+      } else if (item.clock !== undefined) {
+        this.#applyCommitted(item.plan.changeSet, item.clock, item.sizes);
+        this.#origins.add(origin, item.clock);
+        replies.add(entry, { origin, committed: item.clock });
+        this.#broadcast(item.plan.docForward, null, item.plan.docDiff);
+      } else replies.add(entry, { origin, discarded: this.#clock });
+      return;
     }
-    return { items, steps };
+    if (item.rejection) {
+      this.#reject(entry.session, item.rejection);
+      return;
+    }
+    if (!item.plan) return;
+    if (item.clock !== undefined) {
+      this.#applyCommitted(item.plan.changeSet, item.clock, item.sizes);
+      if (entry.origin !== undefined) this.#origins.add(entry.origin, item.clock);
+    }
+    if (entry.origin !== undefined) this.#awaiting.delete(entry.origin);
+    this.#finishPush(entry.session, entry.message, item.plan, entry.origin);
   }
 
   /** Applies a committed change set to the cache at `clock`. */
@@ -1442,17 +1532,12 @@ export class TldrawRoom {
     return result.clock;
   }
 
-  #finishPush(session: Session, message: PushRequest, plan: PushPlan): void {
-    if (plan.presence && session.presenceId) {
-      this.#presences.set(session.presenceId, plan.presence.record);
-      this.#schedulePresenceWrite(session);
-      this.#hooks.onPresenceChanged?.({
-        roomId: this.roomId,
-        sessionId: session.sessionId,
-        presenceId: session.presenceId,
-        record: plan.presence.record,
-      });
-    }
+  /**
+   * A local push's outcome: its presence, its push_result and the patch for the others. `origin`:
+   * the push was forwarded before (its result has a slot, and its presence went out then).
+   */
+  #finishPush(session: Session, message: PushRequest, plan: PushPlan, origin?: string): void {
+    if (plan.presence) this.#applyPresence(session, plan.presence.record);
     let action: PushResultAction;
     if (isEqual(plan.docDiff, message.diff)) action = "commit";
     else if (!plan.docDiff) action = "discard";
@@ -1461,13 +1546,7 @@ export class TldrawRoom {
       if (!migrated) return;
       action = { rebaseWithDiff: migrated };
     } else action = { rebaseWithDiff: plan.docDiff };
-    this.#sendData(session, {
-      type: "push_result",
-      clientClock: message.clientClock,
-      serverClock: this.#clock,
-      action,
-    });
-    this.#hooks.onPushAnswered?.(message, typeof action === "string" ? action : "rebase");
+    this.#answerPush(session, message, action, origin);
     if (plan.docDiff || plan.presence) {
       this.#broadcast(
         {
@@ -1477,6 +1556,279 @@ export class TldrawRoom {
         session,
         { ...plan.docDiff, ...plan.presence?.diff },
       );
+    }
+  }
+
+  /** A session's new presence record: kept, mirrored into its entry, and told to other isolates. */
+  #applyPresence(session: Session, record: WireRecord): void {
+    if (!session.presenceId) return;
+    this.#presences.set(session.presenceId, record);
+    this.#schedulePresenceWrite(session);
+    this.#hooks.onPresenceChanged?.({
+      roomId: this.roomId,
+      sessionId: session.sessionId,
+      presenceId: session.presenceId,
+      record,
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Push results, in push order
+
+  /**
+   * Sends a push's result, or holds it behind an earlier push of the session that waits for the
+   * writer; `origin`: this push had a slot of its own (it was forwarded).
+   */
+  #answerPush(
+    session: Session,
+    message: PushRequest,
+    action: PushResultAction,
+    origin?: string,
+  ): void {
+    if (origin !== undefined) this.#settleSlot(session, origin, action);
+    else if (session.resultSlots.length > 0) {
+      session.resultSlots.push({ origin: null, message, action });
+    } else this.#sendPushResult(session, message, action);
+  }
+
+  #sendPushResult(session: Session, message: PushRequest, action: PushResultAction): void {
+    this.#sendData(session, {
+      type: "push_result",
+      clientClock: message.clientClock,
+      serverClock: this.#clock,
+      action,
+    });
+    this.#hooks.onPushAnswered?.(message, typeof action === "string" ? action : "rebase");
+  }
+
+  /** The forwarded push `origin` of `session` has its action: send what is due, in order. */
+  #settleSlot(session: Session, origin: string, action: PushResultAction): void {
+    const slot = session.resultSlots.find((s) => s.origin === origin);
+    if (!slot) return;
+    slot.action = action;
+    while (session.resultSlots[0]?.action !== undefined) {
+      const ready = session.resultSlots.shift()!;
+      this.#sendPushResult(session, ready.message, ready.action!);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Forwarding to the room's writer (see forwarding.ts)
+
+  /** Pushes go to another isolate, the room's writer (or wait behind ones that went there). */
+  #forwarding(): boolean {
+    if (this.#forwarder.busy) return true;
+    if (!this.#hooks.onForward || this.#closed || Date.now() < this.#directUntil) return false;
+    const writer = this.#writer;
+    return writer !== undefined && writer.isolateId !== this.#isolateId &&
+      Date.now() - writer.at < ForwardTimeouts.writerLease;
+  }
+
+  /**
+   * Local pushes for the writer: presence is handled here and now (it never touches the clock),
+   * the document ops are queued for the writer, and the push_result waits for their outcome.
+   */
+  #forwardPushes(entries: LocalPush[]): void {
+    for (const entry of entries) {
+      const { session, message } = entry;
+      if (session.state !== SessionState.connected) continue;
+      session.lastInteraction = Date.now();
+      if (message.presence && entry.origin === undefined) {
+        try {
+          const plan = this.#planPush(session, { ...message, diff: undefined });
+          if (plan.presence) {
+            this.#applyPresence(session, plan.presence.record);
+            this.#broadcast(plan.presence.forward, session, plan.presence.diff);
+          }
+        } catch (error) {
+          if (!(error instanceof SessionRejection)) throw error;
+          this.#reject(session, error.reason);
+          continue;
+        }
+      }
+      const diff = message.diff;
+      if (!diff || Object.keys(diff).length === 0 || session.isReadonly) {
+        // Nothing for the writer (read-only ops are dropped): `commit` only when there were none.
+        this.#answerPush(session, message, diff === undefined ? "commit" : "discard", entry.origin);
+        continue;
+      }
+      const origin = entry.origin ?? `${this.#originPrefix}${(++this.#forwardSeq).toString(36)}`;
+      if (entry.origin === undefined) session.resultSlots.push({ origin, message });
+      const chars = JSON.stringify(diff).length;
+      const item: ForwardItem<Session> = {
+        origin,
+        session,
+        sessionId: session.sessionId,
+        message,
+        diff,
+        chars,
+        forwardable: !session.requiresDownMigrations && chars <= MAX_FORWARD_BATCH_CHARS,
+      };
+      this.#awaiting.set(origin, item);
+      this.#forwarder.enqueue(item);
+    }
+    this.#pumpForwarder();
+  }
+
+  /** Sends the next batch when none is in flight (or commits here what cannot be forwarded). */
+  #pumpForwarder(): void {
+    if (this.#fallingBack) return;
+    const writer = this.#writer?.isolateId;
+    if (!writer || writer === this.#isolateId) {
+      if (this.#forwarder.busy && this.#forwarder.target === undefined) this.#fallBack();
+      return;
+    }
+    const next = this.#forwarder.next(writer, this.#clock, Date.now());
+    if (next === "direct") this.#fallBack();
+    else if (next) {
+      this.#sendForward(next);
+      this.#forwardTimer ??= setInterval(() => this.#forwardTick(), FORWARD_TICK_MS);
+    }
+  }
+
+  #forwardTick(): void {
+    const due = this.#forwarder.due(Date.now());
+    if (!this.#forwarder.busy && this.#forwardTimer !== null) {
+      clearInterval(this.#forwardTimer);
+      this.#forwardTimer = null;
+    }
+    if (due === "give_up") this.#fallBack();
+    else if (due === "resend") {
+      // The batch may be lost, or its commits' notices: the writer answers a copy either way
+      // (it commits what it did not get, and tells the clock of what it committed).
+      const again = this.#forwarder.resend(this.#clock, Date.now());
+      if (again) this.#sendForward(again);
+    }
+  }
+
+  /**
+   * The writer does not answer (or cannot take a push): this isolate commits what waits for it,
+   * once it has caught up (pushes the writer did commit are answered from the log then).
+   */
+  #fallBack(): void {
+    if (this.#fallingBack) return;
+    this.#fallingBack = true;
+    void this.#enqueue(async () => {
+      try {
+        this.#directUntil = Date.now() + ForwardTimeouts.direct;
+        await this.#catchUpNow();
+        const items = this.#forwarder.takeAll().filter((item) => {
+          if (item.session.state === SessionState.connected) return true;
+          this.#awaiting.delete(item.origin); // nobody waits for its result any more
+          return false;
+        });
+        if (items.length === 0) return;
+        this.#log.debug("forwarded pushes committed here", { pushes: items.length });
+        this.#hooks.onForwardFallback?.({ roomId: this.roomId, pushes: items.length });
+        await this.#handlePushes(items.map((item) => ({
+          session: item.session,
+          message: { type: "push", clientClock: item.message.clientClock, diff: item.diff },
+          origin: item.origin,
+        })));
+      } finally {
+        this.#fallingBack = false;
+      }
+    });
+  }
+
+  /** Forwarded pushes this isolate will not commit (it is not the writer any more). */
+  #refuseRemote(entries: RemotePush[]): void {
+    const batches = new Map<string, RemotePush>();
+    for (const entry of entries) {
+      this.#remoteQueued.delete(entry.origin);
+      batches.set(`${entry.remote.from}\0${entry.remote.batch}`, entry);
+    }
+    for (const { remote } of batches.values()) {
+      this.#sendForward({
+        kind: "refused",
+        to: remote.from,
+        from: this.#isolateId,
+        batch: remote.batch,
+      });
+    }
+  }
+
+  #sendForward(message: ForwardMessage): void {
+    this.#hooks.onForward?.({ roomId: this.roomId, message });
+  }
+
+  /** A forwarding message from another isolate of this room (from the bus). */
+  receiveForward(message: ForwardMessage): void {
+    if (this.#closed) return;
+    if (message.kind === "resign") {
+      if (this.#writer?.isolateId === message.from) this.#writer = undefined;
+      if (this.#forwarder.target === message.from) this.#fallBack();
+      return;
+    }
+    if (message.to !== this.#isolateId) return;
+    this.#forwarder.heardFrom(message.from, Date.now());
+    if (message.kind === "refused") {
+      if (this.#forwarder.isInFlight(message.batch)) this.#fallBack();
+    } else if (message.kind === "result") {
+      void this.#enqueue(() => this.#takeOutcomes(message.outcomes, message.clock));
+    } else this.#takeForwarded(message);
+  }
+
+  /** Pushes forwarded to this isolate as the room's writer: they join the next group. */
+  #takeForwarded(message: Extract<ForwardMessage, { kind: "push" }>): void {
+    const { from, batch } = message;
+    if (message.base < this.#origins.completeFrom) {
+      // This isolate cannot tell whether the pushes were committed before it loaded the room.
+      this.#sendForward({ kind: "refused", to: from, from: this.#isolateId, batch });
+      return;
+    }
+    // The pushes were made on top of `base`: plan them against it or later (a catch-up queued
+    // now runs before their group).
+    if (message.base > this.#clock) void this.catchUp();
+    let committed = 0;
+    for (const push of message.pushes) {
+      // Committed before (a copy of a batch it took already): its isolate reads that in the log.
+      const clock = this.#origins.clockOf(push.origin);
+      if (clock !== undefined) committed = Math.max(committed, clock);
+      else if (!this.#remoteQueued.has(push.origin)) {
+        this.#remoteQueued.add(push.origin);
+        this.#submit({
+          remote: { from, batch, session: push.session },
+          message: { type: "push", clientClock: 0, diff: push.diff },
+          origin: push.origin,
+        });
+      }
+    }
+    if (committed > 0) {
+      // The forwarder missed those commits: it is told the clock (its catch-up answers them).
+      this.#sendForward({
+        kind: "result",
+        to: from,
+        from: this.#isolateId,
+        batch,
+        clock: this.#clock,
+        outcomes: [],
+      });
+    }
+  }
+
+  /**
+   * The writer's outcomes for pushes this isolate forwarded. Committed ones are answered when their
+   * step is applied (in clock order, among the patches); a discard changes nothing, so it can be
+   * answered at once (its session's later results wait behind it, spec 5.4).
+   */
+  async #takeOutcomes(outcomes: ForwardOutcome[], writerClock: number): Promise<void> {
+    for (const outcome of outcomes) {
+      const item = this.#forwarder.pending(outcome.origin);
+      if (!item) continue;
+      if ("rejected" in outcome) {
+        this.#settleForwarded(item);
+        this.#reject(item.session, outcome.rejected);
+      } else if ("discarded" in outcome) this.#discardForwarded(item);
+    }
+    if (writerClock > this.#clock) await this.#catchUpNow();
+    this.#pumpForwarder();
+  }
+
+  #discardForwarded(item: ForwardItem<Session>): void {
+    this.#settleForwarded(item);
+    if (item.session.state === SessionState.connected) {
+      this.#settleSlot(item.session, item.origin, "discard");
     }
   }
 
@@ -1532,7 +1884,7 @@ export class TldrawRoom {
   // ---------------------------------------------------------------------------------------------
   // Cache
 
-  #setCached(state: WireRecord, clock: number, chars = JSON.stringify(state).length): void {
+  #setCached(state: WireRecord, clock: number, chars = recordJson(state).length): void {
     const old = this.#records.get(state.id);
     this.#roomChars += chars - (old?.chars ?? 0);
     this.#records.set(state.id, { state, lastChangedClock: clock, chars });
@@ -1551,13 +1903,21 @@ export class TldrawRoom {
     // Spec 7.1: the clock is at least every stored record's and tombstone's clock.
     let clock = data.meta.documentClock;
     for (const record of data.records) {
-      this.#setCached(record.state, record.lastChangedClock, record.chars);
+      // Loaded records stay as the store made them (a LazyRecord is parsed when first used).
+      const cached: CachedRecord = record.chars !== undefined
+        ? record as CachedRecord
+        : { ...record, chars: recordJson(record.state).length };
+      this.#records.set(storedRecordId(record), cached);
+      this.#roomChars += cached.chars;
       clock = Math.max(clock, record.lastChangedClock);
     }
     for (const tombstoneClock of data.tombstones.values()) clock = Math.max(clock, tombstoneClock);
     this.#tombstones = new Map(data.tombstones);
     this.#historyStart = Math.min(data.meta.tombstoneHistoryStartsAtClock, clock);
     this.#clock = clock;
+    this.#writer = data.meta.writer;
+    // Origins of forwarded pushes are known from here on (see forwarding.ts).
+    this.#origins.reset(clock);
   }
 
   /**
@@ -1568,14 +1928,19 @@ export class TldrawRoom {
     const result = await this.#store.stepsSince(this.roomId, this.#clock);
     if (result.kind === "none") return;
     if (result.kind === "steps" && result.steps[0]?.clock === this.#clock + 1) {
+      if (result.writer) this.#writer = result.writer;
       for (const step of result.steps) this.#applyStep(step);
       this.#applyHistoryStart(result.tombstoneHistoryStartsAtClock);
+      this.#pumpForwarder();
       return;
     }
     await this.#reloadAfterGap();
   }
 
-  /** Applies one committed clock of another isolate to the cache and sends it as one patch. */
+  /**
+   * Applies one committed clock of another isolate to the cache and sends it as one patch; when it
+   * is a push this isolate forwarded, its session gets the push_result instead.
+   */
   #applyStep(step: LogStep): void {
     const forward: ForwardDiff = { puts: {}, deletes: [] };
     for (const record of step.puts) {
@@ -1591,7 +1956,32 @@ export class TldrawRoom {
       this.#tombstones.set(id, step.clock);
     }
     this.#clock = step.clock;
-    this.#broadcast(forward, null, undefined, { allowEmpty: true });
+    const item = step.origin === undefined ? undefined : this.#awaiting.get(step.origin);
+    if (step.origin !== undefined) this.#origins.add(step.origin, step.clock);
+    // Pushes forwarded before it in its batch and not committed: discarded (forwarding.ts).
+    if (item) {
+      for (const before of this.#forwarder.unansweredBefore(item.origin)) {
+        this.#discardForwarded(before);
+      }
+    }
+    if (!item || item.session.state !== SessionState.connected) {
+      if (item) this.#settleForwarded(item);
+      this.#broadcast(forward, null, undefined, { allowEmpty: true });
+      return;
+    }
+    this.#settleForwarded(item);
+    this.#broadcast(forward, item.session, undefined, { allowEmpty: true });
+    // The pusher's result: `commit` when the step is what it pushed (spec 5.1).
+    const diff = this.#migrateDiffForSession(item.session, forward);
+    if (!diff) return;
+    const action: PushResultAction = isEqual(diff, item.diff) ? "commit" : { rebaseWithDiff: diff };
+    this.#settleSlot(item.session, item.origin, action);
+  }
+
+  /** A forwarded push whose outcome is known: nothing waits for it any more. */
+  #settleForwarded(item: ForwardItem<Session>): void {
+    this.#awaiting.delete(item.origin);
+    this.#forwarder.resolve(item.origin);
   }
 
   /**
@@ -1605,10 +1995,12 @@ export class TldrawRoom {
     if (!loaded) return;
     const data = settledView(loaded);
     if (data.meta.documentClock <= this.#clock) return;
+    this.#writer = data.meta.writer;
     const rebuilt = stepsFromReload(data, this.#clock);
     if (rebuilt.ok) {
       for (const step of rebuilt.steps) this.#applyStep(step);
       this.#applyHistoryStart(data.meta.tombstoneHistoryStartsAtClock);
+      this.#forgetOrigins();
       return;
     }
     this.#log.info("catch-up gap: sessions re-hydrate", {
@@ -1617,7 +2009,24 @@ export class TldrawRoom {
       why: rebuilt.error,
     });
     this.#replaceCache(data);
+    this.#forgetOrigins();
     for (const session of [...this.#sessions.values()]) {
+      if (session.state !== SessionState.connected) continue;
+      safeClose(session.socket);
+      this.#cancel(session);
+    }
+  }
+
+  /**
+   * Steps were skipped (rebuilt without their origins, or not read at all): whether a forwarded
+   * push waiting here was committed can no longer be told from the log, so it is neither answered
+   * nor committed again. Its client reconnects and pushes its changes again (spec 4.5).
+   */
+  #forgetOrigins(): void {
+    this.#origins.reset(this.#clock);
+    const items = [...this.#awaiting.values(), ...this.#forwarder.takeAll()];
+    this.#awaiting.clear();
+    for (const { session } of items) {
       if (session.state !== SessionState.connected) continue;
       safeClose(session.socket);
       this.#cancel(session);
@@ -1656,6 +2065,29 @@ export class TldrawRoom {
       await this.#catchUpNow();
     }
   }
+}
+
+/** The steps a group committed, as another isolate reads them from the log. */
+function committedSteps(items: readonly GroupItem<PushEntry>[]): LogStep[] {
+  const steps: LogStep[] = [];
+  for (const { plan, clock } of items) {
+    if (!plan || clock === undefined) continue;
+    const { puts, deletes, origin } = plan.changeSet;
+    steps.push({
+      clock,
+      puts: puts.map(({ record }) => ({ state: record, lastChangedClock: clock })),
+      deletes: deletes.map(({ id }) => id),
+      ...(origin === undefined ? {} : { origin }),
+    });
+  }
+  return steps;
+}
+
+let tldrawSchema: StoreSchema<UnknownRecord, unknown> | undefined;
+
+/** tldraw's default schema, built once per process. */
+function defaultSchema(): StoreSchema<UnknownRecord, unknown> {
+  return tldrawSchema ??= createTLSchema() as unknown as StoreSchema<UnknownRecord, unknown>;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -18,6 +18,8 @@ import {
   TldrawRoom,
 } from "./room.ts";
 import type { RoomStore } from "./room_store.ts";
+import { type ForwardMessage, parseForwardMessage } from "./forwarding.ts";
+import { commitNotice, parseClockNotice } from "./clock_notice.ts";
 
 /** Options for {@link RoomManager}. */
 export interface RoomManagerOptions {
@@ -133,20 +135,17 @@ export class RoomManager {
       if (bus) {
         const loaded = room;
         const unsubscribeClock = bus.subscribe(busTopic(roomId), (body) => {
-          const { clock, contended, hello } = (body ?? {}) as {
-            clock?: unknown;
-            contended?: unknown;
-            hello?: unknown;
-          };
-          if (typeof clock !== "number") return;
+          const notice = parseClockNotice(body);
+          if (!notice) return;
+          const { clock } = notice;
           loaded.then((r) => {
             r.notePeer();
             // Another isolate lost commit races here twice or more in a row: give it a turn.
-            if (contended === true) r.yieldCommits(CONTENTION_YIELD_MS);
-            else if (hello !== true) {
+            if (notice.contended) r.yieldCommits(CONTENTION_YIELD_MS);
+            else if (!notice.hello) {
               this.#options.onClockNotice?.({ roomId, clock, late: clock <= r.clock });
             }
-            r.noticeClock(clock);
+            r.noticeClock(clock, notice);
           }, () => {});
         });
         const unsubscribePresence = bus.subscribe(presenceTopic(roomId), (body) => {
@@ -158,9 +157,19 @@ export class RoomManager {
             }, () => {});
           }
         });
+        const unsubscribeForward = bus.subscribe(forwardTopic(roomId), (body) => {
+          const message = parseForwardMessage(body);
+          if (message) {
+            loaded.then((r) => {
+              r.notePeer();
+              r.receiveForward(message);
+            }, () => {});
+          }
+        });
         this.#unsubscribe.set(roomId, () => {
           unsubscribeClock();
           unsubscribePresence();
+          unsubscribeForward();
         });
       }
       // A failed load is not cached: the next socket tries again.
@@ -222,15 +231,25 @@ export class RoomManager {
           hooks.onDocumentChanged?.(info);
           // Alone in the room: an isolate that joins later loads from KV and polls the clock.
           if (this.#ready.get(roomId)?.hasPeers === false) return;
-          bus?.publish(busTopic(roomId), { clock: info.clock }).catch((error) =>
-            this.#options.log.warn("bus publish failed", { roomId, error })
-          );
+          bus?.publish(busTopic(roomId), commitNotice(info.clock, this.isolateId, info.steps))
+            .catch((error) => this.#options.log.warn("bus publish failed", { roomId, error }));
         },
         onPeerFound: (info) => {
           hooks.onPeerFound?.(info);
           // Commits made while this isolate thought it was alone were not announced.
           this.#hello(roomId, info.clock);
         },
+        // Without a bus nothing can be forwarded: every isolate commits its own pushes.
+        ...(bus
+          ? {
+            onForward: (info: { roomId: string; message: ForwardMessage }) => {
+              hooks.onForward?.(info);
+              bus.publish(forwardTopic(roomId), info.message as unknown as Json).catch((error) =>
+                this.#options.log.warn("forward publish failed", { roomId, error })
+              );
+            },
+          }
+          : {}),
         onContention: (info) => {
           hooks.onContention?.(info);
           bus?.publish(busTopic(roomId), { clock: info.clock, contended: true }).catch((error) =>
@@ -330,6 +349,11 @@ export class RoomManager {
 /** The bus topic of a room's clock notices. */
 export function busTopic(roomId: string): string {
   return `tldraw:${roomId}`;
+}
+
+/** The bus topic on which a room's isolates forward pushes to its writer (forwarding.ts). */
+export function forwardTopic(roomId: string): string {
+  return `tldraw-fwd:${roomId}`;
 }
 
 /** The bus topic of a room's presence changes. */

@@ -16,6 +16,18 @@ export interface RoomMeta {
   tombstoneHistoryStartsAtClock: number;
   /** Serialized schema the stored records conform to. */
   schema: WireSchema | null;
+  /** Who made the latest commit that named a writer (see {@link ChangeSet.writer}). */
+  writer?: RoomWriter | undefined;
+}
+
+/**
+ * The isolate that committed to a room last, and when (epoch ms, its own clock). While that is
+ * recent, other isolates forward their pushes to it instead of racing it for the room's clock
+ * (forwarding.ts). Only a hint: every commit is still checked against the clock.
+ */
+export interface RoomWriter {
+  isolateId: string;
+  at: number;
 }
 
 /** A document record with the clock of its last change. */
@@ -43,6 +55,14 @@ export interface ChangeSet {
   deletes: { id: string; prev: StoredRecord }[];
   /** Replaces the stored schema (after a migration of the stored records). */
   schema?: WireSchema;
+  /** The committing isolate: recorded in the meta as the room's {@link RoomWriter}. */
+  writer?: string;
+  /**
+   * Identifies the push this step comes from when it was forwarded from another isolate (or may
+   * have been): kept in the change log, so that every isolate can tell it was committed and none
+   * commits it twice (forwarding.ts).
+   */
+  origin?: string;
   /**
    * `false`: the change log may list this step's ids without the records' values (no other
    * isolate serves the room just now; one that reads the step later reads the records instead).
@@ -92,6 +112,8 @@ export interface LogStep {
   clock: number;
   puts: StoredRecord[];
   deletes: string[];
+  /** The {@link ChangeSet.origin} it was committed with. */
+  origin?: string;
 }
 
 /** The outcome of {@link RoomStore.stepsSince}. */
@@ -99,7 +121,13 @@ export type StepsSince =
   /** Nothing newer than the given clock. */
   | { kind: "none"; clock: number }
   /** One step per clock after the given one, in order, with no gap, up to `clock`. */
-  | { kind: "steps"; clock: number; tombstoneHistoryStartsAtClock: number; steps: LogStep[] }
+  | {
+    kind: "steps";
+    clock: number;
+    tombstoneHistoryStartsAtClock: number;
+    steps: LogStep[];
+    writer?: RoomWriter | undefined;
+  }
   /** The log does not reach back that far (compacted, or a bulk change): reload the room. */
   | { kind: "gap"; clock: number };
 

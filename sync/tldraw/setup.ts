@@ -54,8 +54,15 @@ export function createRoomManager(
   const readKv = path && path !== ":memory:" ? Deno.openKv(path) : undefined;
   const store = new KvRoomStore(deps.kv, readKv ? { readKv } : {});
   const metrics = deps.metrics && serverMetrics(deps.metrics);
-  const hooks = metrics
-    ? { ...options.hooks, ...pushTiming(metrics, options.hooks) }
+  const hooks: RoomHooks | undefined = metrics
+    ? {
+      ...options.hooks,
+      ...pushTiming(metrics, options.hooks),
+      onForwardFallback: (info) => {
+        options.hooks?.onForwardFallback?.(info);
+        metrics.forwardFallbacks.inc({}, info.pushes);
+      },
+    }
     : options.hooks;
   const rooms = new RoomManager({
     // Workers of one process share the KV file: a busy SQLite file is retried, not an error. Its

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
 import type { WireRecord } from "../../sync/tldraw/protocol.ts";
 import type { RoomData, StoredRecord } from "../../sync/tldraw/room_store.ts";
+import { LazyRecord, recordJson } from "../../sync/tldraw/record_json.ts";
 
 const LOG_SIZE = 20;
 
@@ -166,4 +167,40 @@ Deno.test("KvRoomStore snapshot: replacing one deletes the old pieces; deleteRoo
   );
   await store.deleteRoom("r");
   assert.deepEqual(await snapshotKeys(kv), []);
+});
+
+Deno.test("KvRoomStore loads hand out records unparsed: their stored JSON, parsed on first use", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const { store, clock } = await seeded(kv);
+  // Ids that need escaping survive the snapshot's line format.
+  const odd = shape('shape:tab\there "quoted"\n', { i: -1 });
+  assert.ok((await store.commit("r", clock, { puts: [{ record: odd }], deletes: [] })).ok);
+  await store.saveSnapshot("r", clock + 1, (await store.load("r"))!.records);
+  for (const snapshots of [true, false]) {
+    const data = (await new KvRoomStore(kv, { logSize: LOG_SIZE, snapshots }).load("r"))!;
+    const lazy = data.records.filter((r) => r instanceof LazyRecord) as LazyRecord[];
+    assert.equal(lazy.length, data.records.length, `snapshots: ${snapshots}`);
+    const record = lazy.find((r) => r.id === odd.id);
+    assert.ok(record, `snapshots: ${snapshots}`);
+    assert.equal(record.json, JSON.stringify(odd));
+    assert.equal(record.chars, record.json.length);
+    assert.deepEqual(record.state, odd);
+    // Parsed once: the same object on every use, and its JSON is known without serializing it.
+    assert.equal(record.state, record.state);
+    assert.equal(recordJson(record.state), record.json);
+  }
+});
+
+Deno.test("KvRoomStore snapshot: pieces written in the earlier line format (clock, JSON) still load", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const { store, clock } = await seeded(kv);
+  const records = (await store.load("r"))!.records;
+  const text = records.map((r) => `${r.lastChangedClock}\t${JSON.stringify(r.state)}\n`).join("");
+  await kv.set(["tldraw", "r", "snapchunk", "old", 0], text);
+  await kv.set(["tldraw", "r", "snap"], { id: "old", clock, pieces: 1 });
+  assert.equal(await loadsFromSnapshot(kv), true);
+  assert.deepEqual(
+    normal(await new KvRoomStore(kv, { logSize: LOG_SIZE }).load("r")),
+    await listed(kv),
+  );
 });

@@ -43,9 +43,11 @@ const emptyRoom = (records: StoredRecord[] = []): RoomData => ({
 
 /** Records by id; a store that gives `chars` must give the record's JSON length. */
 function byId(records: StoredRecord[]): Record<string, StoredRecord> {
-  return Object.fromEntries(records.map(({ chars, ...r }) => {
-    if (chars !== undefined) assert.equal(chars, JSON.stringify(r.state).length, r.state.id);
-    return [r.state.id, r];
+  // Read through the properties: a store may hand out records whose `state` is a getter.
+  return Object.fromEntries(records.map((record) => {
+    const { state, lastChangedClock, chars } = record;
+    if (chars !== undefined) assert.equal(chars, JSON.stringify(state).length, state.id);
+    return [state.id, { state, lastChangedClock }];
   }));
 }
 
@@ -328,6 +330,45 @@ for (const [name, open] of Object.entries(implementations)) {
     assert.deepEqual(lost, { ok: false, error: "conflict" });
     assert.equal(await other.readClock("r"), 3);
     assert.equal((await other.load("r"))!.records.length, 2);
+  });
+
+  test("the writer and a step's origin: kept by commits, read back by loads and stepsSince", async ({ store, other }) => {
+    await store.create("r", emptyRoom());
+    const before = Date.now();
+    await store.commit("r", 0, { puts: [{ record: shape("shape:a") }], deletes: [], writer: "i1" });
+    // A commit that names no writer keeps the one before.
+    await other.commit("r", 1, { puts: [{ record: shape("shape:b") }], deletes: [] });
+    const loaded = await other.load("r");
+    assert.equal(loaded?.meta.writer?.isolateId, "i1");
+    assert.ok(loaded!.meta.writer!.at >= before && loaded!.meta.writer!.at <= Date.now());
+    // Forwarded pushes keep their origin, alone and in a group; the last named writer wins.
+    assert.ok(
+      (await other.commitSteps("r", 2, [
+        { puts: [{ record: shape("shape:c") }], deletes: [], origin: "i1:7", writer: "i2" },
+        { puts: [{ record: shape("shape:d") }], deletes: [], writer: "i2" },
+      ])).ok,
+    );
+    assert.ok(
+      (await other.commit("r", 4, {
+        puts: [{ record: shape("shape:e") }],
+        deletes: [],
+        origin: "i1:8",
+        writer: "i2",
+        logValues: false,
+      })).ok,
+    );
+    const steps = await store.stepsSince("r", 0);
+    assert.equal(steps.kind, "steps");
+    if (steps.kind !== "steps") return;
+    assert.deepEqual(steps.steps.map((step) => step.origin), [
+      undefined,
+      undefined,
+      "i1:7",
+      undefined,
+      "i1:8",
+    ]);
+    assert.equal(steps.writer?.isolateId, "i2");
+    assert.equal((await store.load("r"))?.meta.writer?.isolateId, "i2");
   });
 
   test("deleteRoom removes the document, its log and its sessions; other rooms stay", async ({ store, other }) => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { encodeConnectReply, encodeDataFrame } from "../../sync/tldraw/data_frame.ts";
 import type { ConnectReply, DataEvent } from "../../sync/tldraw/protocol.ts";
-import { recordJson, rememberRecordJson } from "../../sync/tldraw/record_json.ts";
+import { LazyRecord, recordJson, rememberRecordJson } from "../../sync/tldraw/record_json.ts";
 
 Deno.test("a data frame is byte for byte what JSON.stringify gives, shared events included", () => {
   const patch: DataEvent = {
@@ -50,4 +50,33 @@ Deno.test("a connect reply parses to the reply, with each put record's cached JS
     recordJson(reply.diff["shape:a"]![1] as object),
     '{ "id": "shape:a", "typeName": "shape", "x": 1 }',
   );
+});
+
+Deno.test("connect reply: stored records are added to the diff as their stored JSON, unparsed", () => {
+  const reply: ConnectReply = {
+    type: "connect",
+    connectRequestId: "c2",
+    hydrationType: "wipe_all",
+    protocolVersion: 8,
+    schema: { schemaVersion: 2, sequences: {} } as never,
+    serverClock: 3,
+    diff: { "shape:gone": ["remove"] } as never,
+    isReadonly: true,
+  };
+  // A record that must not be parsed on the way.
+  class Unparsed extends LazyRecord {
+    override get state(): never {
+      throw new Error("parsed");
+    }
+  }
+  const stored = new Unparsed("shape:s", '{"id":"shape:s","typeName":"shape","y":2}', 3);
+  const text = encodeConnectReply(reply, [stored]);
+  assert.deepEqual(JSON.parse(text), {
+    ...reply,
+    diff: {
+      "shape:gone": ["remove"],
+      "shape:s": ["put", { id: "shape:s", typeName: "shape", y: 2 }],
+    },
+  });
+  assert.ok(text.includes(`"shape:s":["put",${stored.json}]`));
 });
