@@ -10,7 +10,7 @@
  * | `rec, id` | `{c: lastChangedClock, j: json}` or, above one chunk, `{c, n: pieces}` |
  * | `chunk, id, c, i` | piece `i` of the record's JSON written at clock `c` (immutable once written) |
  * | `tomb, id` | clock of the deletion |
- * | `log, clock` | ids written at that clock `{p, d}`, with the values `j` when small and the origin `o` of a forwarded push (last {@link KvRoomStoreOptions.logSize} kept) |
+ * | `ring, clock % logSize` | the change log, a ring of {@link KvRoomStoreOptions.logSize} slots: clock `c`, ids written at it `{p, d}`, with the values `j` when small and the origin `o` of a forwarded push |
  * | `sess, sessionId` | a {@link SessionEntry}, with `expireIn` |
  * | `snap` | `{id, clock, pieces}`: the newest compacted snapshot (see {@link KvRoomStore.saveSnapshot}) |
  * | `snapchunk, id, i` | piece `i` of snapshot `id`: lines `clock<TAB>json` of every record |
@@ -79,7 +79,10 @@ type StoredMeta = Omit<RoomMeta, "schema" | "writer"> & {
   w?: string;
   at?: number;
 };
-type LogEntry = { p: string[]; d: string[]; j?: string[]; o?: string } | { bulk: true; o?: string };
+type IdsEntry = { p: string[]; d: string[]; j?: string[]; o?: string };
+type LogEntry = IdsEntry | { bulk: true; o?: string };
+/** A change-log slot: the entry of clock `c` (a slot is overwritten by the clock `logSize` later). */
+type LogSlot = LogEntry & { c: number };
 
 /** Options for {@link KvRoomStore}. */
 export interface KvRoomStoreOptions {
@@ -280,12 +283,9 @@ export class KvRoomStore implements RoomStore {
     const metaSize = META_SIZE;
     const metaKey = this.#key(roomId, "meta");
     const versionstamp = known.versionstamp;
-    const logKey = this.#key(roomId, "log", clock);
-    const oldLogKey = clock - this.#logSize > 0
-      ? this.#key(roomId, "log", clock - this.#logSize)
-      : undefined;
+    const logKey = this.#logKey(roomId, clock);
     let staged: Pending | undefined;
-    const inline = writes.fitsWith(3, metaSize + logSize);
+    const inline = writes.fitsWith(2, metaSize + logSize);
     if (!inline) {
       // Too big for one atomic operation: write the mutations to staging keys first (invisible),
       // then commit the meta pointing at them, then apply them (spec: every ack is durable).
@@ -295,12 +295,11 @@ export class KvRoomStore implements RoomStore {
     const result = await this.#write(`room:${roomId}`, {
       checks: 1,
       checked: [{ key: metaKey, versionstamp }],
-      mutations: 3 + (inline ? writes.list.length : 0),
+      mutations: 2 + (inline ? writes.list.length : 0),
       bytes: metaSize + logSize + (inline ? writes.bytes : 0),
     }, (op) => {
       op.check({ key: metaKey, versionstamp });
-      op.set(logKey, logEntry);
-      if (oldLogKey) op.delete(oldLogKey);
+      op.set(logKey, { ...logEntry, c: clock });
       if (inline) writes.applyTo(op);
       op.set(metaKey, meta);
     });
@@ -345,8 +344,7 @@ export class KvRoomStore implements RoomStore {
     for (const changes of steps) {
       clock++;
       const { writes, logEntry, logSize } = this.#stepWrites(roomId, clock, changes);
-      writes.set(this.#key(roomId, "log", clock), logEntry, logSize);
-      if (clock - this.#logSize > 0) writes.delete(this.#key(roomId, "log", clock - this.#logSize));
+      writes.set(this.#logKey(roomId, clock), { ...logEntry, c: clock }, logSize);
       if (changes.schema) schema = changes.schema;
       put(writes);
     }
@@ -636,18 +634,12 @@ export class KvRoomStore implements RoomStore {
     if (since === clock) return { kind: "none", clock };
     if (since > clock || since < meta.tombstoneHistoryStartsAtClock) return { kind: "gap", clock };
     const touched = new Set<string>();
-    let expected = since + 1;
-    const iter = this.#readKv.list<LogEntry>({
-      start: this.#key(roomId, "log", since + 1),
-      end: this.#key(roomId, "log", clock + 1),
-    });
-    for await (const entry of iter) {
-      if (entry.key.at(-1) !== expected || "bulk" in entry.value) return { kind: "gap", clock };
-      for (const id of entry.value.p) touched.add(id);
-      for (const id of entry.value.d) touched.add(id);
-      expected++;
+    const log = await this.#readLog(roomId, since, clock);
+    if (!log) return { kind: "gap", clock };
+    for (const entry of log) {
+      for (const id of entry.p) touched.add(id);
+      for (const id of entry.d) touched.add(id);
     }
-    if (expected !== clock + 1) return { kind: "gap", clock };
     const records: StoredRecord[] = [];
     const deletes: [string, number][] = [];
     for (const { id, head, tombstone } of await this.#readHeads(roomId, [...touched])) {
@@ -668,6 +660,41 @@ export class KvRoomStore implements RoomStore {
       records,
       deletes,
     };
+  }
+
+  /** The change-log slot of `clock`. */
+  #logKey(roomId: string, clock: number): Deno.KvKey {
+    return this.#key(roomId, "ring", clock % this.#logSize);
+  }
+
+  /**
+   * The log entries of the clocks `(since, clock]`, in order, or `undefined` when one of them is no
+   * longer there (its slot holds a later clock), was never written with ids (bulk), or the range is
+   * longer than the ring. One or two range reads (the ring may wrap inside it).
+   */
+  async #readLog(
+    roomId: string,
+    since: number,
+    clock: number,
+  ): Promise<(IdsEntry & { c: number })[] | undefined> {
+    if (clock - since > this.#logSize) return undefined;
+    const first = (since + 1) % this.#logSize;
+    const last = clock % this.#logSize;
+    const ranges = first <= last ? [[first, last + 1]] : [[first, this.#logSize], [0, last + 1]];
+    const entries: (IdsEntry & { c: number })[] = [];
+    let expected = since + 1;
+    for (const [start, end] of ranges) {
+      const iter = this.#readKv.list<LogSlot>({
+        start: this.#key(roomId, "ring", start!),
+        end: this.#key(roomId, "ring", end!),
+      });
+      for await (const { value } of iter) {
+        if (value.c !== expected || "bulk" in value) return undefined;
+        entries.push(value);
+        expected++;
+      }
+    }
+    return expected === clock + 1 ? entries : undefined;
   }
 
   /** The record head and tombstone of each id, read together (KV reads 10 keys at a time). */
@@ -703,26 +730,19 @@ export class KvRoomStore implements RoomStore {
     const steps: LogStep[] = [];
     // Steps logged without values: their records are read below.
     const unresolved: { step: LogStep; ids: string[] }[] = [];
-    let expected = since + 1;
-    const iter = this.#readKv.list<LogEntry>({
-      start: this.#key(roomId, "log", since + 1),
-      end: this.#key(roomId, "log", clock + 1),
-    });
-    for await (const entry of iter) {
-      if (entry.key.at(-1) !== expected || "bulk" in entry.value) return { kind: "gap", clock };
-      const { p, d, j, o } = entry.value;
-      const step: LogStep = { clock: expected, puts: [], deletes: [...d] };
+    const log = await this.#readLog(roomId, since, clock);
+    if (!log) return { kind: "gap", clock };
+    for (const { c, p, d, j, o } of log) {
+      const step: LogStep = { clock: c, puts: [], deletes: [...d] };
       if (o !== undefined) step.origin = o;
       if (j && j.length === p.length) {
-        step.puts = j.map((json) => ({ state: JSON.parse(json), lastChangedClock: expected }));
+        step.puts = j.map((json) => ({ state: JSON.parse(json), lastChangedClock: c }));
       } else {
         unresolved.push({ step, ids: [...p, ...d] });
         step.deletes = [];
       }
       steps.push(step);
-      expected++;
     }
-    if (expected !== clock + 1) return { kind: "gap", clock };
     for (const { step, ids } of unresolved) {
       for (const { id, head, tombstone } of await this.#readHeads(roomId, ids)) {
         // Only what is still as that clock left it; later changes come with their own step.

@@ -545,10 +545,10 @@ Deno.test("KvRoomStore: logValues false logs ids only; readers of the step read 
   const b = shape("shape:b", { x: 2 });
   await store.commit("r", 0, { puts: [{ record: a }], deletes: [], logValues: false });
   await store.commit("r", 1, { puts: [{ record: b }], deletes: [] });
-  const log = await kv.get<{ j?: string[] }>(["tldraw", "r", "log", 1]);
+  const log = await kv.get<{ j?: string[] }>(["tldraw", "r", "ring", 1]);
   assert.equal(log.value?.j, undefined, "ids only");
   assert.ok(
-    (await kv.get<{ j?: string[] }>(["tldraw", "r", "log", 2])).value?.j,
+    (await kv.get<{ j?: string[] }>(["tldraw", "r", "ring", 2])).value?.j,
     "values by default",
   );
   const steps = await new KvRoomStore(kv).stepsSince("r", 0);
@@ -558,4 +558,30 @@ Deno.test("KvRoomStore: logValues false logs ids only; readers of the step read 
     [1, [a]],
     [2, [b]],
   ]);
+});
+
+Deno.test("KvRoomStore: the change log is a ring of logSize slots; reads across its wrap are in order", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const store = new KvRoomStore(kv, { logSize: 4 });
+  await store.create("r", emptyRoom());
+  for (let clock = 0; clock < 10; clock++) {
+    const record = shape(`shape:${clock % 3}`, { x: clock });
+    assert.ok((await store.commit("r", clock, { puts: [{ record }], deletes: [] })).ok);
+  }
+  const slots: Deno.KvKey[] = [];
+  for await (const entry of kv.list({ prefix: ["tldraw", "r", "ring"] })) slots.push(entry.key);
+  assert.deepEqual(slots.map((key) => key.at(-1)), [0, 1, 2, 3], "one key per slot, reused");
+  // Clocks 7–10 sit in slots 3, 0, 1, 2.
+  const steps = await store.stepsSince("r", 6);
+  assert.equal(steps.kind, "steps");
+  if (steps.kind !== "steps") return;
+  assert.deepEqual(
+    steps.steps.map((step) => [step.clock, step.puts[0]?.state.x]),
+    [[7, 6], [8, 7], [9, 8], [10, 9]],
+  );
+  // Clock 6's slot holds clock 10 now: from 5 on the log no longer reaches.
+  assert.equal((await store.stepsSince("r", 5)).kind, "gap");
+  assert.equal((await store.changesSince("r", 5)).kind, "gap");
+  const changes = await store.changesSince("r", 8);
+  assert.equal(changes.kind, "changes");
 });
