@@ -16,7 +16,7 @@ import { createTLSchema } from "@tldraw/tlschema";
 import { isEqual } from "@tldraw/utils";
 import { type Logger, silentLogger } from "../../log.ts";
 import { ChunkAssembler, ChunkError } from "./chunks.ts";
-import { encodeConnectReply, encodeDataFrame } from "./data_frame.ts";
+import { encodeConnectReply } from "./data_frame.ts";
 import {
   type CachedRecord,
   type ForwardDiff,
@@ -39,7 +39,6 @@ import {
   PROTOCOL_VERSION,
   type PushRequest,
   type PushResultAction,
-  type ServerMessage,
   SYNC_ERROR_CLOSE_CODE,
   type SyncCloseReason,
   Timeouts,
@@ -56,6 +55,18 @@ import type {
   SessionEntry,
 } from "./room_store.ts";
 import { settledView, stepsFromReload } from "./catch_up.ts";
+import { RoomCache } from "./room_cache.ts";
+import {
+  closeWith,
+  OPEN,
+  type RoomSocket,
+  safeClose,
+  type Session,
+  SessionState,
+} from "./session.ts";
+import { SessionSender } from "./session_sender.ts";
+
+export type { RoomSocket } from "./session.ts";
 import {
   Forwarder,
   type ForwardItem,
@@ -67,21 +78,7 @@ import {
   OriginIndex,
 } from "./forwarding.ts";
 import { type GroupContext, type GroupItem, MAX_GROUP_PUSHES, planGroup } from "./push_group.ts";
-import { recordJson, storedRecordId, storedRecordJson } from "./record_json.ts";
-
-/** The transport a session needs: a WebSocket or anything shaped like one. */
-export interface RoomSocket {
-  readonly readyState: number;
-  send(data: string): void;
-  /**
-   * Optional: `send` for a text whose UTF-8 size the caller already knows (a metered socket then
-   * counts it without scanning the text again).
-   */
-  sendSized?(data: string, utf8Bytes: number): void;
-  close(code?: number, reason?: string): void;
-}
-
-const OPEN = 1;
+import { storedRecordId, storedRecordJson } from "./record_json.ts";
 
 /** Limits enforced per room. */
 export interface RoomLimits {
@@ -238,41 +235,6 @@ const FORWARD_TICK_MS = 50;
 // Longest a room holds its commits back when another isolate reports contention.
 const MAX_YIELD_MS = 100;
 
-const SessionState = {
-  admitting: "admitting",
-  awaiting_connect: "awaiting_connect",
-  connected: "connected",
-  awaiting_removal: "awaiting_removal",
-  removed: "removed",
-} as const;
-type SessionState = (typeof SessionState)[keyof typeof SessionState];
-
-interface Session {
-  sessionId: string;
-  socket: RoomSocket;
-  state: SessionState;
-  presenceId: string | null;
-  isReadonly: boolean;
-  meta: unknown;
-  userId: string | undefined;
-  startedAt: number;
-  lastInteraction: number;
-  /** The client's schema (kept as one object: StoreSchema caches migrations by identity). */
-  schema: SerializedSchema | null;
-  requiresDownMigrations: boolean;
-  supportsStringAppend: boolean;
-  requiresLegacyRejection: boolean;
-  assembler: ChunkAssembler;
-  outbox: DataEvent[];
-  /** A data frame went out this batch window: later events wait in the outbox for its end. */
-  batchOpen: boolean;
-  removalTimer: ReturnType<typeof setTimeout> | null;
-  /** Push results held back behind a forwarded push of this session (see ResultSlot). */
-  resultSlots: ResultSlot[];
-  /** Pending write of the session entry after a presence change (throttled). */
-  presenceWriteTimer: ReturnType<typeof setTimeout> | null;
-}
-
 /** A push of a local session waiting for its group (`origin`: it was forwarded before). */
 interface LocalPush {
   session: Session;
@@ -294,16 +256,6 @@ function isRemote(entry: PushEntry): entry is RemotePush {
   return "remote" in entry;
 }
 
-/**
- * A push_result held back because an earlier push of the same session waits for its outcome from
- * the room's writer (results go out in push order, spec 5.4). `action` is set once known.
- */
-interface ResultSlot {
-  origin: string | null;
-  message: PushRequest;
-  action?: PushResultAction;
-}
-
 /** One tldraw room served by this isolate. Create with {@link TldrawRoom.load}. */
 export class TldrawRoom {
   readonly roomId: string;
@@ -315,11 +267,7 @@ export class TldrawRoom {
   readonly #timeouts: RoomTimeouts;
   readonly #hooks: RoomHooks;
 
-  #records = new Map<string, CachedRecord>();
-  #tombstones = new Map<string, number>();
-  #clock = 0;
-  #historyStart = 0;
-  #roomChars = 0;
+  readonly #cache = new RoomCache();
 
   readonly #sessions = new Map<string, Session>();
   readonly #bySocket = new Map<RoomSocket, Session>();
@@ -351,14 +299,7 @@ export class TldrawRoom {
   /** Serialises everything that reads or advances the document (connects, pushes, catch-ups). */
   #queue: Promise<void> = Promise.resolve();
   #pending = 0;
-  /** While a committed group is answered: data events wait in the outboxes (see #sendData). */
-  #holding = false;
-  /** When holding began (performance.now()): events never wait longer than the batch window. */
-  #holdingSince = 0;
-  readonly #held = new Set<Session>();
-  /** Sessions whose batch window is open, and the room's one timer that ends it. */
-  readonly #batching = new Set<Session>();
-  #batchTimer: ReturnType<typeof setTimeout> | null = null;
+  readonly #sender: SessionSender;
   /** Pushes waiting in the queue as one group that later pushes may still join. */
   #openGroup: PushEntry[] | null = null;
   #pruneTimer: ReturnType<typeof setInterval> | null = null;
@@ -379,6 +320,12 @@ export class TldrawRoom {
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.#hooks = options.hooks ?? {};
     this.#forwarder = new Forwarder(this.#isolateId);
+    this.#sender = new SessionSender({
+      batchMs: this.#timeouts.batch,
+      log: this.#log,
+      clock: () => this.#cache.clock,
+      onPushAnswered: (push, action) => this.#hooks.onPushAnswered?.(push, action),
+    });
   }
 
   /** Loads (or creates, with tldraw's default document and page) a room from the store. */
@@ -413,7 +360,7 @@ export class TldrawRoom {
 
   /** Current document clock of this isolate's cache. */
   get clock(): number {
-    return this.#clock;
+    return this.#cache.clock;
   }
 
   /** Sessions in this isolate (any state but removed). */
@@ -428,13 +375,13 @@ export class TldrawRoom {
 
   /** A deep copy of a document record, or `undefined`. */
   getRecord(id: string): WireRecord | undefined {
-    const record = this.#records.get(id);
+    const record = this.#cache.records.get(id);
     return record ? structuredClone(record.state) : undefined;
   }
 
   /** Document records (copies), e.g. for snapshots. */
   getRecords(): WireRecord[] {
-    return [...this.#records.values()].map((r) => structuredClone(r.state));
+    return [...this.#cache.records.values()].map((r) => structuredClone(r.state));
   }
 
   /**
@@ -443,9 +390,9 @@ export class TldrawRoom {
    */
   documentText(): { clock: number; schema: WireSchema; recordTexts: string[] } {
     return {
-      clock: this.#clock,
+      clock: this.#cache.clock,
       schema: this.#recordSchema.wire,
-      recordTexts: [...this.#records.values()].map(storedRecordJson),
+      recordTexts: [...this.#cache.records.values()].map(storedRecordJson),
     };
   }
 
@@ -592,7 +539,7 @@ export class TldrawRoom {
         // Answered at once, outside the queue: pong may overtake queued data (spec 1.2).
         if (session.state !== SessionState.connected) return;
         session.lastInteraction = Date.now();
-        this.#sendNow(session, { type: "pong" });
+        this.#sender.sendNow(session, { type: "pong" });
         return;
       case "connect":
         this.#enqueue(() => this.#handleConnect(session, message));
@@ -645,7 +592,9 @@ export class TldrawRoom {
   /** Sends an application message to one connected session. */
   sendCustomMessage(sessionId: string, data: unknown): void {
     const session = this.#sessions.get(sessionId);
-    if (session?.state === SessionState.connected) this.#sendNow(session, { type: "custom", data });
+    if (session?.state === SessionState.connected) {
+      this.#sender.sendNow(session, { type: "custom", data });
+    }
   }
 
   /**
@@ -748,7 +697,7 @@ export class TldrawRoom {
     const wasAlone = !this.hasPeers;
     this.#peerSeenAt = Date.now();
     if (!wasAlone || this.#closed) return;
-    this.#hooks.onPeerFound?.({ roomId: this.roomId, clock: this.#clock });
+    this.#hooks.onPeerFound?.({ roomId: this.roomId, clock: this.#cache.clock });
     for (const session of this.#sessions.values()) {
       const record = session.presenceId ? this.#presences.get(session.presenceId) : undefined;
       if (!record || !session.presenceId) continue;
@@ -773,14 +722,14 @@ export class TldrawRoom {
   noticeClock(clock: number, notice: { writer?: string; steps?: LogStep[] } = {}): void {
     const { writer, steps } = notice;
     if (writer) this.#forwarder.heardFrom(writer, Date.now());
-    if (clock <= this.#clock || this.#closed) return;
+    if (clock <= this.#cache.clock || this.#closed) return;
     if (!steps?.length) {
       void this.catchUp();
       return;
     }
     void this.#enqueue(async () => {
-      if (this.#clock >= clock) return;
-      const next = steps.findIndex((step) => step.clock === this.#clock + 1);
+      if (this.#cache.clock >= clock) return;
+      const next = steps.findIndex((step) => step.clock === this.#cache.clock + 1);
       if (next < 0) return await this.#catchUpNow();
       if (writer) this.#writer = { isolateId: writer, at: Date.now() };
       for (const step of steps.slice(next)) this.#applyStep(step);
@@ -834,7 +783,7 @@ export class TldrawRoom {
     for (const session of [...this.#sessions.values()]) {
       // Batched events (a push_result among them) go out before the close: an acknowledged push
       // must not be re-sent by a client that never saw its result.
-      this.#flush(session);
+      this.#sender.flush(session);
       close(session.socket);
       this.#removeSession(session, { broadcast: false });
     }
@@ -847,9 +796,11 @@ export class TldrawRoom {
 
   /** The next cold load of a big room reads a compacted copy instead of every record. */
   async #saveSnapshot(): Promise<void> {
-    if (!this.#store.saveSnapshot || this.#records.size < SNAPSHOT_MIN_RECORDS) return;
+    if (!this.#store.saveSnapshot || this.#cache.records.size < SNAPSHOT_MIN_RECORDS) return;
     try {
-      await this.#store.saveSnapshot(this.roomId, this.#clock, [...this.#records.values()]);
+      await this.#store.saveSnapshot(this.roomId, this.#cache.clock, [
+        ...this.#cache.records.values(),
+      ]);
     } catch (error) {
       this.#log.warn("room snapshot failed", { error });
     }
@@ -905,13 +856,10 @@ export class TldrawRoom {
     if (this.#pruneTimer !== null) clearInterval(this.#pruneTimer);
     if (this.#heartbeatTimer !== null) clearInterval(this.#heartbeatTimer);
     if (this.#pollTimer !== null) clearInterval(this.#pollTimer);
-    if (this.#batchTimer !== null) clearTimeout(this.#batchTimer);
-    for (const session of this.#batching) session.batchOpen = false;
-    this.#batching.clear();
+    this.#sender.stop();
     this.#pruneTimer = null;
     this.#heartbeatTimer = null;
     this.#pollTimer = null;
-    this.#batchTimer = null;
   }
 
   #prune(): void {
@@ -975,8 +923,7 @@ export class TldrawRoom {
   }
 
   #clearSessionTimers(session: Session): void {
-    this.#batching.delete(session);
-    session.batchOpen = false;
+    this.#sender.forget(session);
     if (session.removalTimer !== null) clearTimeout(session.removalTimer);
     if (session.presenceWriteTimer !== null) clearTimeout(session.presenceWriteTimer);
     session.removalTimer = null;
@@ -1034,8 +981,11 @@ export class TldrawRoom {
     if (session.state === SessionState.removed) return;
     this.#log.info("session rejected", { sessionId: session.sessionId, reason });
     if (session.requiresLegacyRejection) {
-      this.#flush(session);
-      this.#sendNow(session, { type: "incompatibility_error", reason: legacyReasonFor(reason) });
+      this.#sender.flush(session);
+      this.#sender.sendNow(session, {
+        type: "incompatibility_error",
+        reason: legacyReasonFor(reason),
+      });
       safeClose(session.socket);
     } else {
       closeWith(session.socket, SYNC_ERROR_CLOSE_CODE, reason);
@@ -1044,97 +994,6 @@ export class TldrawRoom {
     else {
       session.state = SessionState.removed;
       this.#bySocket.delete(session.socket);
-    }
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Sending
-
-  #sendNow(session: Session, message: ServerMessage): void {
-    this.#sendText(session, JSON.stringify(message));
-  }
-
-  /** `utf8Bytes`, when known, spares a metered socket from measuring the text again. */
-  #sendText(session: Session, text: string, utf8Bytes?: number): void {
-    const socket = session.socket;
-    if (socket.readyState !== OPEN) return;
-    try {
-      if (utf8Bytes !== undefined && socket.sendSized) socket.sendSized(text, utf8Bytes);
-      else socket.send(text);
-    } catch (error) {
-      this.#log.warn("send failed", { sessionId: session.sessionId, error });
-    }
-  }
-
-  /** Sends data events as one frame; an event shared by many sessions is serialized once. */
-  #sendEvents(session: Session, events: DataEvent[]): void {
-    const frame = encodeDataFrame(events);
-    this.#sendText(session, frame.text, frame.bytes);
-  }
-
-  /**
-   * Data events: while a committed group is answered they wait and go out together at its end;
-   * otherwise the first goes out at once, later ones within the batch window go together.
-   */
-  #sendData(session: Session, event: DataEvent): void {
-    if (session.state !== SessionState.connected) return;
-    if (this.#holding) {
-      session.outbox.push(event);
-      this.#held.add(session);
-      return;
-    }
-    if (session.batchOpen) {
-      session.outbox.push(event);
-      return;
-    }
-    this.#sendEvents(session, [event]);
-    session.batchOpen = true;
-    this.#batching.add(session);
-    // One timer per room, not per session: a busy room's 50 sessions would otherwise set 3,000
-    // timers a second. A session's window then ends with the room's (at most the batch time).
-    this.#batchTimer ??= setTimeout(() => this.#endBatchWindow(), this.#timeouts.batch);
-  }
-
-  /** The batch window ended: every session that got a frame in it gets what waited since. */
-  #endBatchWindow(): void {
-    this.#batchTimer = null;
-    const sessions = [...this.#batching];
-    this.#batching.clear();
-    for (const session of sessions) {
-      session.batchOpen = false;
-      if (session.state === SessionState.connected) this.#flush(session);
-    }
-  }
-
-  /**
-   * Ends holding, unless more pushes follow at once (`more`, or a group queued behind this one) and
-   * the batch window has not passed: under load, a session then gets one frame for several groups
-   * instead of one per commit. The queued group's task releases them (it always runs to its end).
-   */
-  #releaseHeldUnless(more: boolean): void {
-    if (!this.#holding) return;
-    if (
-      (more || (this.#openGroup?.length ?? 0) > 0) &&
-      performance.now() - this.#holdingSince < this.#timeouts.batch
-    ) return;
-    this.#releaseHeld();
-  }
-
-  /** Ends holding: every session with waiting events gets them as one frame. */
-  #releaseHeld(): void {
-    this.#holding = false;
-    for (const session of this.#held) {
-      if (session.state === SessionState.connected) this.#flush(session);
-    }
-    this.#held.clear();
-  }
-
-  /** Sends queued data events now (before a non-data message, to keep order). */
-  #flush(session: Session): void {
-    if (session.outbox.length > 0) {
-      const data = session.outbox;
-      session.outbox = [];
-      this.#sendEvents(session, data);
     }
   }
 
@@ -1159,14 +1018,17 @@ export class TldrawRoom {
         const diff = this.#migrateDiffForSession(session, forward);
         if (!diff) continue; // session rejected
         if (Object.keys(diff).length === 0 && !options.allowEmpty) continue;
-        this.#sendData(session, { type: "patch", diff, serverClock: this.#clock });
+        this.#sender.sendData(session, { type: "patch", diff, serverClock: this.#cache.clock });
         continue;
       }
       const diff = unmigrated ??= toNetworkDiff(forward, legacyAppend);
       // A step of another isolate whose records all changed again later is empty, but it is still
       // sent: sessions see every clock, in order (invariant 2).
       if (Object.keys(diff).length === 0 && !options.allowEmpty) continue;
-      this.#sendData(session, shared ??= { type: "patch", diff, serverClock: this.#clock });
+      this.#sender.sendData(
+        session,
+        shared ??= { type: "patch", diff, serverClock: this.#cache.clock },
+      );
     }
   }
 
@@ -1236,7 +1098,7 @@ export class TldrawRoom {
     for (const [id, { sessionId, record }] of this.#remotePresences) {
       if (sessionId !== session.sessionId) presencePuts.puts[id] = record;
     }
-    const docChanges = this.#changesSince(message.lastServerClock);
+    const docChanges = this.#cache.changesSince(message.lastServerClock);
     const presenceDiff = this.#migrateDiffForSession(session, presencePuts);
     if (!presenceDiff) return;
     let docDiff: WireNetworkDiff = {};
@@ -1258,32 +1120,14 @@ export class TldrawRoom {
       hydrationType: docChanges?.wipeAll ? "wipe_all" : "wipe_presence",
       protocolVersion: PROTOCOL_VERSION,
       schema: this.#recordSchema.wire,
-      serverClock: this.#clock,
+      serverClock: this.#cache.clock,
       diff: { ...presenceDiff, ...docDiff },
       isReadonly: session.isReadonly,
     };
     session.state = SessionState.connected;
     session.lastInteraction = Date.now();
-    this.#flush(session);
-    this.#sendText(session, encodeConnectReply(reply, docPuts));
-  }
-
-  /** Spec 7.2, from the cache. `undefined` when nothing changed after `since`. */
-  #changesSince(
-    since: number,
-  ): { wipeAll: boolean; puts: CachedRecord[]; deletes: string[] } | undefined {
-    if (since === this.#clock) return undefined;
-    if (since > this.#clock) since = -1;
-    const wipeAll = since < this.#historyStart;
-    const puts: CachedRecord[] = [];
-    const deletes: string[] = [];
-    for (const record of this.#records.values()) {
-      if (wipeAll || record.lastChangedClock > since) puts.push(record);
-    }
-    if (!wipeAll) {
-      for (const [id, clock] of this.#tombstones) if (clock > since) deletes.push(id);
-    }
-    return { wipeAll, puts, deletes };
+    this.#sender.flush(session);
+    this.#sender.sendText(session, encodeConnectReply(reply, docPuts));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1307,7 +1151,7 @@ export class TldrawRoom {
         this.#reject(entry.session, CloseReason.UNKNOWN_ERROR);
       }
     } finally {
-      this.#releaseHeldUnless(false);
+      this.#sender.releaseUnless((this.#openGroup?.length ?? 0) > 0);
     }
   }
 
@@ -1333,7 +1177,7 @@ export class TldrawRoom {
         }
         const wait = this.#yieldUntil - Date.now();
         if (wait > 0) {
-          this.#releaseHeld(); // nothing waits behind a pause
+          this.#sender.release(); // nothing waits behind a pause
           await sleep(wait);
           await this.#catchUpNow();
           continue;
@@ -1344,8 +1188,8 @@ export class TldrawRoom {
           if (!this.hasPeers) { for (const step of steps) step.logValues = false; }
           for (const step of steps) step.writer = this.#isolateId;
           const result = steps.length === 1
-            ? await this.#store.commit(this.roomId, this.#clock, steps[0]!)
-            : await this.#store.commitSteps(this.roomId, this.#clock, steps);
+            ? await this.#store.commit(this.roomId, this.#cache.clock, steps[0]!)
+            : await this.#store.commitSteps(this.roomId, this.#cache.clock, steps);
           if (!result.ok) {
             if (result.error === "too_large") {
               if (items.length > 1) {
@@ -1384,8 +1228,8 @@ export class TldrawRoom {
             // Another isolate committed first: take its changes, then re-plan against them. From
             // the second loss on, wait a random moment so that racing writers stop colliding.
             if (attempt >= 2) {
-              this.#releaseHeld();
-              this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#clock });
+              this.#sender.release();
+              this.#hooks.onContention?.({ roomId: this.roomId, clock: this.#cache.clock });
               await sleep(
                 Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS),
               );
@@ -1402,29 +1246,28 @@ export class TldrawRoom {
         take = MAX_GROUP_PUSHES;
         // After a commit, each session gets the group's events as one data frame (the batch
         // window is the commit), sent at once unless more pushes wait right behind (see
-        // #releaseHeldUnless). Groups without a commit (presence) use the batch timer.
-        if (steps.length > 0 && !this.#holding) {
-          this.#holding = true;
-          this.#holdingSince = performance.now();
-        }
+        // SessionSender.releaseUnless). Groups without a commit (presence) use the batch timer.
+        if (steps.length > 0) this.#sender.hold();
         try {
           for (const item of items) this.#finishGroupItem(item, replies);
         } finally {
-          this.#releaseHeldUnless(remaining.length > 0);
+          this.#sender.releaseUnless(
+            remaining.length > 0 || (this.#openGroup?.length ?? 0) > 0,
+          );
         }
         if (steps.length > 0) {
           this.#hooks.onDocumentChanged?.({
             roomId: this.roomId,
-            clock: this.#clock,
+            clock: this.#cache.clock,
             steps: committedSteps(items),
           });
-          if (this.#tombstones.size > this.#limits.maxTombstones) {
+          if (this.#cache.tombstones.size > this.#limits.maxTombstones) {
             void this.#enqueue(() => this.#pruneTombstones());
           }
         }
       }
     } finally {
-      for (const message of replies.messages(this.#isolateId, this.#clock)) {
+      for (const message of replies.messages(this.#isolateId, this.#cache.clock)) {
         this.#sendForward(message);
       }
     }
@@ -1434,10 +1277,10 @@ export class TldrawRoom {
   #groupContext(): GroupContext<PushEntry> {
     return {
       schema: this.#recordSchema,
-      records: this.#records,
+      records: this.#cache.records,
       presences: this.#presences,
-      clock: this.#clock,
-      roomChars: this.#roomChars,
+      clock: this.#cache.clock,
+      roomChars: this.#cache.roomChars,
       maxRoomBytes: this.#limits.maxRoomBytes,
       maxRecordChars: this.#limits.maxRecordChars,
       maxRecordIdChars: this.#limits.maxRecordIdChars,
@@ -1485,11 +1328,11 @@ export class TldrawRoom {
         // An earlier push of its session was rejected (which closes the session).
         replies.add(entry, { origin, rejected: CloseReason.UNKNOWN_ERROR });
       } else if (item.clock !== undefined) {
-        this.#applyCommitted(item.plan.changeSet, item.clock, item.sizes);
+        this.#cache.applyCommitted(item.plan.changeSet, item.clock, item.sizes);
         this.#origins.add(origin, item.clock);
         replies.add(entry, { origin, committed: item.clock });
         this.#broadcast(item.plan.docForward, null, item.plan.docDiff);
-      } else replies.add(entry, { origin, discarded: this.#clock });
+      } else replies.add(entry, { origin, discarded: this.#cache.clock });
       return;
     }
     if (item.rejection) {
@@ -1498,36 +1341,23 @@ export class TldrawRoom {
     }
     if (!item.plan) return;
     if (item.clock !== undefined) {
-      this.#applyCommitted(item.plan.changeSet, item.clock, item.sizes);
+      this.#cache.applyCommitted(item.plan.changeSet, item.clock, item.sizes);
       if (entry.origin !== undefined) this.#origins.add(entry.origin, item.clock);
     }
     if (entry.origin !== undefined) this.#awaiting.delete(entry.origin);
     this.#finishPush(entry.session, entry.message, item.plan, entry.origin);
   }
 
-  /** Applies a committed change set to the cache at `clock`. */
-  #applyCommitted(changeSet: ChangeSet, clock: number, sizes?: number[]): void {
-    this.#clock = clock;
-    for (const [i, { record }] of changeSet.puts.entries()) {
-      this.#setCached(record, clock, sizes?.[i]);
-      this.#tombstones.delete(record.id);
-    }
-    for (const { id } of changeSet.deletes) {
-      this.#deleteCached(id);
-      this.#tombstones.set(id, clock);
-    }
-  }
-
   /** Commits a plan; returns the new clock, or `undefined` after a lost race. */
   async #commitPlan(plan: PushPlan): Promise<number | undefined> {
-    const result = await this.#store.commit(this.roomId, this.#clock, plan.changeSet);
+    const result = await this.#store.commit(this.roomId, this.#cache.clock, plan.changeSet);
     if (!result.ok) {
       if (result.error === "too_large") {
         throw new SessionRejection(LimitReason.MESSAGE_TOO_LARGE, "change too large to commit");
       }
       return undefined;
     }
-    this.#applyCommitted(plan.changeSet, result.clock);
+    this.#cache.applyCommitted(plan.changeSet, result.clock);
     this.#hooks.onDocumentChanged?.({ roomId: this.roomId, clock: result.clock });
     return result.clock;
   }
@@ -1546,7 +1376,7 @@ export class TldrawRoom {
       if (!migrated) return;
       action = { rebaseWithDiff: migrated };
     } else action = { rebaseWithDiff: plan.docDiff };
-    this.#answerPush(session, message, action, origin);
+    this.#sender.answerPush(session, message, action, origin);
     if (plan.docDiff || plan.presence) {
       this.#broadcast(
         {
@@ -1570,46 +1400,6 @@ export class TldrawRoom {
       presenceId: session.presenceId,
       record,
     });
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Push results, in push order
-
-  /**
-   * Sends a push's result, or holds it behind an earlier push of the session that waits for the
-   * writer; `origin`: this push had a slot of its own (it was forwarded).
-   */
-  #answerPush(
-    session: Session,
-    message: PushRequest,
-    action: PushResultAction,
-    origin?: string,
-  ): void {
-    if (origin !== undefined) this.#settleSlot(session, origin, action);
-    else if (session.resultSlots.length > 0) {
-      session.resultSlots.push({ origin: null, message, action });
-    } else this.#sendPushResult(session, message, action);
-  }
-
-  #sendPushResult(session: Session, message: PushRequest, action: PushResultAction): void {
-    this.#sendData(session, {
-      type: "push_result",
-      clientClock: message.clientClock,
-      serverClock: this.#clock,
-      action,
-    });
-    this.#hooks.onPushAnswered?.(message, typeof action === "string" ? action : "rebase");
-  }
-
-  /** The forwarded push `origin` of `session` has its action: send what is due, in order. */
-  #settleSlot(session: Session, origin: string, action: PushResultAction): void {
-    const slot = session.resultSlots.find((s) => s.origin === origin);
-    if (!slot) return;
-    slot.action = action;
-    while (session.resultSlots[0]?.action !== undefined) {
-      const ready = session.resultSlots.shift()!;
-      this.#sendPushResult(session, ready.message, ready.action!);
-    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1649,7 +1439,12 @@ export class TldrawRoom {
       const diff = message.diff;
       if (!diff || Object.keys(diff).length === 0 || session.isReadonly) {
         // Nothing for the writer (read-only ops are dropped): `commit` only when there were none.
-        this.#answerPush(session, message, diff === undefined ? "commit" : "discard", entry.origin);
+        this.#sender.answerPush(
+          session,
+          message,
+          diff === undefined ? "commit" : "discard",
+          entry.origin,
+        );
         continue;
       }
       const origin = entry.origin ?? `${this.#originPrefix}${(++this.#forwardSeq).toString(36)}`;
@@ -1678,7 +1473,7 @@ export class TldrawRoom {
       if (this.#forwarder.busy && this.#forwarder.target === undefined) this.#fallBack();
       return;
     }
-    const next = this.#forwarder.next(writer, this.#clock, Date.now());
+    const next = this.#forwarder.next(writer, this.#cache.clock, Date.now());
     if (next === "direct") this.#fallBack();
     else if (next) {
       this.#sendForward(next);
@@ -1696,7 +1491,7 @@ export class TldrawRoom {
     else if (due === "resend") {
       // The batch may be lost, or its commits' notices: the writer answers a copy either way
       // (it commits what it did not get, and tells the clock of what it committed).
-      const again = this.#forwarder.resend(this.#clock, Date.now());
+      const again = this.#forwarder.resend(this.#cache.clock, Date.now());
       if (again) this.#sendForward(again);
     }
   }
@@ -1779,7 +1574,7 @@ export class TldrawRoom {
     }
     // The pushes were made on top of `base`: plan them against it or later (a catch-up queued
     // now runs before their group).
-    if (message.base > this.#clock) void this.catchUp();
+    if (message.base > this.#cache.clock) void this.catchUp();
     let committed = 0;
     for (const push of message.pushes) {
       // Committed before (a copy of a batch it took already): its isolate reads that in the log.
@@ -1801,7 +1596,7 @@ export class TldrawRoom {
         to: from,
         from: this.#isolateId,
         batch,
-        clock: this.#clock,
+        clock: this.#cache.clock,
         outcomes: [],
       });
     }
@@ -1821,14 +1616,14 @@ export class TldrawRoom {
         this.#reject(item.session, outcome.rejected);
       } else if ("discarded" in outcome) this.#discardForwarded(item);
     }
-    if (writerClock > this.#clock) await this.#catchUpNow();
+    if (writerClock > this.#cache.clock) await this.#catchUpNow();
     this.#pumpForwarder();
   }
 
   #discardForwarded(item: ForwardItem<Session>): void {
     this.#settleForwarded(item);
     if (item.session.state === SessionState.connected) {
-      this.#settleSlot(item.session, item.origin, "discard");
+      this.#sender.settleSlot(item.session, item.origin, "discard");
     }
   }
 
@@ -1837,7 +1632,7 @@ export class TldrawRoom {
     return planPush(
       {
         schema: this.#recordSchema,
-        records: this.#records,
+        records: this.#cache.records,
         presences: this.#presences,
         maxRecordChars: this.#limits.maxRecordChars,
         maxRecordIdChars: this.#limits.maxRecordIdChars,
@@ -1854,23 +1649,16 @@ export class TldrawRoom {
 
   /** Spec 7.3: drop the oldest tombstones (whole clock values) and move the history cutoff. */
   async #pruneTombstones(): Promise<void> {
-    const excess = this.#tombstones.size - this.#limits.maxTombstones;
+    const excess = this.#cache.tombstones.size - this.#limits.maxTombstones;
     if (excess <= 0) return;
-    const clocks = [...this.#tombstones.values()].sort((a, b) => a - b);
+    const clocks = [...this.#cache.tombstones.values()].sort((a, b) => a - b);
     const drop = Math.min(clocks.length, excess + this.#limits.tombstonePruneBuffer);
     // Everything below the first kept clock goes; ties with the last dropped one go too.
     const lastDropped = clocks[drop - 1]!;
     const firstKept = clocks.find((c) => c > lastDropped);
-    const startsAt = firstKept ?? this.#clock;
-    if (await this.#store.pruneTombstones(this.roomId, this.#clock, startsAt)) {
-      this.#applyHistoryStart(startsAt);
-    }
-  }
-
-  #applyHistoryStart(startsAt: number): void {
-    this.#historyStart = startsAt;
-    for (const [id, clock] of this.#tombstones) {
-      if (clock < startsAt) this.#tombstones.delete(id);
+    const startsAt = firstKept ?? this.#cache.clock;
+    if (await this.#store.pruneTombstones(this.roomId, this.#cache.clock, startsAt)) {
+      this.#cache.applyHistoryStart(startsAt);
     }
   }
 
@@ -1881,40 +1669,9 @@ export class TldrawRoom {
     return true;
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Cache
-
-  #setCached(state: WireRecord, clock: number, chars = recordJson(state).length): void {
-    const old = this.#records.get(state.id);
-    this.#roomChars += chars - (old?.chars ?? 0);
-    this.#records.set(state.id, { state, lastChangedClock: clock, chars });
-  }
-
-  #deleteCached(id: string): void {
-    const old = this.#records.get(id);
-    if (!old) return;
-    this.#roomChars -= old.chars;
-    this.#records.delete(id);
-  }
-
+  /** The cache becomes `data` (as loaded); what forwarding knows starts from its clock. */
   #replaceCache(data: RoomData): void {
-    this.#records = new Map();
-    this.#roomChars = 0;
-    // Spec 7.1: the clock is at least every stored record's and tombstone's clock.
-    let clock = data.meta.documentClock;
-    for (const record of data.records) {
-      // Loaded records stay as the store made them (a LazyRecord is parsed when first used).
-      const cached: CachedRecord = record.chars !== undefined
-        ? record as CachedRecord
-        : { ...record, chars: recordJson(record.state).length };
-      this.#records.set(storedRecordId(record), cached);
-      this.#roomChars += cached.chars;
-      clock = Math.max(clock, record.lastChangedClock);
-    }
-    for (const tombstoneClock of data.tombstones.values()) clock = Math.max(clock, tombstoneClock);
-    this.#tombstones = new Map(data.tombstones);
-    this.#historyStart = Math.min(data.meta.tombstoneHistoryStartsAtClock, clock);
-    this.#clock = clock;
+    const clock = this.#cache.replace(data);
     this.#writer = data.meta.writer;
     // Origins of forwarded pushes are known from here on (see forwarding.ts).
     this.#origins.reset(clock);
@@ -1925,12 +1682,12 @@ export class TldrawRoom {
    * time, in order, each patch with its own serverClock (invariant 2).
    */
   async #catchUpNow(): Promise<void> {
-    const result = await this.#store.stepsSince(this.roomId, this.#clock);
+    const result = await this.#store.stepsSince(this.roomId, this.#cache.clock);
     if (result.kind === "none") return;
-    if (result.kind === "steps" && result.steps[0]?.clock === this.#clock + 1) {
+    if (result.kind === "steps" && result.steps[0]?.clock === this.#cache.clock + 1) {
       if (result.writer) this.#writer = result.writer;
       for (const step of result.steps) this.#applyStep(step);
-      this.#applyHistoryStart(result.tombstoneHistoryStartsAtClock);
+      this.#cache.applyHistoryStart(result.tombstoneHistoryStartsAtClock);
       this.#pumpForwarder();
       return;
     }
@@ -1942,20 +1699,7 @@ export class TldrawRoom {
    * is a push this isolate forwarded, its session gets the push_result instead.
    */
   #applyStep(step: LogStep): void {
-    const forward: ForwardDiff = { puts: {}, deletes: [] };
-    for (const record of step.puts) {
-      const id = record.state.id;
-      const prev = this.#records.get(id)?.state;
-      forward.puts[id] = prev ? [prev, record.state] : record.state;
-      this.#setCached(record.state, record.lastChangedClock);
-      this.#tombstones.delete(id);
-    }
-    for (const id of step.deletes) {
-      if (this.#records.has(id)) forward.deletes.push(id);
-      this.#deleteCached(id);
-      this.#tombstones.set(id, step.clock);
-    }
-    this.#clock = step.clock;
+    const forward = this.#cache.applyStep(step);
     const item = step.origin === undefined ? undefined : this.#awaiting.get(step.origin);
     if (step.origin !== undefined) this.#origins.add(step.origin, step.clock);
     // Pushes forwarded before it in its batch and not committed: discarded (forwarding.ts).
@@ -1975,7 +1719,7 @@ export class TldrawRoom {
     const diff = this.#migrateDiffForSession(item.session, forward);
     if (!diff) return;
     const action: PushResultAction = isEqual(diff, item.diff) ? "commit" : { rebaseWithDiff: diff };
-    this.#settleSlot(item.session, item.origin, action);
+    this.#sender.settleSlot(item.session, item.origin, action);
   }
 
   /** A forwarded push whose outcome is known: nothing waits for it any more. */
@@ -1994,17 +1738,17 @@ export class TldrawRoom {
     const loaded = await this.#store.load(this.roomId);
     if (!loaded) return;
     const data = settledView(loaded);
-    if (data.meta.documentClock <= this.#clock) return;
+    if (data.meta.documentClock <= this.#cache.clock) return;
     this.#writer = data.meta.writer;
-    const rebuilt = stepsFromReload(data, this.#clock);
+    const rebuilt = stepsFromReload(data, this.#cache.clock);
     if (rebuilt.ok) {
       for (const step of rebuilt.steps) this.#applyStep(step);
-      this.#applyHistoryStart(data.meta.tombstoneHistoryStartsAtClock);
+      this.#cache.applyHistoryStart(data.meta.tombstoneHistoryStartsAtClock);
       this.#forgetOrigins();
       return;
     }
     this.#log.info("catch-up gap: sessions re-hydrate", {
-      from: this.#clock,
+      from: this.#cache.clock,
       to: data.meta.documentClock,
       why: rebuilt.error,
     });
@@ -2023,7 +1767,7 @@ export class TldrawRoom {
    * nor committed again. Its client reconnects and pushes its changes again (spec 4.5).
    */
   #forgetOrigins(): void {
-    this.#origins.reset(this.#clock);
+    this.#origins.reset(this.#cache.clock);
     const items = [...this.#awaiting.values(), ...this.#forwarder.takeAll()];
     this.#awaiting.clear();
     for (const { session } of items) {
@@ -2044,7 +1788,7 @@ export class TldrawRoom {
       deletes: [],
       schema: this.#recordSchema.wire,
     };
-    for (const cached of this.#records.values()) {
+    for (const cached of this.#cache.records.values()) {
       const result = this.#recordSchema.store.migratePersistedRecord(
         cached.state as unknown as UnknownRecord,
         schema,
@@ -2057,10 +1801,10 @@ export class TldrawRoom {
       const next = result.value as unknown as WireRecord;
       if (!isEqual(next, cached.state)) changeSet.puts.push({ record: next, prev: cached });
     }
-    const result = await this.#store.commit(this.roomId, this.#clock, changeSet);
+    const result = await this.#store.commit(this.roomId, this.#cache.clock, changeSet);
     if (result.ok) {
-      this.#clock = result.clock;
-      for (const { record } of changeSet.puts) this.#setCached(record, result.clock);
+      this.#cache.clock = result.clock;
+      for (const { record } of changeSet.puts) this.#cache.set(record, result.clock);
     } else {
       await this.#catchUpNow();
     }
@@ -2092,20 +1836,4 @@ function defaultSchema(): StoreSchema<UnknownRecord, unknown> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function safeClose(socket: RoomSocket): void {
-  try {
-    if (socket.readyState <= OPEN) socket.close();
-  } catch {
-    // Already closing.
-  }
-}
-
-function closeWith(socket: RoomSocket, code: number, reason: string): void {
-  try {
-    if (socket.readyState <= OPEN) socket.close(code, reason);
-  } catch {
-    // Already closing.
-  }
 }
