@@ -46,14 +46,7 @@ import {
   type WireRecord,
   type WireSchema,
 } from "./protocol.ts";
-import type {
-  ChangeSet,
-  LogStep,
-  RoomData,
-  RoomStore,
-  RoomWriter,
-  SessionEntry,
-} from "./room_store.ts";
+import type { ChangeSet, LogStep, RoomData, RoomStore, SessionEntry } from "./room_store.ts";
 import { settledView, stepsFromReload } from "./catch_up.ts";
 import { RoomCache } from "./room_cache.ts";
 import {
@@ -67,16 +60,14 @@ import {
 import { SessionSender } from "./session_sender.ts";
 
 export type { RoomSocket } from "./session.ts";
+import { type ForwardMessage, ForwardReplies } from "./forwarding.ts";
 import {
-  Forwarder,
-  type ForwardItem,
-  type ForwardMessage,
-  type ForwardOutcome,
-  ForwardReplies,
-  ForwardTimeouts,
-  MAX_FORWARD_BATCH_CHARS,
-  OriginIndex,
-} from "./forwarding.ts";
+  type ForwardingHost,
+  isRemote,
+  type LocalPush,
+  type PushEntry,
+  RoomForwarding,
+} from "./room_forwarding.ts";
 import { type GroupContext, type GroupItem, MAX_GROUP_PUSHES, planGroup } from "./push_group.ts";
 import { storedRecordId, storedRecordJson } from "./record_json.ts";
 
@@ -230,31 +221,8 @@ const COMMIT_RACE_BUDGET_MS = 15_000;
 // benchmark's throughput from 0.52x to 0.33x of one isolate: waiting costs more than racing.)
 const RETRY_JITTER_MS = 2;
 const RETRY_JITTER_MAX_MS = 8;
-// How often a room with pushes out at the writer checks on them.
-const FORWARD_TICK_MS = 50;
 // Longest a room holds its commits back when another isolate reports contention.
 const MAX_YIELD_MS = 100;
-
-/** A push of a local session waiting for its group (`origin`: it was forwarded before). */
-interface LocalPush {
-  session: Session;
-  message: PushRequest;
-  origin?: string;
-}
-
-/** A push another isolate forwarded to this one (the room's writer) to commit. */
-interface RemotePush {
-  remote: { from: string; batch: number; session: string };
-  message: PushRequest;
-  origin: string;
-}
-
-/** A push waiting for its group. */
-type PushEntry = LocalPush | RemotePush;
-
-function isRemote(entry: PushEntry): entry is RemotePush {
-  return "remote" in entry;
-}
 
 /** One tldraw room served by this isolate. Create with {@link TldrawRoom.load}. */
 export class TldrawRoom {
@@ -279,23 +247,7 @@ export class TldrawRoom {
   #peerSeenAt = 0;
   /** Commits wait until then (epoch ms): another isolate asked for a turn. */
   #yieldUntil = 0;
-  /** The isolate that committed last (from the store), to which pushes are forwarded. */
-  #writer: RoomWriter | undefined;
-  /** Origins of the forwarded pushes committed at each clock since the load (forwarding.ts). */
-  readonly #origins = new OriginIndex(0);
-  /** Pushes of local sessions for (or sent to) the writer. */
-  readonly #forwarder: Forwarder<Session>;
-  /** Forwarded pushes of local sessions whose outcome is not known yet, by origin. */
-  readonly #awaiting = new Map<string, ForwardItem<Session>>();
-  /** Origins of forwarded pushes queued here, as the writer, to be committed. */
-  readonly #remoteQueued = new Set<string>();
-  /** Origins of this room's forwarded pushes: a random prefix (this instance) and a sequence. */
-  readonly #originPrefix = crypto.randomUUID().slice(0, 8) + ":";
-  #forwardSeq = 0;
-  #forwardTimer: ReturnType<typeof setInterval> | null = null;
-  #fallingBack = false;
-  /** After giving up on the writer, commit here until then (epoch ms). */
-  #directUntil = 0;
+  readonly #forwarding: RoomForwarding;
   /** Serialises everything that reads or advances the document (connects, pushes, catch-ups). */
   #queue: Promise<void> = Promise.resolve();
   #pending = 0;
@@ -319,7 +271,7 @@ export class TldrawRoom {
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.#hooks = options.hooks ?? {};
-    this.#forwarder = new Forwarder(this.#isolateId);
+    this.#forwarding = new RoomForwarding(this.#forwardingHost());
     this.#sender = new SessionSender({
       batchMs: this.#timeouts.batch,
       log: this.#log,
@@ -714,6 +666,11 @@ export class TldrawRoom {
     if (entries.some((entry) => entry.isolateId !== this.#isolateId)) this.notePeer();
   }
 
+  /** A forwarding message from another isolate of this room (from the bus, see forwarding.ts). */
+  receiveForward(message: ForwardMessage): void {
+    this.#forwarding.receive(message);
+  }
+
   /**
    * A notice that the store reached `clock` (from the bus), from `writer`, with the steps that got
    * it there when they were small: catch up if that is news (from the steps when they start right
@@ -721,7 +678,7 @@ export class TldrawRoom {
    */
   noticeClock(clock: number, notice: { writer?: string; steps?: LogStep[] } = {}): void {
     const { writer, steps } = notice;
-    if (writer) this.#forwarder.heardFrom(writer, Date.now());
+    if (writer) this.#forwarding.heardFrom(writer);
     if (clock <= this.#cache.clock || this.#closed) return;
     if (!steps?.length) {
       void this.catchUp();
@@ -731,9 +688,9 @@ export class TldrawRoom {
       if (this.#cache.clock >= clock) return;
       const next = steps.findIndex((step) => step.clock === this.#cache.clock + 1);
       if (next < 0) return await this.#catchUpNow();
-      if (writer) this.#writer = { isolateId: writer, at: Date.now() };
+      if (writer) this.#forwarding.noteWriter({ isolateId: writer, at: Date.now() });
       for (const step of steps.slice(next)) this.#applyStep(step);
-      this.#pumpForwarder();
+      this.#forwarding.pump();
     });
   }
 
@@ -770,14 +727,9 @@ export class TldrawRoom {
     if (this.#closed) return;
     this.#closed = true;
     // Pushes out at the writer are committed here (whatever the writer did is read first).
-    if (this.#forwarder.busy) this.#fallBack();
+    this.#forwarding.close();
     await this.idle();
-    if (this.#forwardTimer !== null) clearInterval(this.#forwardTimer);
-    this.#forwardTimer = null;
-    // Other isolates stop forwarding here at once rather than after their timeout.
-    if (this.hasPeers && this.#writer?.isolateId === this.#isolateId) {
-      this.#sendForward({ kind: "resign", from: this.#isolateId });
-    }
+    this.#forwarding.closed(this.hasPeers);
     const close = (socket: RoomSocket) =>
       code === undefined ? safeClose(socket) : closeWith(socket, code, reason ?? "");
     for (const session of [...this.#sessions.values()]) {
@@ -1167,11 +1119,11 @@ export class TldrawRoom {
           isRemote(e) || e.session.state === SessionState.connected
         );
         if (remaining.length === 0) return;
-        if (this.#forwarding()) {
+        if (this.#forwarding.active()) {
           // Another isolate is the room's writer: it commits the local pushes; forwarded ones go
           // back to their isolate (which then forwards them there, or commits them itself).
-          this.#forwardPushes(remaining.filter((e) => !isRemote(e)) as LocalPush[]);
-          this.#refuseRemote(remaining.filter(isRemote));
+          this.#forwarding.forward(remaining.filter((e) => !isRemote(e)) as LocalPush[]);
+          this.#forwarding.refuse(remaining.filter(isRemote));
           remaining = state.remaining = [];
           return;
         }
@@ -1238,7 +1190,7 @@ export class TldrawRoom {
             await this.#catchUpNow();
             continue;
           }
-          this.#writer = { isolateId: this.#isolateId, at: Date.now() };
+          this.#forwarding.committedHere();
         }
         remaining = state.remaining = remaining.slice(items.length);
         attempt = 1;
@@ -1268,9 +1220,45 @@ export class TldrawRoom {
       }
     } finally {
       for (const message of replies.messages(this.#isolateId, this.#cache.clock)) {
-        this.#sendForward(message);
+        this.#hooks.onForward?.({ roomId: this.roomId, message });
       }
     }
+  }
+
+  /** What forwarding needs of the room (room_forwarding.ts). */
+  #forwardingHost(): ForwardingHost {
+    return {
+      roomId: this.roomId,
+      isolateId: this.#isolateId,
+      log: this.#log,
+      clock: () => this.#cache.clock,
+      closed: () => this.#closed,
+      canSend: () => this.#hooks.onForward !== undefined,
+      send: (message) => this.#hooks.onForward?.({ roomId: this.roomId, message }),
+      enqueue: (task) => this.#enqueue(task),
+      catchUp: () => void this.catchUp(),
+      catchUpNow: () => this.#catchUpNow(),
+      submit: (entry) => this.#submit(entry),
+      commitHere: (entries) => this.#handlePushes(entries),
+      applyPresence: (session, message) => {
+        try {
+          const plan = this.#planPush(session, { ...message, diff: undefined });
+          if (plan.presence) {
+            this.#applyPresence(session, plan.presence.record);
+            this.#broadcast(plan.presence.forward, session, plan.presence.diff);
+          }
+          return true;
+        } catch (error) {
+          if (!(error instanceof SessionRejection)) throw error;
+          this.#reject(session, error.reason);
+          return false;
+        }
+      },
+      answer: (session, message, action, origin) =>
+        this.#sender.answerPush(session, message, action, origin),
+      reject: (session, reason) => this.#reject(session, reason),
+      onFallback: (pushes) => this.#hooks.onForwardFallback?.({ roomId: this.roomId, pushes }),
+    };
   }
 
   /** How a group sees the room and its queued pushes (push_group.ts). */
@@ -1307,7 +1295,7 @@ export class TldrawRoom {
           origin: entry.origin,
         };
       },
-      committedAt: (origin) => this.#origins.clockOf(origin),
+      committedAt: (origin) => this.#forwarding.committedAt(origin),
       onError: (entry, error) => {
         const sessionId = isRemote(entry) ? entry.remote.session : entry.session.sessionId;
         this.#log.error("push failed", { sessionId, error });
@@ -1319,8 +1307,8 @@ export class TldrawRoom {
   #finishGroupItem(item: GroupItem<PushEntry>, replies: ForwardReplies): void {
     const { entry } = item;
     if (isRemote(entry)) {
-      this.#remoteQueued.delete(entry.origin);
       const origin = entry.origin;
+      this.#forwarding.remoteDone(entry, item.plan && item.clock);
       if (item.committedAt !== undefined) {
         replies.add(entry, { origin, committed: item.committedAt });
       } else if (item.rejection) replies.add(entry, { origin, rejected: item.rejection });
@@ -1329,7 +1317,6 @@ export class TldrawRoom {
         replies.add(entry, { origin, rejected: CloseReason.UNKNOWN_ERROR });
       } else if (item.clock !== undefined) {
         this.#cache.applyCommitted(item.plan.changeSet, item.clock, item.sizes);
-        this.#origins.add(origin, item.clock);
         replies.add(entry, { origin, committed: item.clock });
         this.#broadcast(item.plan.docForward, null, item.plan.docDiff);
       } else replies.add(entry, { origin, discarded: this.#cache.clock });
@@ -1342,9 +1329,8 @@ export class TldrawRoom {
     if (!item.plan) return;
     if (item.clock !== undefined) {
       this.#cache.applyCommitted(item.plan.changeSet, item.clock, item.sizes);
-      if (entry.origin !== undefined) this.#origins.add(entry.origin, item.clock);
     }
-    if (entry.origin !== undefined) this.#awaiting.delete(entry.origin);
+    if (entry.origin !== undefined) this.#forwarding.committedLocally(entry.origin, item.clock);
     this.#finishPush(entry.session, entry.message, item.plan, entry.origin);
   }
 
@@ -1402,231 +1388,6 @@ export class TldrawRoom {
     });
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Forwarding to the room's writer (see forwarding.ts)
-
-  /** Pushes go to another isolate, the room's writer (or wait behind ones that went there). */
-  #forwarding(): boolean {
-    if (this.#forwarder.busy) return true;
-    if (!this.#hooks.onForward || this.#closed || Date.now() < this.#directUntil) return false;
-    const writer = this.#writer;
-    return writer !== undefined && writer.isolateId !== this.#isolateId &&
-      Date.now() - writer.at < ForwardTimeouts.writerLease;
-  }
-
-  /**
-   * Local pushes for the writer: presence is handled here and now (it never touches the clock),
-   * the document ops are queued for the writer, and the push_result waits for their outcome.
-   */
-  #forwardPushes(entries: LocalPush[]): void {
-    for (const entry of entries) {
-      const { session, message } = entry;
-      if (session.state !== SessionState.connected) continue;
-      session.lastInteraction = Date.now();
-      if (message.presence && entry.origin === undefined) {
-        try {
-          const plan = this.#planPush(session, { ...message, diff: undefined });
-          if (plan.presence) {
-            this.#applyPresence(session, plan.presence.record);
-            this.#broadcast(plan.presence.forward, session, plan.presence.diff);
-          }
-        } catch (error) {
-          if (!(error instanceof SessionRejection)) throw error;
-          this.#reject(session, error.reason);
-          continue;
-        }
-      }
-      const diff = message.diff;
-      if (!diff || Object.keys(diff).length === 0 || session.isReadonly) {
-        // Nothing for the writer (read-only ops are dropped): `commit` only when there were none.
-        this.#sender.answerPush(
-          session,
-          message,
-          diff === undefined ? "commit" : "discard",
-          entry.origin,
-        );
-        continue;
-      }
-      const origin = entry.origin ?? `${this.#originPrefix}${(++this.#forwardSeq).toString(36)}`;
-      if (entry.origin === undefined) session.resultSlots.push({ origin, message });
-      const chars = JSON.stringify(diff).length;
-      const item: ForwardItem<Session> = {
-        origin,
-        session,
-        sessionId: session.sessionId,
-        message,
-        diff,
-        chars,
-        forwardable: !session.requiresDownMigrations && chars <= MAX_FORWARD_BATCH_CHARS,
-      };
-      this.#awaiting.set(origin, item);
-      this.#forwarder.enqueue(item);
-    }
-    this.#pumpForwarder();
-  }
-
-  /** Sends the next batch when none is in flight (or commits here what cannot be forwarded). */
-  #pumpForwarder(): void {
-    if (this.#fallingBack) return;
-    const writer = this.#writer?.isolateId;
-    if (!writer || writer === this.#isolateId) {
-      if (this.#forwarder.busy && this.#forwarder.target === undefined) this.#fallBack();
-      return;
-    }
-    const next = this.#forwarder.next(writer, this.#cache.clock, Date.now());
-    if (next === "direct") this.#fallBack();
-    else if (next) {
-      this.#sendForward(next);
-      this.#forwardTimer ??= setInterval(() => this.#forwardTick(), FORWARD_TICK_MS);
-    }
-  }
-
-  #forwardTick(): void {
-    const due = this.#forwarder.due(Date.now());
-    if (!this.#forwarder.busy && this.#forwardTimer !== null) {
-      clearInterval(this.#forwardTimer);
-      this.#forwardTimer = null;
-    }
-    if (due === "give_up") this.#fallBack();
-    else if (due === "resend") {
-      // The batch may be lost, or its commits' notices: the writer answers a copy either way
-      // (it commits what it did not get, and tells the clock of what it committed).
-      const again = this.#forwarder.resend(this.#cache.clock, Date.now());
-      if (again) this.#sendForward(again);
-    }
-  }
-
-  /**
-   * The writer does not answer (or cannot take a push): this isolate commits what waits for it,
-   * once it has caught up (pushes the writer did commit are answered from the log then).
-   */
-  #fallBack(): void {
-    if (this.#fallingBack) return;
-    this.#fallingBack = true;
-    void this.#enqueue(async () => {
-      try {
-        this.#directUntil = Date.now() + ForwardTimeouts.direct;
-        await this.#catchUpNow();
-        const items = this.#forwarder.takeAll().filter((item) => {
-          if (item.session.state === SessionState.connected) return true;
-          this.#awaiting.delete(item.origin); // nobody waits for its result any more
-          return false;
-        });
-        if (items.length === 0) return;
-        this.#log.debug("forwarded pushes committed here", { pushes: items.length });
-        this.#hooks.onForwardFallback?.({ roomId: this.roomId, pushes: items.length });
-        await this.#handlePushes(items.map((item) => ({
-          session: item.session,
-          message: { type: "push", clientClock: item.message.clientClock, diff: item.diff },
-          origin: item.origin,
-        })));
-      } finally {
-        this.#fallingBack = false;
-      }
-    });
-  }
-
-  /** Forwarded pushes this isolate will not commit (it is not the writer any more). */
-  #refuseRemote(entries: RemotePush[]): void {
-    const batches = new Map<string, RemotePush>();
-    for (const entry of entries) {
-      this.#remoteQueued.delete(entry.origin);
-      batches.set(`${entry.remote.from}\0${entry.remote.batch}`, entry);
-    }
-    for (const { remote } of batches.values()) {
-      this.#sendForward({
-        kind: "refused",
-        to: remote.from,
-        from: this.#isolateId,
-        batch: remote.batch,
-      });
-    }
-  }
-
-  #sendForward(message: ForwardMessage): void {
-    this.#hooks.onForward?.({ roomId: this.roomId, message });
-  }
-
-  /** A forwarding message from another isolate of this room (from the bus). */
-  receiveForward(message: ForwardMessage): void {
-    if (this.#closed) return;
-    if (message.kind === "resign") {
-      if (this.#writer?.isolateId === message.from) this.#writer = undefined;
-      if (this.#forwarder.target === message.from) this.#fallBack();
-      return;
-    }
-    if (message.to !== this.#isolateId) return;
-    this.#forwarder.heardFrom(message.from, Date.now());
-    if (message.kind === "refused") {
-      if (this.#forwarder.isInFlight(message.batch)) this.#fallBack();
-    } else if (message.kind === "result") {
-      void this.#enqueue(() => this.#takeOutcomes(message.outcomes, message.clock));
-    } else this.#takeForwarded(message);
-  }
-
-  /** Pushes forwarded to this isolate as the room's writer: they join the next group. */
-  #takeForwarded(message: Extract<ForwardMessage, { kind: "push" }>): void {
-    const { from, batch } = message;
-    if (message.base < this.#origins.completeFrom) {
-      // This isolate cannot tell whether the pushes were committed before it loaded the room.
-      this.#sendForward({ kind: "refused", to: from, from: this.#isolateId, batch });
-      return;
-    }
-    // The pushes were made on top of `base`: plan them against it or later (a catch-up queued
-    // now runs before their group).
-    if (message.base > this.#cache.clock) void this.catchUp();
-    let committed = 0;
-    for (const push of message.pushes) {
-      // Committed before (a copy of a batch it took already): its isolate reads that in the log.
-      const clock = this.#origins.clockOf(push.origin);
-      if (clock !== undefined) committed = Math.max(committed, clock);
-      else if (!this.#remoteQueued.has(push.origin)) {
-        this.#remoteQueued.add(push.origin);
-        this.#submit({
-          remote: { from, batch, session: push.session },
-          message: { type: "push", clientClock: 0, diff: push.diff },
-          origin: push.origin,
-        });
-      }
-    }
-    if (committed > 0) {
-      // The forwarder missed those commits: it is told the clock (its catch-up answers them).
-      this.#sendForward({
-        kind: "result",
-        to: from,
-        from: this.#isolateId,
-        batch,
-        clock: this.#cache.clock,
-        outcomes: [],
-      });
-    }
-  }
-
-  /**
-   * The writer's outcomes for pushes this isolate forwarded. Committed ones are answered when their
-   * step is applied (in clock order, among the patches); a discard changes nothing, so it can be
-   * answered at once (its session's later results wait behind it, spec 5.4).
-   */
-  async #takeOutcomes(outcomes: ForwardOutcome[], writerClock: number): Promise<void> {
-    for (const outcome of outcomes) {
-      const item = this.#forwarder.pending(outcome.origin);
-      if (!item) continue;
-      if ("rejected" in outcome) {
-        this.#settleForwarded(item);
-        this.#reject(item.session, outcome.rejected);
-      } else if ("discarded" in outcome) this.#discardForwarded(item);
-    }
-    if (writerClock > this.#cache.clock) await this.#catchUpNow();
-    this.#pumpForwarder();
-  }
-
-  #discardForwarded(item: ForwardItem<Session>): void {
-    this.#settleForwarded(item);
-    if (item.session.state === SessionState.connected) {
-      this.#sender.settleSlot(item.session, item.origin, "discard");
-    }
-  }
-
   /** Evaluates a push against the cache (see push_plan.ts). `session` null = server-side. */
   #planPush(session: Session | null, message: PushRequest): PushPlan {
     return planPush(
@@ -1672,9 +1433,8 @@ export class TldrawRoom {
   /** The cache becomes `data` (as loaded); what forwarding knows starts from its clock. */
   #replaceCache(data: RoomData): void {
     const clock = this.#cache.replace(data);
-    this.#writer = data.meta.writer;
     // Origins of forwarded pushes are known from here on (see forwarding.ts).
-    this.#origins.reset(clock);
+    this.#forwarding.reset(clock, data.meta.writer);
   }
 
   /**
@@ -1685,10 +1445,10 @@ export class TldrawRoom {
     const result = await this.#store.stepsSince(this.roomId, this.#cache.clock);
     if (result.kind === "none") return;
     if (result.kind === "steps" && result.steps[0]?.clock === this.#cache.clock + 1) {
-      if (result.writer) this.#writer = result.writer;
+      if (result.writer) this.#forwarding.noteWriter(result.writer);
       for (const step of result.steps) this.#applyStep(step);
       this.#cache.applyHistoryStart(result.tombstoneHistoryStartsAtClock);
-      this.#pumpForwarder();
+      this.#forwarding.pump();
       return;
     }
     await this.#reloadAfterGap();
@@ -1700,32 +1460,17 @@ export class TldrawRoom {
    */
   #applyStep(step: LogStep): void {
     const forward = this.#cache.applyStep(step);
-    const item = step.origin === undefined ? undefined : this.#awaiting.get(step.origin);
-    if (step.origin !== undefined) this.#origins.add(step.origin, step.clock);
-    // Pushes forwarded before it in its batch and not committed: discarded (forwarding.ts).
-    if (item) {
-      for (const before of this.#forwarder.unansweredBefore(item.origin)) {
-        this.#discardForwarded(before);
-      }
-    }
+    const item = this.#forwarding.stepApplied(step);
     if (!item || item.session.state !== SessionState.connected) {
-      if (item) this.#settleForwarded(item);
       this.#broadcast(forward, null, undefined, { allowEmpty: true });
       return;
     }
-    this.#settleForwarded(item);
     this.#broadcast(forward, item.session, undefined, { allowEmpty: true });
     // The pusher's result: `commit` when the step is what it pushed (spec 5.1).
     const diff = this.#migrateDiffForSession(item.session, forward);
     if (!diff) return;
     const action: PushResultAction = isEqual(diff, item.diff) ? "commit" : { rebaseWithDiff: diff };
     this.#sender.settleSlot(item.session, item.origin, action);
-  }
-
-  /** A forwarded push whose outcome is known: nothing waits for it any more. */
-  #settleForwarded(item: ForwardItem<Session>): void {
-    this.#awaiting.delete(item.origin);
-    this.#forwarder.resolve(item.origin);
   }
 
   /**
@@ -1739,7 +1484,7 @@ export class TldrawRoom {
     if (!loaded) return;
     const data = settledView(loaded);
     if (data.meta.documentClock <= this.#cache.clock) return;
-    this.#writer = data.meta.writer;
+    this.#forwarding.noteWriter(data.meta.writer);
     const rebuilt = stepsFromReload(data, this.#cache.clock);
     if (rebuilt.ok) {
       for (const step of rebuilt.steps) this.#applyStep(step);
@@ -1761,16 +1506,9 @@ export class TldrawRoom {
     }
   }
 
-  /**
-   * Steps were skipped (rebuilt without their origins, or not read at all): whether a forwarded
-   * push waiting here was committed can no longer be told from the log, so it is neither answered
-   * nor committed again. Its client reconnects and pushes its changes again (spec 4.5).
-   */
+  /** Steps were skipped: sessions waiting for a forwarded push reconnect (see RoomForwarding). */
   #forgetOrigins(): void {
-    this.#origins.reset(this.#cache.clock);
-    const items = [...this.#awaiting.values(), ...this.#forwarder.takeAll()];
-    this.#awaiting.clear();
-    for (const { session } of items) {
+    for (const session of this.#forwarding.forget(this.#cache.clock)) {
       if (session.state !== SessionState.connected) continue;
       safeClose(session.socket);
       this.#cancel(session);
