@@ -1,7 +1,8 @@
 /**
- * tldraw rooms across isolates: `deno run -A bench/rooms_bench.ts [--seconds=N] [--cpu-prof=DIR]`
- * (`--cpu-prof`: the server writes a V8 CPU profile per thread into DIR, the isolates' as
- * `*.worker-N.cpuprofile`; summarise them with bench/cpu_profile_top.ts).
+ * tldraw rooms across isolates: `deno run -A bench/rooms_bench.ts [--seconds=N] [--cpu-prof=DIR]
+ * [--only=1x50-1,1x50-2,200x5-1,200x5-2,200x5-split]` (`--cpu-prof`: the server writes a V8 CPU
+ * profile per thread into DIR, the isolates' as `*.worker-N.cpuprofile`; summarise them with
+ * bench/cpu_profile_top.ts).
  *
  * Starts the real server as a separate process with two isolates (`main.ts --isolates 2`: two Web
  * Workers sharing the KV file and the bus) and drives it with raw WebSocket clients speaking the
@@ -14,7 +15,9 @@
  * 1 room × 50 clients, and 200 rooms × 5 clients (saturation: no think time), the latter also with
  * each room's clients all on one isolate ("rooms split": no cross-isolate contention). Reported: acknowledged
  * pushes/s, delivered patches/s, fan-out p50/p99 (same-isolate and cross-isolate), the server
- * process's CPU and the load generator's CPU (this process), and the latency the bus adds; then the
+ * process's CPU and the load generator's CPU (this process), commits that lost the clock race and
+ * forwarded pushes committed by their own isolate (from the isolates' `/metrics`), and the latency
+ * the bus adds; then the
  * server's CPU by thread (each isolate's JavaScript thread, KV's SQLite threads, the supervisor's
  * main thread, V8's helpers) and the machine's idle share, to show where the CPU goes.
  *

@@ -37,9 +37,9 @@ const { values: flags } = parseArgs({
     drain: { type: "string", default: "3" },
     /** Saturation: measured seconds per step, first per-client rate, multiplier, step limit. */
     "step-seconds": { type: "string", default: "3" },
-    "sat-start": { type: "string", default: "5" },
+    "sat-start": { type: "string", default: "10" },
     "sat-factor": { type: "string", default: "1.3" },
-    "sat-steps": { type: "string", default: "16" },
+    "sat-steps": { type: "string", default: "24" },
     "sat-clients": { type: "string", default: "20" },
     /** Saturation: a step fails when fan-out p99 exceeds this (ms). */
     "limit-ms": { type: "string", default: "100" },

@@ -2,7 +2,8 @@
  * Version history of rooms in Postgres: compressed copies of the document, a throttled recorder fed by
  * the room hooks, and retention.
  *
- * Recording rules: while a room changes, at most one version per `intervalMs` (8 s by default), and only
+ * Recording rules: while a room changes, at most one version per `intervalMs` (8 s by default; one
+ * more interval per {@link LARGE_VERSION_BYTES} of document, so a 25 MB room writes one a minute), and only
  * when the clock moved since the last one; when the last session leaves, right away (again only if the
  * clock moved); after a restore, always. Each isolate throttles the commits it makes itself; a version
  * with the same clock as an existing one is not written twice (several isolates, a leave right after
@@ -184,6 +185,13 @@ export function thin(
  */
 const PRUNE_EVERY_MS = 10 * 60_000;
 
+/**
+ * A document this big (uncompressed) or bigger waits one more interval between versions per
+ * multiple of it: copying, compressing and storing a 25 MB document every 8 s took the serving
+ * thread 100 ms and more each time (with embedded PGlite) while its users were editing.
+ */
+export const LARGE_VERSION_BYTES = 4 * 1024 * 1024;
+
 /** Options of {@link HistoryRecorder}. */
 export interface HistoryRecorderOptions {
   history: HistoryStore;
@@ -201,6 +209,8 @@ interface RoomState {
   /** Latest clock this isolate committed. */
   latestClock: number;
   lastSavedAt: number;
+  /** Uncompressed size of the last version (bytes): big documents wait longer between versions. */
+  lastSize: number;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
@@ -243,7 +253,8 @@ export class HistoryRecorder {
     const state = this.#state(roomId);
     state.latestClock = Math.max(state.latestClock, clock);
     if (state.timer !== undefined) return;
-    const wait = Math.max(0, state.lastSavedAt + this.#intervalMs - Date.now());
+    const interval = this.#intervalMs * (1 + Math.floor(state.lastSize / LARGE_VERSION_BYTES));
+    const wait = Math.max(0, state.lastSavedAt + interval - Date.now());
     state.timer = setTimeout(() => {
       state.timer = undefined;
       // The interval counts from this start, not from when the write ends: otherwise every commit
@@ -281,7 +292,7 @@ export class HistoryRecorder {
   #state(roomId: string): RoomState {
     let state = this.#rooms.get(roomId);
     if (!state) {
-      state = { savedClock: -1, latestClock: -1, lastSavedAt: 0, timer: undefined };
+      state = { savedClock: -1, latestClock: -1, lastSavedAt: 0, lastSize: 0, timer: undefined };
       this.#rooms.set(roomId, state);
     }
     return state;
@@ -337,6 +348,7 @@ export class HistoryRecorder {
     state.savedClock = Math.max(state.savedClock, snapshot.clock);
     state.latestClock = Math.max(state.latestClock, snapshot.clock);
     state.lastSavedAt = now;
+    if (version) state.lastSize = version.size;
     if (version && this.#options.retention && this.#claimPrune(roomId, now)) {
       await this.#options.history.prune(roomId, this.#options.retention, now);
     }

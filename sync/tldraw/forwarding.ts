@@ -47,8 +47,8 @@ export const ForwardTimeouts = {
   direct: 2_000,
 } as const;
 
-/** Largest JSON of the pushes in one batch (bus messages stay below 7,000 bytes). */
-export const MAX_FORWARD_BATCH_CHARS = 5_000;
+/** Most UTF-8 bytes of pushes in one batch (bus messages stay below 7,000 bytes). */
+export const MAX_FORWARD_BATCH_BYTES = 5_000;
 /** Most pushes in one batch (so that the writer's reply, one outcome each, stays small too). */
 const MAX_FORWARD_BATCH_PUSHES = 40;
 
@@ -178,8 +178,8 @@ export interface ForwardItem<S> {
   message: PushRequest;
   /** Its document ops (presence is handled where the session is). */
   diff: WireNetworkDiff;
-  /** JSON length of `diff`. */
-  chars: number;
+  /** UTF-8 size of `diff` as JSON. */
+  bytes: number;
   /** `false`: must be committed here (too big for the bus, or the session needs migrations). */
   forwardable: boolean;
 }
@@ -230,16 +230,16 @@ export class Forwarder<S> {
     if (this.#inFlight || this.#queue.length === 0) return null;
     if (!this.#queue[0]!.forwardable) return "direct";
     const items = new Map<string, ForwardItem<S>>();
-    let chars = 0;
+    let bytes = 0;
     while (this.#queue.length > 0) {
       const item = this.#queue[0]!;
       if (
         !item.forwardable || items.size >= MAX_FORWARD_BATCH_PUSHES ||
-        (items.size > 0 && chars + item.chars > MAX_FORWARD_BATCH_CHARS)
+        (items.size > 0 && bytes + item.bytes > MAX_FORWARD_BATCH_BYTES)
       ) break;
       this.#queue.shift();
       items.set(item.origin, item);
-      chars += item.chars + 64;
+      bytes += item.bytes + 64;
     }
     this.#inFlight = {
       batch: ++this.#batch,

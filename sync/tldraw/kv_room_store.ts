@@ -10,7 +10,7 @@
  * | `rec, id` | `{c: lastChangedClock, j: json}` or, above one chunk, `{c, n: pieces}` |
  * | `chunk, id, c, i` | piece `i` of the record's JSON written at clock `c` (immutable once written) |
  * | `tomb, id` | clock of the deletion |
- * | `ring, clock % logSize` | the change log, a ring of {@link KvRoomStoreOptions.logSize} slots: clock `c`, ids written at it `{p, d}`, with the values `j` when small and the origin `o` of a forwarded push |
+ * | `ring, clock % logSize` | the change log, a ring of {@link KvRoomStoreOptions.logSize} slots: the entries `s` of the clocks `f`…`c` one commit wrote, in the slot of `c` (per clock: ids written `{p, d}`, the values `j` when small, the origin `o` of a forwarded push) |
  * | `sess, sessionId` | a {@link SessionEntry}, with `expireIn` |
  * | `snap` | `{id, clock, pieces}`: the newest compacted snapshot (see {@link KvRoomStore.saveSnapshot}) |
  * | `snapchunk, id, i` | piece `i` of snapshot `id`: lines `clock<TAB>json` of every record |
@@ -59,6 +59,8 @@ const GET_MANY_LIMIT = 10;
 const STAGE_PIECES_PER_OP = 10;
 // A log entry listing more ids than this is stored as "bulk": readers of it reload the room.
 const MAX_LOG_ENTRY_CHARS = 50_000;
+// Most bytes of log entries one slot holds (KV: 64 KiB a value).
+const MAX_LOG_SLOT_BYTES = 56_000;
 // Below this (stored bytes) a log entry carries the records' JSON too: another isolate then forwards
 // exactly what was written at that clock with one range read, instead of reading the records (which
 // may have changed again since). Most pushes are a few hundred bytes.
@@ -81,8 +83,12 @@ type StoredMeta = Omit<RoomMeta, "schema" | "writer"> & {
 };
 type IdsEntry = { p: string[]; d: string[]; j?: string[]; o?: string };
 type LogEntry = IdsEntry | { bulk: true; o?: string };
-/** A change-log slot: the entry of clock `c` (a slot is overwritten by the clock `logSize` later). */
-type LogSlot = LogEntry & { c: number };
+/**
+ * A change-log slot: the entries of the clocks `f`…`c` (one commit's, or a part of one), stored in
+ * the slot of `c`. The slots of `f`…`c − 1` are left as they were: a reader knows a slot's entries
+ * are the ones it looks for by `c` (an older lap's, or a later one's, have another).
+ */
+type LogSlot = { f: number; c: number; s: LogEntry[] };
 
 /** Options for {@link KvRoomStore}. */
 export interface KvRoomStoreOptions {
@@ -299,7 +305,7 @@ export class KvRoomStore implements RoomStore {
       bytes: metaSize + logSize + (inline ? writes.bytes : 0),
     }, (op) => {
       op.check({ key: metaKey, versionstamp });
-      op.set(logKey, { ...logEntry, c: clock });
+      op.set(logKey, { f: clock, c: clock, s: [logEntry] } satisfies LogSlot);
       if (inline) writes.applyTo(op);
       op.set(metaKey, meta);
     });
@@ -334,20 +340,35 @@ export class KvRoomStore implements RoomStore {
     const known = await this.#knownAt(roomId, expectedClock);
     if (!known) return { ok: false, error: CommitError.conflict };
     // Every step's writes, last one per key winning (a record may change in several steps), plus
-    // one log entry per clock; one meta write at the end.
+    // the log entries, several clocks to a slot; one meta write at the end. A group of a few
+    // hundred pushes on a few records writes a few dozen keys, not one or two per push.
     const byKey = new Map<string, Mutation>();
     const put = (writes: Writes) => {
       for (const m of writes.list) byKey.set(JSON.stringify(m.key), m);
     };
     let schema = known.meta.schema ?? undefined;
     let clock = expectedClock;
+    let slot: LogSlot | undefined;
+    let slotSize = 0;
+    const logWrites = new Writes();
+    const closeSlot = () => {
+      if (slot) logWrites.set(this.#logKey(roomId, slot.c), slot, slotSize);
+      slot = undefined;
+      slotSize = 64;
+    };
     for (const changes of steps) {
       clock++;
       const { writes, logEntry, logSize } = this.#stepWrites(roomId, clock, changes);
-      writes.set(this.#logKey(roomId, clock), { ...logEntry, c: clock }, logSize);
+      if (slot && slotSize + logSize > MAX_LOG_SLOT_BYTES) closeSlot();
+      slot ??= { f: clock, c: clock, s: [] };
+      slot.c = clock;
+      slot.s.push(logEntry);
+      slotSize += logSize;
       if (changes.schema) schema = changes.schema;
       put(writes);
     }
+    closeSlot();
+    put(logWrites);
     const writes = Writes.from([...byKey.values()]);
     this.#writeSchema(writes, roomId, schema);
     const meta = nextMeta(known.meta, clock, steps.findLast((step) => step.writer)?.writer);
@@ -677,10 +698,11 @@ export class KvRoomStore implements RoomStore {
     since: number,
     clock: number,
   ): Promise<(IdsEntry & { c: number })[] | undefined> {
-    if (clock - since > this.#logSize) return undefined;
-    const first = (since + 1) % this.#logSize;
-    const last = clock % this.#logSize;
-    const ranges = first <= last ? [[first, last + 1]] : [[first, this.#logSize], [0, last + 1]];
+    const size = this.#logSize;
+    if (clock - since > size) return undefined;
+    const first = (since + 1) % size;
+    const last = clock % size;
+    const ranges = first <= last ? [[first, last + 1]] : [[first, size], [0, last + 1]];
     const entries: (IdsEntry & { c: number })[] = [];
     let expected = since + 1;
     for (const [start, end] of ranges) {
@@ -688,10 +710,17 @@ export class KvRoomStore implements RoomStore {
         start: this.#key(roomId, "ring", start!),
         end: this.#key(roomId, "ring", end!),
       });
-      for await (const { value } of iter) {
-        if (value.c !== expected || "bulk" in value) return undefined;
-        entries.push(value);
-        expected++;
+      for await (const { key, value } of iter) {
+        // The clock of the range this slot stands for: its entries are ours only if they end there.
+        const slotClock = since + 1 + ((Number(key.at(-1)) - first + size) % size);
+        if (value.c !== slotClock) continue;
+        if (value.f > expected) return undefined;
+        for (let at = expected; at <= value.c; at++) {
+          const entry = value.s[at - value.f];
+          if (!entry || "bulk" in entry) return undefined;
+          entries.push({ ...entry, c: at });
+        }
+        expected = value.c + 1;
       }
     }
     return expected === clock + 1 ? entries : undefined;

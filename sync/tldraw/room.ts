@@ -1164,7 +1164,11 @@ export class TldrawRoom {
               // without a code; they reconnect, catch up and push their pending changes again.
               // Forwarded pushes get no answer: their isolate gives up on them the same way.
               for (const { entry } of items) {
-                if (isRemote(entry) || entry.session.state !== SessionState.connected) continue;
+                if (isRemote(entry)) {
+                  this.#forwarding.remoteDone(entry);
+                  continue;
+                }
+                if (entry.session.state !== SessionState.connected) continue;
                 this.#log.warn("push gave up after lost commit races", {
                   sessionId: entry.session.sessionId,
                   attempts: attempt,

@@ -7,13 +7,14 @@
  * @module
  */
 import type { Logger } from "../../log.ts";
+import { utf8Length } from "../utf8.ts";
 import {
   Forwarder,
   type ForwardItem,
   type ForwardMessage,
   type ForwardOutcome,
   ForwardTimeouts,
-  MAX_FORWARD_BATCH_CHARS,
+  MAX_FORWARD_BATCH_BYTES,
   OriginIndex,
 } from "./forwarding.ts";
 import type { PushRequest, PushResultAction, SyncCloseReason } from "./protocol.ts";
@@ -155,15 +156,15 @@ export class RoomForwarding {
       }
       const origin = entry.origin ?? `${this.#originPrefix}${(++this.#seq).toString(36)}`;
       if (entry.origin === undefined) session.resultSlots.push({ origin, message });
-      const chars = JSON.stringify(diff).length;
+      const bytes = utf8Length(JSON.stringify(diff));
       const item: ForwardItem<Session> = {
         origin,
         session,
         sessionId: session.sessionId,
         message,
         diff,
-        chars,
-        forwardable: !session.requiresDownMigrations && chars <= MAX_FORWARD_BATCH_CHARS,
+        bytes,
+        forwardable: !session.requiresDownMigrations && bytes <= MAX_FORWARD_BATCH_BYTES,
       };
       this.#awaiting.set(origin, item);
       this.#forwarder.enqueue(item);

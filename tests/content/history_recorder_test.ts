@@ -81,3 +81,35 @@ Deno.test(`[${TEST_ENGINE}] history recorder: the last leave copies the room whi
   const versions = await history.list("r2");
   assert.deepEqual(versions.map((v) => [v.clock, v.reason]), [[9, "last_leave"]]);
 });
+
+Deno.test(`[${TEST_ENGINE}] history recorder: a big document waits an interval more per 4 MB between versions`, async () => {
+  await using database = await openTestDatabase();
+  const history = new HistoryStore(database);
+  const recorder = new HistoryRecorder({
+    history,
+    store: new MemoryRoomStore(),
+    log: createLogger("error"),
+    intervalMs: 250,
+  });
+  let clock = 0;
+  // A 9 MB document for one room (three intervals between its versions), a small one for another.
+  const big = JSON.stringify({ id: "shape:big", typeName: "shape", text: "x".repeat(9 << 20) });
+  recorder.readLoadedRooms((roomId) => ({
+    clock,
+    schema: serverSchema(),
+    recordTexts: roomId === "big" ? [big] : [],
+  }));
+  const started = Date.now();
+  while (Date.now() - started < 1_200) {
+    clock++;
+    recorder.onDocumentChanged("big", clock);
+    recorder.onDocumentChanged("small", clock);
+    await sleep(10);
+  }
+  await recorder.flush();
+  const bigVersions = (await history.list("big")).length;
+  const smallVersions = (await history.list("small")).length;
+  assert.ok(bigVersions <= 3, `big: ${bigVersions}`);
+  assert.ok(smallVersions > bigVersions, `small: ${smallVersions}, big: ${bigVersions}`);
+  assert.ok((await history.list("big"))[0]!.size > 9 << 20);
+});

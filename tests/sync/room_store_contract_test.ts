@@ -545,12 +545,11 @@ Deno.test("KvRoomStore: logValues false logs ids only; readers of the step read 
   const b = shape("shape:b", { x: 2 });
   await store.commit("r", 0, { puts: [{ record: a }], deletes: [], logValues: false });
   await store.commit("r", 1, { puts: [{ record: b }], deletes: [] });
-  const log = await kv.get<{ j?: string[] }>(["tldraw", "r", "ring", 1]);
-  assert.equal(log.value?.j, undefined, "ids only");
-  assert.ok(
-    (await kv.get<{ j?: string[] }>(["tldraw", "r", "ring", 2])).value?.j,
-    "values by default",
-  );
+  type Slot = { s: { p: string[]; j?: string[] }[] };
+  const log = await kv.get<Slot>(["tldraw", "r", "ring", 1]);
+  assert.deepEqual(log.value?.s[0]?.p, ["shape:a"]);
+  assert.equal(log.value?.s[0]?.j, undefined, "ids only");
+  assert.ok((await kv.get<Slot>(["tldraw", "r", "ring", 2])).value?.s[0]?.j, "values by default");
   const steps = await new KvRoomStore(kv).stepsSince("r", 0);
   assert.equal(steps.kind, "steps");
   if (steps.kind !== "steps") return;
@@ -560,7 +559,7 @@ Deno.test("KvRoomStore: logValues false logs ids only; readers of the step read 
   ]);
 });
 
-Deno.test("KvRoomStore: the change log is a ring of logSize slots; reads across its wrap are in order", async () => {
+Deno.test("KvRoomStore: the change log is a ring of logSize slots, a commit's clocks in one; reads across its wrap are in order", async () => {
   await using kv = await Deno.openKv(":memory:");
   const store = new KvRoomStore(kv, { logSize: 4 });
   await store.create("r", emptyRoom());
@@ -584,4 +583,37 @@ Deno.test("KvRoomStore: the change log is a ring of logSize slots; reads across 
   assert.equal((await store.changesSince("r", 5)).kind, "gap");
   const changes = await store.changesSince("r", 8);
   assert.equal(changes.kind, "changes");
+  // A group's clocks share one slot (its last clock's): five steps, one log key written.
+  const before = new Map<number, string | null>();
+  for await (const entry of kv.list({ prefix: ["tldraw", "r", "ring"] })) {
+    before.set(entry.key.at(-1) as number, entry.versionstamp);
+  }
+  const group = Array.from({ length: 5 }, (_, i) => ({
+    puts: [{ record: shape(`shape:g${i}`, { x: i }) }],
+    deletes: [],
+  }));
+  assert.deepEqual(await store.commitSteps("r", 10, group), { ok: true, clock: 15 });
+  const written: number[] = [];
+  for await (const entry of kv.list({ prefix: ["tldraw", "r", "ring"] })) {
+    if (before.get(entry.key.at(-1) as number) !== entry.versionstamp) {
+      written.push(entry.key.at(-1) as number);
+    }
+  }
+  assert.deepEqual(written, [15 % 4]);
+  for (const since of [11, 13]) {
+    const read = await store.stepsSince("r", since);
+    assert.equal(read.kind, "steps", `since ${since}`);
+    if (read.kind !== "steps") return;
+    assert.deepEqual(
+      read.steps.map((step) => [step.clock, step.puts[0]?.state.id]),
+      Array.from({ length: 15 - since }, (_, i) => [since + 1 + i, `shape:g${since - 10 + i}`]),
+    );
+  }
+  // Its slot overwritten by a later lap: the group's clocks are gone from the log.
+  for (let clock = 15; clock < 19; clock++) {
+    const record = shape("shape:late", { x: clock });
+    assert.ok((await store.commit("r", clock, { puts: [{ record }], deletes: [] })).ok);
+  }
+  assert.equal((await store.stepsSince("r", 14)).kind, "gap");
+  assert.equal((await store.stepsSince("r", 15)).kind, "steps");
 });
