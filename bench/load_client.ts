@@ -198,9 +198,7 @@ async function runSaturation(spec: SaturationSpec): Promise<Pick<LoadResult, "ph
   const stopPinging = startPinging(clients);
   await setUpAll(clients, true);
   const phases: PhaseResult[] = [];
-  let retried = false;
-  for (let step = 0; step < spec.maxSteps; step++) {
-    const rate = spec.startRate * spec.factor ** step;
+  const run = async (rate: number) => {
     const phase = await runPhase(clients, {
       mode: "doc",
       rate,
@@ -212,12 +210,28 @@ async function runSaturation(spec: SaturationSpec): Promise<Pick<LoadResult, "ph
       label: `step${phases.length}`,
     });
     phases.push(phase);
-    if (stepSustained(phase, spec.limitMs)) continue;
+    return stepSustained(phase, spec.limitMs);
+  };
+  let retried = false;
+  let failedAt: number | undefined;
+  for (let step = 0; step < spec.maxSteps; step++) {
+    const rate = spec.startRate * spec.factor ** step;
+    if (await run(rate)) continue;
     // On a shared machine one noisy step should not end the ramp: a failed step is run once more
     // (once per ramp) and only a second failure stops it.
-    if (retried) break;
+    if (retried) {
+      failedAt = step;
+      break;
+    }
     retried = true;
     step--;
+  }
+  if (failedAt !== undefined && failedAt > 0) {
+    const sustained = spec.startRate * spec.factor ** (failedAt - 1);
+    for (let i = 1; i <= spec.refineSteps; i++) {
+      const rate = sustained * spec.factor ** (i / (spec.refineSteps + 1));
+      if (!(await run(rate))) break;
+    }
   }
   stopPinging();
   for (const client of clients) client.close();

@@ -41,6 +41,12 @@ export interface SaturationSpec {
   /** A step fails when its fan-out p99 exceeds this (ms), or anything is lost. */
   limitMs: number;
   createEvery: number;
+  /**
+   * After the ramp failed, this many rates evenly spaced (geometrically) between the last one
+   * sustained and the failed one are tried, up to the first failure: `factor` alone measures
+   * throughput in steps of `factor` (1.3×), too coarse to compare two servers.
+   */
+  refineSteps: number;
 }
 
 /** Fills rooms with `shapes` shapes each, `perPush` per push, then disconnects. */
