@@ -1,9 +1,12 @@
 /**
  * The tldraw room engine: sessions, the connect handshake, pushes, presence and batching, over a
- * {@link RoomStore} that is the sequencer and source of truth. The engine's in-memory document is a
- * cache of the store: every change is committed against the clock the cache is at; on a lost race
- * the engine catches up from the store's change log ({@link TldrawRoom.catchUp}), re-validates the
- * push against the new state and retries. A later cross-isolate bus only needs to call `catchUp()`.
+ * {@link RoomStore} that is the sequencer and source of truth. The engine's in-memory document
+ * (room_cache.ts) is a cache of the store: every change is committed against the clock the cache is
+ * at; on a lost race the engine catches up from the store's change log ({@link TldrawRoom.catchUp}),
+ * re-validates the push against the new state and retries. Other isolates' commits arrive as clock
+ * notices (with their steps when small) or through the log; while another isolate is the room's
+ * writer, pushes are forwarded to it (room_forwarding.ts). What goes to the sessions, and when, is
+ * session_sender.ts; queued pushes are planned as groups in push_group.ts.
  *
  * Validation and migrations come from the tldraw schema (`@tldraw/store` `StoreSchema`); the diff
  * algebra from `@tldraw/sync-core`, so behaviour matches the reference (spec sections 3–6).

@@ -134,43 +134,42 @@ export class RoomManager {
       }, () => {});
       if (bus) {
         const loaded = room;
-        const unsubscribeClock = bus.subscribe(busTopic(roomId), (body) => {
-          const notice = parseClockNotice(body);
-          if (!notice) return;
-          const { clock } = notice;
-          loaded.then((r) => {
-            r.notePeer();
+        // A room's messages: parsed (anything else on the topic is ignored), then handed to the
+        // room once it is loaded; any message also tells it another isolate is there.
+        const on = <T>(
+          topic: string,
+          parse: (body: Json) => T | null,
+          deliver: (room: TldrawRoom, message: T) => void,
+        ) =>
+          bus.subscribe(topic, (body) => {
+            const message = parse(body);
+            if (message === null) return;
+            loaded.then((r) => {
+              r.notePeer();
+              deliver(r, message);
+            }, () => {});
+          });
+        const unsubscribes = [
+          on(busTopic(roomId), parseClockNotice, (r, notice) => {
             // Another isolate lost commit races here twice or more in a row: give it a turn.
             if (notice.contended) r.yieldCommits(CONTENTION_YIELD_MS);
             else if (!notice.hello) {
-              this.#options.onClockNotice?.({ roomId, clock, late: clock <= r.clock });
+              this.#options.onClockNotice?.({
+                roomId,
+                clock: notice.clock,
+                late: notice.clock <= r.clock,
+              });
             }
-            r.noticeClock(clock, notice);
-          }, () => {});
-        });
-        const unsubscribePresence = bus.subscribe(presenceTopic(roomId), (body) => {
-          const change = parsePresenceChange(body);
-          if (change) {
-            loaded.then((r) => {
-              r.notePeer();
-              r.applyRemotePresence(change);
-            }, () => {});
-          }
-        });
-        const unsubscribeForward = bus.subscribe(forwardTopic(roomId), (body) => {
-          const message = parseForwardMessage(body);
-          if (message) {
-            loaded.then((r) => {
-              r.notePeer();
-              r.receiveForward(message);
-            }, () => {});
-          }
-        });
-        this.#unsubscribe.set(roomId, () => {
-          unsubscribeClock();
-          unsubscribePresence();
-          unsubscribeForward();
-        });
+            r.noticeClock(notice.clock, notice);
+          }),
+          on(
+            presenceTopic(roomId),
+            parsePresenceChange,
+            (r, change) => r.applyRemotePresence(change),
+          ),
+          on(forwardTopic(roomId), parseForwardMessage, (r, message) => r.receiveForward(message)),
+        ];
+        this.#unsubscribe.set(roomId, () => unsubscribes.forEach((unsubscribe) => unsubscribe()));
       }
       // A failed load is not cached: the next socket tries again.
       room.catch(() => {
