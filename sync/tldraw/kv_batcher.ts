@@ -53,6 +53,10 @@ export interface BatchLimits {
 // behind them); room commits now fill operations up to the 90 checks KV allows (about 2 ms of
 // SQLite for 90 room commits).
 const DEFAULT_LIMITS: BatchLimits = { checks: 90, mutations: 990, bytes: 780_000, writes: 128 };
+// How long woken writeSlot callers get to issue their writes (microtask turns: at most, and
+// without a new write).
+const SLOT_MAX_TICKS = 64;
+const SLOT_QUIET_TICKS = 8;
 // kv.getMany reads at most 10 keys.
 const GET_MANY_LIMIT = 10;
 
@@ -68,6 +72,8 @@ export class KvBatcher {
   readonly #limits: BatchLimits;
   #queue: Pending[] = [];
   #flushing = false;
+  /** Callers of {@link writeSlot} waiting for the operation in flight to end. */
+  #slotWaiters: (() => void)[] = [];
   /** Merged operations committed (for tests and metrics). */
   merged = 0;
   /** Failed merged operations whose stale writes were found by reading their checks. */
@@ -86,6 +92,18 @@ export class KvBatcher {
     });
   }
 
+  /**
+   * `undefined` when a write issued now would start at once; otherwise a promise that resolves when
+   * the operation in flight has ended, so that a caller can keep collecting what it will write
+   * until then (a room gathers more pushes into its group) instead of queueing a smaller write
+   * behind it. The next operation is formed one event-loop turn after the waiters are woken, so
+   * the writes they issue right away go into it.
+   */
+  writeSlot(): Promise<void> | undefined {
+    if (!this.#flushing) return undefined;
+    return new Promise((resolve) => this.#slotWaiters.push(resolve));
+  }
+
   async #flush(): Promise<void> {
     this.#flushing = true;
     try {
@@ -93,9 +111,29 @@ export class KvBatcher {
         const batch = this.#take();
         if (batch.length === 1) await this.#commitAlone(batch[0]!);
         else await this.#commitMerged(batch);
+        await this.#wakeSlotWaiters();
       }
     } finally {
       this.#flushing = false;
+      // Nothing is in flight now: whoever waits writes at once.
+      for (const wake of this.#slotWaiters.splice(0)) wake();
+    }
+  }
+
+  /**
+   * Wakes the callers of {@link writeSlot} and lets their writes arrive before the next operation
+   * is formed. They write within a few microtasks (planning is synchronous), so this yields
+   * microtasks until the queue stops growing, not a macrotask: under load the next macrotask can
+   * be tens of milliseconds away, and the file would sit idle meanwhile.
+   */
+  async #wakeSlotWaiters(): Promise<void> {
+    if (this.#slotWaiters.length === 0) return;
+    for (const wake of this.#slotWaiters.splice(0)) wake();
+    let quiet = 0;
+    for (let tick = 0; tick < SLOT_MAX_TICKS && quiet < SLOT_QUIET_TICKS; tick++) {
+      const before = this.#queue.length;
+      await null;
+      quiet = this.#queue.length === before ? quiet + 1 : 0;
     }
   }
 

@@ -170,6 +170,11 @@ export class KvRoomStore implements RoomStore {
     return op.commit();
   }
 
+  /** See {@link RoomStore.writeSlot}. */
+  writeSlot(): Promise<void> | undefined {
+    return this.#batcher?.writeSlot();
+  }
+
   #key(roomId: string, ...parts: Deno.KvKeyPart[]): Deno.KvKey {
     return [...this.#prefix, roomId, ...parts];
   }

@@ -72,5 +72,6 @@ export function withLockedRetry(store: RoomStore, options: LockedRetryOptions = 
           retry(() => store.saveSnapshot!(roomId, clock, records)),
       }
       : {}),
+    ...(store.writeSlot ? { writeSlot: () => store.writeSlot!() } : {}),
   };
 }

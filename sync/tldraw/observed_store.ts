@@ -64,5 +64,6 @@ export function observedStore(store: RoomStore, observer: StoreObserver = {}): R
     listSessions: (roomId) => store.listSessions(roomId),
     deleteRoom: (roomId) => store.deleteRoom(roomId),
     ...(store.saveSnapshot ? { saveSnapshot: store.saveSnapshot.bind(store) } : {}),
+    ...(store.writeSlot ? { writeSlot: store.writeSlot.bind(store) } : {}),
   };
 }

@@ -513,7 +513,17 @@ export class TldrawRoom {
       return;
     }
     const group: PushEntry[] = [entry];
-    this.#enqueue(() => {
+    this.#enqueue(async () => {
+      // Other isolates forward pushes here: while the store writes something else, theirs (which
+      // come a bus hop after the local ones) keep joining this group. Otherwise the group would
+      // commit the local pushes alone and theirs right after, twice the commits for the same
+      // pushes. Not when only local sessions push: planning groups while a write is in flight
+      // keeps the store busier than bigger groups would.
+      const slot = this.#openGroup === group && this.#forwarding.takesForwarded() &&
+          changesDocument(group)
+        ? this.#store.writeSlot?.()
+        : undefined;
+      if (slot) await slot;
       if (this.#openGroup === group) this.#openGroup = null;
       return this.#handlePushes(group);
     });
@@ -1581,4 +1591,13 @@ function defaultSchema(): StoreSchema<UnknownRecord, unknown> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Whether some push of `group` changes the document (and so will commit). */
+function changesDocument(group: readonly PushEntry[]): boolean {
+  for (const entry of group) {
+    const diff = entry.message.diff;
+    if (diff) { for (const _ in diff) return true; }
+  }
+  return false;
 }

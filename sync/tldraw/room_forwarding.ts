@@ -89,6 +89,8 @@ export class RoomForwarding {
   /** Origins of this room's forwarded pushes: a random prefix (this instance) and a sequence. */
   readonly #originPrefix = crypto.randomUUID().slice(0, 8) + ":";
   #seq = 0;
+  /** When another isolate last forwarded pushes here (epoch ms). */
+  #tookRemoteAt = 0;
   #timer: ReturnType<typeof setInterval> | null = null;
   #fallingBack = false;
   /** After giving up on the writer, commit here until then (epoch ms). */
@@ -123,6 +125,14 @@ export class RoomForwarding {
   /** The clock an origin was committed at, if this isolate saw it. */
   committedAt(origin: string): number | undefined {
     return this.#origins.clockOf(origin);
+  }
+
+  /**
+   * Other isolates forward this room's pushes here (this isolate is the writer, and took some in
+   * the last {@link ForwardTimeouts.writerLease}): their next ones are probably on the way.
+   */
+  takesForwarded(): boolean {
+    return Date.now() - this.#tookRemoteAt < ForwardTimeouts.writerLease;
   }
 
   /** Pushes go to another isolate, the room's writer (or wait behind ones that went there). */
@@ -278,6 +288,7 @@ export class RoomForwarding {
   #take(message: Extract<ForwardMessage, { kind: "push" }>): void {
     const host = this.#host;
     const { from, batch } = message;
+    this.#tookRemoteAt = Date.now();
     if (message.base < this.#origins.completeFrom) {
       // This isolate cannot tell whether the pushes were committed before it loaded the room.
       host.send({ kind: "refused", to: from, from: host.isolateId, batch });

@@ -110,3 +110,27 @@ Deno.test("KvBatcher: a write that throws rejects only its caller", async () => 
   assert.equal(failed.status, "rejected");
   assert.equal((await kv.get(["fine"])).value, 1);
 });
+
+Deno.test("KvBatcher: writeSlot is free when idle; a write issued when the slot opens joins the next operation", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const batcher = new KvBatcher(kv);
+  assert.equal(batcher.writeSlot(), undefined, "nothing in flight: write at once");
+  const first = batcher.commit(setWrite("a", ["a"], 1));
+  const slot = batcher.writeSlot();
+  assert.ok(slot, "a write is in flight");
+  // Two callers wait for the slot, then write after a few microtasks (as a room plans its group).
+  const late = [1, 2].map(async (i) => {
+    await slot;
+    await null;
+    await null;
+    return batcher.commit(setWrite(`late${i}`, ["late", i], i));
+  });
+  const [done, ...rest] = await Promise.all([first, ...late]);
+  assert.ok(done.ok);
+  const stamps = rest.map((r) => (r as Deno.KvCommitResult).versionstamp);
+  assert.ok(rest.every((r) => r.ok));
+  assert.notEqual(stamps[0], (done as Deno.KvCommitResult).versionstamp);
+  assert.equal(stamps[0], stamps[1], "the woken writes went into one operation");
+  assert.equal(batcher.merged, 1);
+  assert.equal(batcher.writeSlot(), undefined);
+});

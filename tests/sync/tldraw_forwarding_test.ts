@@ -59,6 +59,7 @@ async function withIsolates(
     const isolate: Isolate = {
       manager: undefined as unknown as RoomManager,
       store: withOverrides<RoomStore>(base, {
+        ...replaced,
         commit: (...args) => {
           isolate.commits++;
           return (replaced.commit ?? base.commit.bind(base))(...args);
@@ -163,6 +164,34 @@ Deno.test("forwarding: the other isolate's pushes are committed by the writer, a
     assert.ok(!b.socket.dataEvents().some((e) => e.type === "patch" && e.diff?.["shape:b1"]));
     await assertLogClean(one.store, 3);
   });
+});
+
+Deno.test("forwarding: while the writer's store is busy, pushes forwarded to it join its next group", async () => {
+  // The writer's store is writing something else until `release` (a gate on its write slot).
+  let gate: Promise<void> | undefined;
+  let release = () => {};
+  await withIsolates(async ([one, two], { traffic }) => {
+    const a = await one.join("a");
+    await writerOnOne(a);
+    const b = await two.join("b");
+    push(b, 0, { "shape:b": ["put", geoShape("shape:b")] });
+    await until(() => results(b).length === 1);
+    gate = new Promise((resolve) => release = resolve);
+    const commits = one.commits;
+    const forwarded = traffic.push ?? 0;
+    push(a, 1, { "shape:w": ["patch", { x: ["put", 1] }] });
+    push(b, 1, { "shape:b": ["patch", { x: ["put", 2] }] });
+    await until(() => (traffic.push ?? 0) > forwarded);
+    await sleep(20);
+    assert.equal(one.commits, commits, "the writer waited for its store");
+    gate = undefined;
+    release();
+    await until(() => results(a).length === 2 && results(b).length === 2);
+    assert.equal(one.commits, commits + 1, "both pushes went into one commit");
+    assert.deepEqual([results(a)[1]!.serverClock, results(b)[1]!.serverClock].sort(), [3, 4]);
+    assert.equal(two.commits, 0);
+    await assertLogClean(one.store, 4);
+  }, (index) => index === 0 ? { writeSlot: () => gate } : {});
 });
 
 Deno.test("forwarding: the writer's verdicts reach the pusher (rejected, discarded, rebased); read-only stays local", async () => {
