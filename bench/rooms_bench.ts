@@ -444,15 +444,27 @@ const threadHeader = [
   "idle",
   "load 1m",
 ];
+/**
+ * The isolates' JavaScript threads: the two first Worker threads (`worker-N`) still running during
+ * the run. Workers that ended before it (PGlite's start-up Worker) are not listed.
+ */
+function isolateThreads(threads: Map<string, number>): string[] {
+  return [...threads.keys()]
+    .filter((name) => /^worker-\d+$/.test(name))
+    .sort((a, b) => Number(a.slice(7)) - Number(b.slice(7)))
+    .slice(0, 2);
+}
+
 const threadRows = results.map((r) => {
   const t = (name: string) => r.threads.get(name) ?? 0;
-  const known = t("worker-1") + t("worker-2") + t("sw-0") + t("deno") + t("V8 DefaultWorke");
+  const [isolate0 = "", isolate1 = ""] = isolateThreads(r.threads);
+  const known = t(isolate0) + t(isolate1) + t("sw-0") + t("deno") + t("V8 DefaultWorke");
   const all = [...r.threads.values()].reduce((a, b) => a + b, 0);
   return [
     r.scenario,
     String(r.isolates),
-    fmt(t("worker-1"), 2),
-    fmt(t("worker-2"), 2),
+    fmt(t(isolate0), 2),
+    fmt(t(isolate1), 2),
     fmt(t("sw-0"), 2),
     fmt(t("deno"), 2),
     fmt(t("V8 DefaultWorke"), 2),
