@@ -6,8 +6,12 @@
  * sharing the file, commit more than a few thousand times a second. On Deno Deploy it saves round
  * trips in the same way.
  *
- * Writes of the same group (a room's commits: they check the same meta versionstamp) are never
- * merged. If a merged operation fails, every caller must still get the outcome its own operation
+ * Up to {@link BatchLimits.inFlight} operations (default 2) commit at once, so a write that just
+ * missed one does not wait for it to end, and on Deno Deploy, whose KV is a network away, an
+ * isolate is not limited to one operation per round trip. (Locally the file takes one at a time;
+ * measured, 200 rooms × 5 clients on one isolate: the same throughput, push p99 245–294 ms instead
+ * of 304–589 ms.) Writes of the same group (a room's commits: they check the same meta
+ * versionstamp) are never merged, and never in two operations at once. If a merged operation fails, every caller must still get the outcome its own operation
  * would have had. When a check failed and the writes say what they check ({@link
  * BatchedWrite.checked}), one read of those keys finds the writes whose checks can no longer hold
  * (versionstamps only move forward): they fail, and the others are committed again together. Under
@@ -47,12 +51,20 @@ export interface BatchLimits {
    * are bounded by `checks` first (one each).
    */
   writes: number;
+  /** Operations in flight at once (writes of one group are never in two of them). */
+  inFlight: number;
 }
 
 // With 200 busy rooms per isolate a limit of 32 writes filled every operation (the queue waited
 // behind them); room commits now fill operations up to the 90 checks KV allows (about 2 ms of
 // SQLite for 90 room commits).
-const DEFAULT_LIMITS: BatchLimits = { checks: 90, mutations: 990, bytes: 780_000, writes: 128 };
+const DEFAULT_LIMITS: BatchLimits = {
+  checks: 90,
+  mutations: 990,
+  bytes: 780_000,
+  writes: 128,
+  inFlight: 2,
+};
 // How long woken writeSlot callers get to issue their writes (microtask turns: at most, and
 // without a new write).
 const SLOT_MAX_TICKS = 64;
@@ -71,7 +83,9 @@ export class KvBatcher {
   readonly #kv: Deno.Kv;
   readonly #limits: BatchLimits;
   #queue: Pending[] = [];
-  #flushing = false;
+  /** Operations committing now, and the groups of their writes (a group's next write waits). */
+  #inFlight = 0;
+  readonly #groupsInFlight = new Set<string>();
   /** Callers of {@link writeSlot} waiting for the operation in flight to end. */
   #slotWaiters: (() => void)[] = [];
   /** Merged operations committed (for tests and metrics). */
@@ -88,35 +102,36 @@ export class KvBatcher {
   commit(write: BatchedWrite): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ write, resolve, reject });
-      if (!this.#flushing) void this.#flush();
+      this.#start();
     });
   }
 
   /**
    * `undefined` when a write issued now would start at once; otherwise a promise that resolves when
-   * the operation in flight has ended, so that a caller can keep collecting what it will write
+   * an operation in flight has ended, so that a caller can keep collecting what it will write
    * until then (a room gathers more pushes into its group) instead of queueing a smaller write
-   * behind it. The next operation is formed one event-loop turn after the waiters are woken, so
-   * the writes they issue right away go into it.
+   * behind it.
    */
   writeSlot(): Promise<void> | undefined {
-    if (!this.#flushing) return undefined;
+    if (this.#inFlight < this.#limits.inFlight) return undefined;
     return new Promise((resolve) => this.#slotWaiters.push(resolve));
   }
 
-  async #flush(): Promise<void> {
-    this.#flushing = true;
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#take();
-        if (batch.length === 1) await this.#commitAlone(batch[0]!);
-        else await this.#commitMerged(batch);
+  /** Starts operations while fewer than allowed are in flight and writes wait. */
+  #start(): void {
+    while (this.#inFlight < this.#limits.inFlight && this.#queue.length > 0) {
+      const batch = this.#take();
+      if (batch.length === 0) return; // only writes of groups in flight wait
+      this.#inFlight++;
+      for (const pending of batch) this.#groupsInFlight.add(pending.write.group);
+      const run = batch.length === 1 ? this.#commitAlone(batch[0]!) : this.#commitMerged(batch);
+      void run.finally(async () => {
+        for (const pending of batch) this.#groupsInFlight.delete(pending.write.group);
+        // Still counted in flight while the woken callers write: theirs form the next operation.
         await this.#wakeSlotWaiters();
-      }
-    } finally {
-      this.#flushing = false;
-      // Nothing is in flight now: whoever waits writes at once.
-      for (const wake of this.#slotWaiters.splice(0)) wake();
+        this.#inFlight--;
+        this.#start();
+      });
     }
   }
 
@@ -150,6 +165,11 @@ export class KvBatcher {
     let bytes = 0;
     for (const pending of this.#queue) {
       const w = pending.write;
+      if (this.#groupsInFlight.has(w.group) || waiting.has(w.group)) {
+        rest.push(pending);
+        waiting.add(w.group);
+        continue;
+      }
       const fits = batch.length === 0 || (
         batch.length < limits.writes && !groups.has(w.group) && !waiting.has(w.group) &&
         checks + w.checks <= limits.checks && mutations + w.mutations <= limits.mutations &&

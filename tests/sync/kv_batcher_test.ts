@@ -65,7 +65,7 @@ Deno.test("KvBatcher: writes that say what they check: a stale one fails after o
   // Rooms 3 and 11 moved on since their writers read them.
   await kv.set(["meta", 3], 1);
   await kv.set(["meta", 11], 1);
-  const batcher = new KvBatcher(kv);
+  const batcher = new KvBatcher(kv, { inFlight: 1 });
   // A first write occupies the batcher so that the next 20 queue up and merge.
   const first = batcher.commit(checkedWrite("first", ["first"], 1));
   const results = await Promise.all(
@@ -113,7 +113,7 @@ Deno.test("KvBatcher: a write that throws rejects only its caller", async () => 
 
 Deno.test("KvBatcher: writeSlot is free when idle; a write issued when the slot opens joins the next operation", async () => {
   await using kv = await Deno.openKv(":memory:");
-  const batcher = new KvBatcher(kv);
+  const batcher = new KvBatcher(kv, { inFlight: 1 });
   assert.equal(batcher.writeSlot(), undefined, "nothing in flight: write at once");
   const first = batcher.commit(setWrite("a", ["a"], 1));
   const slot = batcher.writeSlot();
@@ -133,4 +133,46 @@ Deno.test("KvBatcher: writeSlot is free when idle; a write issued when the slot 
   assert.equal(stamps[0], stamps[1], "the woken writes went into one operation");
   assert.equal(batcher.merged, 1);
   assert.equal(batcher.writeSlot(), undefined);
+});
+
+Deno.test("KvBatcher: two operations in flight at once, never two writes of one group", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  // Counts the operations committing at once (the writes' `apply` runs as an operation forms).
+  let committing = 0;
+  let most = 0;
+  const slowKv = new Proxy(kv, {
+    get(target, property) {
+      if (property !== "atomic") {
+        const value = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return () => {
+        const op = target.atomic();
+        const commit = op.commit.bind(op);
+        op.commit = async () => {
+          most = Math.max(most, ++committing);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          try {
+            return await commit();
+          } finally {
+            committing--;
+          }
+        };
+        return op;
+      };
+    },
+  });
+  const batcher = new KvBatcher(slowKv, { inFlight: 2 });
+  const first = batcher.commit(setWrite("a", ["a"], 1));
+  const second = batcher.commit(setWrite("b", ["b"], 1));
+  assert.ok(batcher.writeSlot(), "both slots are taken");
+  // The room's next write waits for its first one, even though it is queued behind nothing.
+  const again = batcher.commit(setWrite("a", ["a"], 2));
+  const results = await Promise.all([first, second, again]);
+  assert.ok(results.every((r) => r.ok));
+  assert.equal(most, 2);
+  const stamp = (r: Deno.KvCommitResult | Deno.KvCommitError) =>
+    (r as Deno.KvCommitResult).versionstamp;
+  assert.ok(stamp(results[2]!) > stamp(results[0]!), "a's writes in order");
+  assert.equal((await kv.get(["a"])).value, 2);
 });
