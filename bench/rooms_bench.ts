@@ -19,7 +19,10 @@
  * forwarded pushes committed by their own isolate (from the isolates' `/metrics`), and the latency
  * the bus adds; then the
  * server's CPU by thread (each isolate's JavaScript thread, KV's SQLite threads, the supervisor's
- * main thread, V8's helpers) and the machine's idle share, to show where the CPU goes.
+ * main thread, V8's helpers) and the machine's idle share, to show where the CPU goes; last, the
+ * CPU ceiling of each many-room run on two isolates: the machine's cores divided by the CPU one
+ * acknowledged push cost (the load generator runs on the same cores), compared with the single
+ * isolate's throughput.
  *
  * @module
  */
@@ -492,5 +495,28 @@ for (const scenario of new Set(results.map((r) => r.scenario))) {
       `isolate; the bus adds ${fmt(two.crossP50 - two.sameP50)} ms at p50, ` +
       `${fmt(two.crossP99 - two.sameP99)} ms at p99 (cross p99 = ` +
       `${fmt(two.crossP99 / two.sameP99, 2)}× same-isolate p99)`,
+  );
+}
+
+// What this machine can give the many-room runs at all: the load generator shares its cores, so
+// the CPU an acknowledged push costs (server and load generator) caps any run's throughput.
+const cores = navigator.hardwareConcurrency;
+console.log(
+  `\nCPU ceiling: ${cores} cores ÷ the CPU one acknowledged push cost in the run (server + load ` +
+    "generator), against the single isolate's push/s",
+);
+for (const r of results) {
+  if (r.isolates !== 2 || !r.scenario.startsWith("200 rooms")) continue;
+  const one = results.find((o) => r.scenario.startsWith(o.scenario) && o.isolates === 1);
+  if (!one) continue;
+  const perPush = (r.serverCpu + r.clientCpu) / r.pushes;
+  const ceiling = cores / perPush;
+  console.log(
+    `${r.scenario}: ${fmt(perPush * 1e6, 0)} µs of CPU per push (single isolate: ` +
+      `${fmt((one.serverCpu + one.clientCpu) / one.pushes * 1e6, 0)} µs, using ` +
+      `${fmt(100 * (1 - one.idle), 0)} % of the machine): at most ${fmt(ceiling, 0)} push/s, ` +
+      `${fmt(ceiling / one.pushes, 2)}× the single isolate (measured ` +
+      `${fmt(r.pushes / one.pushes, 2)}×; at the single isolate's CPU per push ` +
+      `${fmt(cores / (one.serverCpu + one.clientCpu), 2)}×)`,
   );
 }
