@@ -11,10 +11,11 @@
  * isolate is not limited to one operation per round trip. (Locally the file takes one at a time;
  * measured, 200 rooms × 5 clients on one isolate: the same throughput, push p99 245–294 ms instead
  * of 304–589 ms.) Writes of the same group (a room's commits: they check the same meta
- * versionstamp) are never merged, and never in two operations at once. If a merged operation fails, every caller must still get the outcome its own operation
- * would have had. When a check failed and the writes say what they check ({@link
- * BatchedWrite.checked}), one read of those keys finds the writes whose checks can no longer hold
- * (versionstamps only move forward): they fail, and the others are committed again together. Under
+ * versionstamp) are never merged, and never in two operations at once. If a merged operation
+ * fails, every caller must still get the outcome its own operation would have had. When a check
+ * failed and the writes say what they check ({@link BatchedWrite.checked}), one read of those keys
+ * finds the writes whose checks can no longer hold (versionstamps only move forward): they fail,
+ * and the others are committed again together. Under
  * many-room load with several isolates, where merged operations often carry a room that lost a
  * commit race, this costs one read and one more operation instead of splitting the batch in halves
  * down to the failing writes (measured, 200 rooms × 5 clients spread over 2 isolates: the isolate
@@ -86,7 +87,7 @@ export class KvBatcher {
   /** Operations committing now, and the groups of their writes (a group's next write waits). */
   #inFlight = 0;
   readonly #groupsInFlight = new Set<string>();
-  /** Callers of {@link writeSlot} waiting for the operation in flight to end. */
+  /** Callers of {@link writeSlot} waiting for an operation in flight to end. */
   #slotWaiters: (() => void)[] = [];
   /** Merged operations committed (for tests and metrics). */
   merged = 0;
@@ -171,7 +172,7 @@ export class KvBatcher {
         continue;
       }
       const fits = batch.length === 0 || (
-        batch.length < limits.writes && !groups.has(w.group) && !waiting.has(w.group) &&
+        batch.length < limits.writes && !groups.has(w.group) &&
         checks + w.checks <= limits.checks && mutations + w.mutations <= limits.mutations &&
         bytes + w.bytes <= limits.bytes
       );

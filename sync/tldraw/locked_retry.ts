@@ -72,6 +72,7 @@ export function withLockedRetry(store: RoomStore, options: LockedRetryOptions = 
           retry(() => store.saveSnapshot!(roomId, clock, records)),
       }
       : {}),
-    ...(store.writeSlot ? { writeSlot: () => store.writeSlot!() } : {}),
+    // Not retried: it writes nothing.
+    ...(store.writeSlot ? { writeSlot: store.writeSlot.bind(store) } : {}),
   };
 }

@@ -197,7 +197,7 @@ export interface RoomStore {
   saveSnapshot?(roomId: string, clock: number, records: readonly StoredRecord[]): Promise<boolean>;
   /**
    * Optional: `undefined` when a commit made now would be written at once; otherwise resolves when
-   * the write in flight (of any room on this handle) has ended. A room waits for it before planning
+   * a write in flight (of any room on this handle) has ended. A room waits for it before planning
    * its next group, so that the pushes arriving meanwhile join that group rather than the next.
    */
   writeSlot?(): Promise<void> | undefined;
