@@ -14,6 +14,11 @@ import { utf8Length } from "../utf8.ts";
 /** A JSON value. Bus messages must stay small (Postgres NOTIFY caps a payload below 8000 bytes). */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
+/** Whether `value` is a JSON object (not `null`, not an array): what bus message bodies are. */
+export function isJsonObject(value: Json | undefined): value is { [key: string]: Json } {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
 /** The largest encoded envelope a bus accepts, in bytes. */
 export const MAX_BUS_MESSAGE_BYTES = 7_000;
 

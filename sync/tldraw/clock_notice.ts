@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Json } from "../bus/bus.ts";
+import { isJsonObject, type Json } from "../bus/bus.ts";
 import { utf8Length } from "../utf8.ts";
 import type { WireRecord } from "./protocol.ts";
 import { recordJson } from "./record_json.ts";
@@ -53,7 +53,7 @@ export function commitNotice(clock: number, writer: string, steps: readonly LogS
 
 /** `body` as a {@link ClockNotice}, or `null` when it is not one. */
 export function parseClockNotice(body: Json): ClockNotice | null {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) return null;
+  if (!isJsonObject(body)) return null;
   const { clock, w, steps, contended, hello } = body;
   if (typeof clock !== "number") return null;
   const notice: ClockNotice = { clock };
@@ -63,7 +63,7 @@ export function parseClockNotice(body: Json): ClockNotice | null {
   if (Array.isArray(steps)) {
     const parsed: LogStep[] = [];
     for (const step of steps) {
-      if (typeof step !== "object" || step === null || Array.isArray(step)) return notice;
+      if (!isJsonObject(step)) return notice;
       const { c, p, d, o } = step;
       if (typeof c !== "number" || !Array.isArray(p) || !Array.isArray(d)) return notice;
       if (!p.every(isRecord) || !d.every((id) => typeof id === "string")) return notice;
@@ -80,6 +80,5 @@ export function parseClockNotice(body: Json): ClockNotice | null {
 }
 
 function isRecord(value: Json): boolean {
-  return typeof value === "object" && value !== null && !Array.isArray(value) &&
-    typeof value.id === "string" && typeof value.typeName === "string";
+  return isJsonObject(value) && typeof value.id === "string" && typeof value.typeName === "string";
 }

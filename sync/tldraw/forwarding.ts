@@ -24,7 +24,7 @@
  *
  * @module
  */
-import type { Json } from "../bus/bus.ts";
+import { isJsonObject, type Json } from "../bus/bus.ts";
 import type { PushRequest, SyncCloseReason, WireNetworkDiff } from "./protocol.ts";
 
 /**
@@ -85,7 +85,7 @@ export type ForwardMessage =
 
 /** `body` as a {@link ForwardMessage}, or `null` when it is not one (a bus may carry anything). */
 export function parseForwardMessage(body: Json): ForwardMessage | null {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) return null;
+  if (!isJsonObject(body)) return null;
   const { kind, from } = body;
   if (typeof from !== "string") return null;
   if (kind === "resign") return { kind, from };
@@ -97,10 +97,10 @@ export function parseForwardMessage(body: Json): ForwardMessage | null {
     if (typeof base !== "number" || !Array.isArray(pushes)) return null;
     const parsed: ForwardedPush[] = [];
     for (const push of pushes) {
-      if (typeof push !== "object" || push === null || Array.isArray(push)) return null;
+      if (!isJsonObject(push)) return null;
       const { origin, session, diff } = push;
       if (typeof origin !== "string" || typeof session !== "string") return null;
-      if (typeof diff !== "object" || diff === null || Array.isArray(diff)) return null;
+      if (!isJsonObject(diff)) return null;
       parsed.push({ origin, session, diff: diff as unknown as WireNetworkDiff });
     }
     return { kind, to, from, batch, base, pushes: parsed };
@@ -110,7 +110,7 @@ export function parseForwardMessage(body: Json): ForwardMessage | null {
     if (typeof clock !== "number" || !Array.isArray(outcomes)) return null;
     const parsed: ForwardOutcome[] = [];
     for (const outcome of outcomes) {
-      if (typeof outcome !== "object" || outcome === null || Array.isArray(outcome)) return null;
+      if (!isJsonObject(outcome)) return null;
       const { origin, committed, discarded, rejected } = outcome;
       if (typeof origin !== "string") return null;
       if (typeof committed === "number") parsed.push({ origin, committed });

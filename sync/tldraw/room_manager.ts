@@ -6,7 +6,7 @@
  */
 import type { Logger } from "../../log.ts";
 import { withSpan } from "../../telemetry.ts";
-import type { Bus, Json } from "../bus/bus.ts";
+import { type Bus, isJsonObject, type Json } from "../bus/bus.ts";
 import { CloseReason, SYNC_ERROR_CLOSE_CODE, type SyncCloseReason } from "./protocol.ts";
 import {
   type AttachOptions,
@@ -367,7 +367,7 @@ function userOf(meta: unknown): { userId?: string } {
 }
 
 function parsePresenceChange(body: Json): PresenceChange | null {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) return null;
+  if (!isJsonObject(body)) return null;
   const { sessionId, presenceId, record } = body;
   if (typeof sessionId !== "string" || typeof presenceId !== "string") return null;
   if (record !== null && (typeof record !== "object" || Array.isArray(record))) return null;
