@@ -3,19 +3,20 @@
  * tldraw's fonts, icons and translations from `@tldraw/assets`) and an `index.html` written last, so
  * a server reading the directory never sees a page whose assets are missing.
  *
- * The app's npm packages live in web/node_modules, installed with `npm ci` from the committed
- * web/package-lock.json on first use (esbuild resolves them the Node way; Deno's own npm cache has
- * no node_modules layout for it to walk).
+ * The app's npm packages live in web/node_modules, installed by Deno (`deno install`) from the
+ * committed web/deno.lock on first use: esbuild resolves them the Node way, and Deno's global npm
+ * cache has no node_modules layout for it to walk. web/ is a Deno project of its own (web/deno.json),
+ * so the server never downloads the app's packages.
  *
- * CLI: `deno run -A web/build.ts [--watch] [--out DIR]` (`deno task build`; `deno task dev` runs it
- * with `--watch`).
+ * CLI: `deno run -A --config web/deno.json web/build.ts [--watch] [--out DIR]` (`deno task build`;
+ * `deno task dev` runs it with `--watch`).
  *
  * @module
  */
 // This script runs under Deno, while the rest of the web member is type-checked for the browser.
 /// <reference lib="deno.ns" />
 import * as esbuild from "esbuild";
-import { ensureNpmInstalled } from "./npm_install.ts";
+import { ensurePackagesInstalled } from "./deno_install.ts";
 
 /** The web app's directory (package.json, src/). */
 export const WEB_DIR: string = decodeURIComponent(new URL(".", import.meta.url).pathname);
@@ -32,9 +33,11 @@ export interface BuildOptions {
   onBuild?: (errors: string[], ms: number) => void;
 }
 
-/** Installs web/node_modules unless it matches package-lock.json. */
+/** Installs web/node_modules unless it matches package.json and deno.lock. */
 export function ensureInstalled(): Promise<void> {
-  return ensureNpmInstalled(WEB_DIR);
+  return ensurePackagesInstalled(WEB_DIR, {
+    onInstall: () => console.error("web: installing the app's packages (first run only)…"),
+  });
 }
 
 /** tldraw's asset files (imported by `@tldraw/assets/imports`) are emitted as files, not inlined. */

@@ -2,30 +2,22 @@
  * Runs the real LiveStore client (tests/livestore_client/client.mjs: `@livestore/livestore` +
  * `@livestore/adapter-node` + `@livestore/sync-cf` 0.4.0) as a Deno subprocess and scripts it over stdin/stdout.
  *
- * The client's npm packages live in tests/livestore_client/node_modules, installed on first use with
- * `npm install --no-save --legacy-peer-deps` from the committed package-lock.json (every Effect peer is
- * pinned explicitly in package.json: see shared/specs/livestore-sync.md A.7). Not `npm ci`: the lock has
- * no entries for other platforms' optional packages, which `npm ci` insists on. Not Deno's own npm
- * resolver either: it fails on optional platform packages that npm simply skips.
+ * The client's npm packages live in tests/livestore_client/node_modules, installed by Deno on first
+ * use from the committed deno.lock (every Effect peer is pinned explicitly in package.json: see
+ * shared/specs/livestore-sync.md A.7). No npm or Node is needed.
  *
  * @module
  */
 
-import { ensureNpmInstalled } from "../../web/npm_install.ts";
+import { ensurePackagesInstalled } from "../../web/deno_install.ts";
 
 /** Directory of the client script and its package.json. */
 export const CLIENT_DIR = new URL("../livestore_client/", import.meta.url);
 const CLIENT_DIR_PATH = decodeURIComponent(CLIENT_DIR.pathname);
 
-/**
- * Installs the client's packages unless they match package-lock.json (`npm ci` cannot be used: the
- * lock was made against a registry without other platforms' optional packages).
- */
+/** Installs the client's packages unless they match package.json and deno.lock. */
 export function ensureClientInstalled(): Promise<void> {
-  return ensureNpmInstalled(CLIENT_DIR_PATH, {
-    args: ["install", "--no-save", "--legacy-peer-deps"],
-    timeoutMs: 180_000,
-  });
+  return ensurePackagesInstalled(CLIENT_DIR_PATH, { timeoutMs: 180_000 });
 }
 
 /** A line the client prints. */

@@ -1,16 +1,16 @@
 /**
- * A local S3-compatible server (s3rver, from npm) for the S3 blob store tests. Its packages are
- * installed into tests/s3_server/ from the committed lock file on first use.
+ * A local S3-compatible server (s3rver, from npm) for the S3 blob store tests, run by Deno. Its
+ * packages are installed by Deno into tests/s3_server/ from the committed lock file on first use.
  *
  * @module
  */
-import { ensureNpmInstalled } from "../../web/npm_install.ts";
+import { ensurePackagesInstalled } from "../../web/deno_install.ts";
 
 const DIR = new URL("../s3_server/", import.meta.url).pathname;
 
 /** Installs s3rver unless installed. */
 function ensureInstalled(): Promise<void> {
-  return ensureNpmInstalled(DIR, { timeoutMs: 180_000 });
+  return ensurePackagesInstalled(DIR, { timeoutMs: 180_000 });
 }
 
 /** A running local S3 server with one bucket. */
@@ -22,8 +22,8 @@ export interface S3Server extends AsyncDisposable {
 /** Starts s3rver on a free loopback port (stops when disposed). */
 export async function startS3Server(bucket = "assets"): Promise<S3Server> {
   await ensureInstalled();
-  const child = new Deno.Command("node", {
-    args: ["server.mjs", bucket],
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--node-modules-dir=manual", "server.mjs", bucket],
     cwd: DIR,
     stdin: "piped",
     stdout: "piped",

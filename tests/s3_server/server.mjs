@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-// Loaded dynamically: the package lives in this directory's node_modules (run by node, not deno).
+// Loaded dynamically: the package lives in this directory's own node_modules (installed and run by Deno).
 const load = (specifier) => import(specifier);
 const { default: S3rver } = await load("s3rver");
 
