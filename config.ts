@@ -12,6 +12,10 @@ const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 /** Log levels, lowest first. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+const LOG_FORMATS = ["json", "pretty"] as const;
+/** `json`: one JSON object per line (production); `pretty`: lines for people (`deno task dev`). */
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 const booleanFromEnv = z
   .enum(["true", "false", "1", "0", "yes", "no", "on", "off"], {
     error: "expected true or false",
@@ -68,6 +72,8 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(", ")}` }).default(
     "info",
   ),
+  LOG_FORMAT: z.enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(", ")}` })
+    .optional(),
   CORS_ORIGINS: commaList.default(["*"]),
   SHUTDOWN_GRACE_MS: intFromEnv(0, 60_000).default(4_000),
   AUTH_JWKS_URL: urlString.optional(),
@@ -122,6 +128,8 @@ export interface Config {
     | { kind: "pglite"; dataDir: string };
   migrateOnStart: boolean;
   logLevel: LogLevel;
+  /** Lines for people under `deno task dev`, JSON otherwise (`LOG_FORMAT`). */
+  logFormat: LogFormat;
   /** When set, `GET /metrics` requires it as a bearer token. */
   metricsToken: string | undefined;
   /**
@@ -193,6 +201,12 @@ export interface LivestoreConfig {
   /** When set, clients must send it as `authToken` in their sync payload. */
   authToken: string | undefined;
 }
+
+/**
+ * The exit code of a start-up problem a person must fix (a bad variable, a port in use, a database
+ * that cannot be reached): `deno task dev` stops on it instead of waiting for a file change.
+ */
+export const EXIT_STARTUP_PROBLEM = 78;
 
 /** Thrown when the environment holds an invalid value; `message` names every offending variable. */
 export class ConfigError extends Error {
@@ -274,6 +288,7 @@ export function loadConfig(
       : { kind: "pglite", dataDir: e.PGLITE_DIR ?? `${e.DATA_DIR}/pg` },
     migrateOnStart: e.MIGRATE_ON_START,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT ?? (dev ? "pretty" : "json"),
     metricsToken: e.METRICS_TOKEN,
     debugTail: e.DEBUG_TAIL ?? dev,
     isolates: options.isolates ?? e.ISOLATES,

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { type Config, ConfigError, EXIT_STARTUP_PROBLEM, loadConfig } from "./config.ts";
+import { explainConnectError } from "./db/connect_errors.ts";
 import type { Database } from "./db/database.ts";
 import { migrate, readMigrations } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
@@ -15,6 +16,19 @@ import { Lifecycle } from "./routes/lifecycle.ts";
 import { openKv } from "./sync/kv.ts";
 import { openBus } from "./sync/bus/open.ts";
 import { startIsolates } from "./isolates.ts";
+
+/** What kind of start-up problem a {@link StartupError} is. */
+export type StartupProblem = "port_in_use" | "database_unreachable";
+
+/** A start-up problem with a message that says what to do; nothing was left running. */
+export class StartupError extends Error {
+  readonly problem: StartupProblem;
+  constructor(problem: StartupProblem, message: string) {
+    super(message);
+    this.name = "StartupError";
+    this.problem = problem;
+  }
+}
 
 /** A running server. */
 export interface RunningServer {
@@ -44,10 +58,13 @@ export async function startServer(
   log: Logger,
   options: ServeOptions = {},
 ): Promise<RunningServer> {
+  // Before the slow parts (database, migrations): a port in use is the commonest start-up problem.
+  if (!options.reusePort) ensurePortFree(config);
   const kv = await openKv(config, options.kvWriteLock ? { writeLock: options.kvWriteLock } : {});
   let database: Database | undefined;
   try {
-    database = await openDatabase(config);
+    database = await openDatabase(config, log);
+    await ensureReachable(database, config);
     if (config.migrateOnStart) {
       const applied = await migrate(database, await readMigrations(), {
         onMigration: (m) => log.info("applying migration", { migration: m.name }),
@@ -66,17 +83,31 @@ export async function startServer(
 
   let resolveListening: (port: number) => void;
   const listening = new Promise<number>((resolve) => (resolveListening = resolve));
-  const server = Deno.serve({
-    port: config.http.port,
-    hostname: config.http.host,
-    reusePort: options.reusePort ?? false,
-    onListen: ({ port }) => resolveListening(port),
-  }, app.fetch);
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve({
+      port: config.http.port,
+      hostname: config.http.host,
+      reusePort: options.reusePort ?? false,
+      onListen: ({ port }) => resolveListening(port),
+    }, app.fetch);
+  } catch (error) {
+    await lifecycle.drain();
+    await bus?.close().catch(() => {});
+    await db.close().catch(() => {});
+    kv.close();
+    if (error instanceof Deno.errors.AddrInUse) throw portInUse(config);
+    throw error;
+  }
   const port = await listening;
   const direct = options.directPort
     ? Deno.serve({ port: 0, hostname: config.http.host, onListen: () => {} }, app.fetch)
     : undefined;
+  const url = `http://${
+    config.http.host.includes(":") ? `[${config.http.host}]` : config.http.host
+  }:${port}/`;
   log.info("listening", {
+    url,
     port,
     host: config.http.host,
     database: db.kind,
@@ -84,6 +115,7 @@ export async function startServer(
     bus: config.bus,
     dev: config.dev,
   });
+  if (config.dev) log.info(`ready: open ${url}`);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (reason: string) => {
@@ -113,6 +145,37 @@ export async function startServer(
   };
 }
 
+function portInUse(config: Config): StartupError {
+  return new StartupError(
+    "port_in_use",
+    `Port ${config.http.port} on ${config.http.host} is already in use (another server, or ` +
+      "another `deno task dev`?): stop it, or pick another port with PORT=…",
+  );
+}
+
+/** Fails fast when the configured port is taken (the real bind later still reports a race). */
+function ensurePortFree(config: Config): void {
+  if (config.http.port === 0) return;
+  try {
+    Deno.listen({ port: config.http.port, hostname: config.http.host }).close();
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) throw portInUse(config);
+    throw error;
+  }
+}
+
+/** Fails start-up with a sentence to act on when the Postgres server cannot be reached. */
+async function ensureReachable(database: Database, config: Config): Promise<void> {
+  if (config.database.kind !== "postgres") return;
+  try {
+    await database.ping(10_000);
+  } catch (error) {
+    const explained = explainConnectError(error, config.database.url);
+    if (explained) throw new StartupError("database_unreachable", explained);
+    throw error;
+  }
+}
+
 function addSignalListener(signal: Deno.Signal, handler: () => void): void {
   try {
     Deno.addSignalListener(signal, handler);
@@ -130,7 +193,7 @@ function isolatesArg(args: string[]): number | undefined {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 1 || value > 64) {
     console.error(`--isolates: expected a whole number from 1 to 64, got ${JSON.stringify(raw)}`);
-    Deno.exit(1);
+    Deno.exit(EXIT_STARTUP_PROBLEM);
   }
   return value;
 }
@@ -144,17 +207,21 @@ async function main(): Promise<void> {
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
-      Deno.exit(1);
+      Deno.exit(EXIT_STARTUP_PROBLEM);
     }
     throw error;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, { format: config.logFormat });
   let server: { shutdown(reason: string): Promise<void> };
   try {
     server = config.isolates > 1
       ? await startIsolates(config, log)
       : await startServer(config, log);
   } catch (error) {
+    if (error instanceof StartupError) {
+      log.error(error.message, { problem: error.problem });
+      Deno.exit(EXIT_STARTUP_PROBLEM);
+    }
     log.error("start-up failed", { error });
     Deno.exit(1);
   }

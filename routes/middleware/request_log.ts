@@ -1,6 +1,7 @@
 /**
  * Logs one structured line per request: method, path (without the query, which may hold tokens),
- * status, duration and request id.
+ * status, duration and request id. The web app's static files are logged at debug level: a page
+ * load fetches dozens of them.
  *
  * @module
  */
@@ -21,6 +22,11 @@ export function requestLog(log: Logger): MiddlewareHandler {
       durationMs: Math.round((performance.now() - started) * 10) / 10,
     };
     if (status >= 500) log.warn("request", fields);
+    else if (status < 400 && isStaticAsset(fields.path)) log.debug("request", fields);
     else log.info("request", fields);
   };
+}
+
+function isStaticAsset(path: string): boolean {
+  return path.startsWith("/assets/") || path === "/favicon.ico";
 }
