@@ -19,6 +19,7 @@ import { requestLog } from "./middleware/request_log.ts";
 import { createUserData } from "./user_sync.ts";
 import { createRoomManager } from "../sync/tldraw/setup.ts";
 import { roomRoutes } from "./rooms.ts";
+import { ReadonlyIds } from "../sync/readonly_ids.ts";
 import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
 import { adminRoutes } from "./admin.ts";
@@ -109,7 +110,11 @@ export function createApp(input: AppDeps): Hono {
   );
   fileRooms.follow(userData.feed, rooms);
   deps.lifecycle.onDrain(() => fileRooms.stop());
-  app.route("/", roomRoutes(deps, rooms, snapshotJoiner(rooms, content)));
+  const readonlyIds = new ReadonlyIds(deps.kv);
+  app.route(
+    "/",
+    roomRoutes(deps, { rooms, readonlyIds, snapshotJoin: snapshotJoiner(rooms, content) }),
+  );
   app.route("/", fileRoomRoutes(deps, rooms, userData, deps.fileRooms));
   app.route("/", tldrImportRoutes(deps, rooms, userData));
   const adminCommands = new AdminCommands({
@@ -121,7 +126,7 @@ export function createApp(input: AppDeps): Hono {
   deps.lifecycle.onDrain(() => adminCommands.stop());
   app.route("/", adminRoutes(deps, rooms, userData.auth, adminCommands));
   app.route("/", historyRoutes(deps, rooms, userData, content));
-  app.route("/", snapshotRoutes(deps, userData, content));
+  app.route("/", snapshotRoutes(deps, userData, content, readonlyIds));
   app.route("/", uploadRoutes(deps, userData, content));
   app.route("/", unfurlRoutes(content.unfurler, userData.auth, content.limits.unfurl));
   // LiveStore: a JWT in the sync payload gets the per-store rule tied to our users; without one, the

@@ -24,6 +24,7 @@ import { readJsonBody } from "./json_body.ts";
 import { FILE_ID_PATTERN } from "./file_rooms.ts";
 import { ROOM_ID_PATTERN } from "./rooms.ts";
 import type { UserData } from "./user_sync.ts";
+import type { ReadonlyIds } from "../sync/readonly_ids.ts";
 
 const bodySchema = z.union([
   z.object({ roomId: z.string().regex(ROOM_ID_PATTERN) }),
@@ -64,6 +65,7 @@ export function snapshotRoutes(
   deps: AppDeps,
   userData: UserData,
   content: Content,
+  readonlyIds: ReadonlyIds,
 ): Hono {
   const { config, database } = deps;
   const app = new Hono();
@@ -84,7 +86,8 @@ export function snapshotRoutes(
     let snapshot: DocumentSnapshot;
     let source: string | undefined;
     if ("roomId" in parsed.data) {
-      source = parsed.data.roomId;
+      // A read-only page shares a copy of the room its read-only id opens.
+      source = await readonlyIds.roomOf(parsed.data.roomId) ?? parsed.data.roomId;
       const current = await readRoomDocument(content.store, source);
       if (!current) throw new HttpError("not_found", "No such room");
       snapshot = current;

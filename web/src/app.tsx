@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { Board } from "./board.tsx";
 import { FileList } from "./file_list.tsx";
 import { RoomPicker } from "./room_picker.tsx";
@@ -19,20 +19,14 @@ export function App() {
   // Connected on every page, so the file list is current when the user comes back to it.
   const data = useUserData(session);
   switch (route.page) {
-    case "room": {
-      const id = encodeURIComponent(route.roomId);
+    case "room":
       return (
-        <Board
+        <RoomBoard
           key={`${route.readonly}:${route.roomId}`}
-          uri={roomSocketUrl(route.roomId, route.readonly)}
-          title={`room ${route.roomId}${route.readonly ? " (read-only)" : ""}`}
-          links={[
-            { label: "share", href: appLink(`/r/${id}`) },
-            { label: "read-only", href: appLink(`/ro/${id}`) },
-          ]}
+          roomId={route.roomId}
+          readonly={route.readonly}
         />
       );
-    }
     case "file":
       if (!session) return <Home session={session} signIn={signIn} signOut={signOut} data={data} />;
       return (
@@ -46,6 +40,42 @@ export function App() {
     case "home":
       return <Home session={session} signIn={signIn} signOut={signOut} data={data} />;
   }
+}
+
+/**
+ * A public room. Its read-only link carries the room's read-only id (from the server), never the
+ * room's own id, so it cannot be turned into an edit link; a read-only page shows only that link.
+ */
+function RoomBoard({ roomId, readonly }: { roomId: string; readonly: boolean }) {
+  const [readonlyId, setReadonlyId] = useState<string | undefined>(readonly ? roomId : undefined);
+  useEffect(() => {
+    if (readonly) return;
+    let cancelled = false;
+    readonlySlug(roomId).then((slug) => !cancelled && setReadonlyId(slug), () => {});
+    return () => {
+      cancelled = true;
+    };
+  }, [roomId, readonly]);
+  const links = [
+    ...(readonly ? [] : [{ label: "share", href: appLink(`/r/${encodeURIComponent(roomId)}`) }]),
+    ...(readonlyId
+      ? [{ label: "read-only", href: appLink(`/ro/${encodeURIComponent(readonlyId)}`) }]
+      : []),
+  ];
+  return (
+    <Board
+      uri={roomSocketUrl(roomId, readonly)}
+      title={readonly ? "room (read-only)" : `room ${roomId}`}
+      links={links}
+    />
+  );
+}
+
+/** The room's read-only id, from `GET /readonly-slug/:roomId`. */
+async function readonlySlug(roomId: string): Promise<string> {
+  const response = await fetch(`/readonly-slug/${encodeURIComponent(roomId)}`);
+  if (!response.ok) throw new Error(`readonly-slug: ${response.status}`);
+  return ((await response.json()) as { slug: string }).slug;
 }
 
 interface HomeProps {
