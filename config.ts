@@ -106,6 +106,7 @@ const envSchema = z.object({
   MAX_UPLOAD_BYTES: intFromEnv(1, 1024 ** 3).default(25 * 1024 * 1024),
   HISTORY_INTERVAL_MS: intFromEnv(1_000, 3_600_000).default(8_000),
   UNFURL_TIMEOUT_MS: intFromEnv(100, 60_000).default(5_000),
+  FILE_RECOVERY_DAYS: intFromEnv(0, 3650).default(30),
   DENO_DEPLOYMENT_ID: z.string().optional(),
 });
 
@@ -192,6 +193,11 @@ export interface ContentConfig {
   historyIntervalMs: number;
   /** Deadline of one unfurl, redirects included. */
   unfurlTimeoutMs: number;
+  /**
+   * How long a deleted file can be restored by its owner before the background hard delete
+   * removes it and everything it left (ms; `FILE_RECOVERY_DAYS`, 0 = at once).
+   */
+  fileRecoveryMs: number;
 }
 
 /** LiveStore sync (see routes/livestore.ts). */
@@ -323,6 +329,7 @@ export function loadConfig(
       maxUploadBytes: e.MAX_UPLOAD_BYTES,
       historyIntervalMs: e.HISTORY_INTERVAL_MS,
       unfurlTimeoutMs: e.UNFURL_TIMEOUT_MS,
+      fileRecoveryMs: e.FILE_RECOVERY_DAYS * 24 * 60 * 60 * 1000,
     },
   };
 }

@@ -20,6 +20,9 @@ import { createUserData } from "./user_sync.ts";
 import { createRoomManager } from "../sync/tldraw/setup.ts";
 import { roomRoutes } from "./rooms.ts";
 import { ReadonlyIds } from "../sync/readonly_ids.ts";
+import { FileSources } from "../sync/content/file_sources.ts";
+import { replaceDocument } from "../sync/content/document.ts";
+import { fileRoutes } from "./files.ts";
 import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
 import { adminRoutes } from "./admin.ts";
@@ -62,13 +65,33 @@ export function createApp(input: AppDeps): Hono {
   // `userData.fileAccess` and `userData.auth` are what the room routes need.
   // History, snapshots, publishing, assets, hard deletes, unfurling.
   const content = createContent(deps, deps.content);
-  // Publishing follows `published`/`lastPublished` inside the user-data mutation's transaction.
+  const readonlyIds = new ReadonlyIds(deps.kv);
+  // A new file with a `createSource` starts as a copy of it, and publishing follows
+  // `published`/`lastPublished`: both inside the transaction that writes the file row.
+  const fileSources = new FileSources({
+    store: content.store,
+    snapshots: content.snapshots,
+    publisher: content.publisher,
+    readonlyIds,
+    // `rooms` is built below; files are only created once the app serves requests.
+    seedRoom: (roomId, records) =>
+      rooms.withRoom(
+        roomId,
+        (room) => room.updateDocument((current) => replaceDocument(current, records)),
+      ),
+  });
   const publishHook = publishOnFileWrite(content.publisher, deps.log);
   const userData = createUserData(deps, {
     ...deps.userData,
     service: {
       ...deps.userData?.service,
-      mutation: { ...deps.userData?.service?.mutation, afterFileWrite: publishHook },
+      mutation: {
+        ...deps.userData?.service?.mutation,
+        afterFileWrite: async (trx, before, after) => {
+          await fileSources.afterFileWrite(trx, before, after);
+          await publishHook(trx, before, after);
+        },
+      },
     },
   });
   app.route("/", userData.routes);
@@ -110,13 +133,13 @@ export function createApp(input: AppDeps): Hono {
   );
   fileRooms.follow(userData.feed, rooms);
   deps.lifecycle.onDrain(() => fileRooms.stop());
-  const readonlyIds = new ReadonlyIds(deps.kv);
   app.route(
     "/",
     roomRoutes(deps, { rooms, readonlyIds, snapshotJoin: snapshotJoiner(rooms, content) }),
   );
-  app.route("/", fileRoomRoutes(deps, rooms, userData, deps.fileRooms));
+  app.route("/", fileRoomRoutes(deps, rooms, userData, fileRooms, deps.fileRooms));
   app.route("/", tldrImportRoutes(deps, rooms, userData));
+  app.route("/", fileRoutes(deps, userData));
   const adminCommands = new AdminCommands({
     rooms,
     userSync: userData.service,

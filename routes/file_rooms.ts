@@ -2,13 +2,16 @@
  * `GET /app/file/:fileId` (WebSocket): a file's tldraw room, through the same room engine as `/r/`.
  * Admission follows the file row: missing or deleted → `NOT_FOUND`; private and not the owner →
  * `FORBIDDEN` (`NOT_AUTHENTICATED` when anonymous); shared `view` → read-only for non-owners; shared
- * `edit` → read-write; the owner always read-write. Per-user join rate limit → `RATE_LIMITED`.
+ * `edit` → read-write; the owner always read-write. Per-user join rate limit → `RATE_LIMITED`. A
+ * signed-in visit is recorded in the user's `file_state` (a guest's "shared with me"), and a room
+ * loaded for the join takes the file's name.
  * Refusals are accept-then-close 4099 because the tldraw client retries HTTP errors forever.
  *
  * @module
  */
 import { Hono } from "hono";
-import { fileRoomId, type FileSessionMeta } from "../sync/file_rooms.ts";
+import { fileRoomId, type FileRooms, type FileSessionMeta } from "../sync/file_rooms.ts";
+import { recordFileVisit } from "../sync/user/data.ts";
 import { CloseReason } from "../sync/tldraw/protocol.ts";
 import { RoomAccessDenied, type RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { AttachOptions } from "../sync/tldraw/room.ts";
@@ -42,6 +45,7 @@ export function fileRoomRoutes(
   deps: AppDeps,
   rooms: RoomManager,
   userData: UserData,
+  fileRooms: FileRooms,
   options: FileRoomRouteOptions = {},
 ): Hono {
   const joins = new KvRateLimiter(
@@ -50,6 +54,9 @@ export function fileRoomRoutes(
     options.joinRate ?? DEFAULT_FILE_JOIN_RATE,
     rateLimitCounter(deps.metrics),
   );
+  // Visits being written; a drain waits for them (the database closes after it).
+  const visits = new Set<Promise<void>>();
+  deps.lifecycle.onDrain(() => Promise.allSettled(visits).then(() => {}));
   const app = new Hono();
   app.get("/app/file/:fileId", async (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
@@ -78,6 +85,15 @@ export function fileRoomRoutes(
       }
       const access = await userData.fileAccess(fileId, identity);
       if (access.kind !== "ok") throw new RoomAccessDenied(REFUSAL_REASONS[access.kind]);
+      // The visit makes a shared file one of the guest's files; the session need not wait for it.
+      if (identity) {
+        const visit = recordFileVisit(deps.database.db, identity, fileId).catch((error) =>
+          deps.log.warn("recording a file visit failed", { fileId, error })
+        );
+        visits.add(visit);
+        visit.finally(() => visits.delete(visit));
+      }
+      await fileRooms.prepare(access.file);
       const meta: FileSessionMeta = { userId: identity?.userId, isOwner: access.isOwner };
       return {
         sessionId,

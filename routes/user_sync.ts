@@ -50,6 +50,7 @@ export function createUserData(deps: AppDeps, options: UserDataOptions = {}): Us
     log,
     maxFilesPerUser: config.limits.maxFilesPerUser,
     maxMessageBytes: config.limits.maxMessageBytes,
+    recoveryWindowMs: config.content.fileRecoveryMs,
     ...(options.service ? { options: options.service } : {}),
     onRateLimited: rateLimitCounter(deps.metrics),
     onMutationRejected: mutationRejectCounter(deps.metrics),

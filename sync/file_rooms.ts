@@ -10,8 +10,13 @@
  * - renamed → the room's `document:document` record takes the new name (and a rename in the editor
  *   updates `file.name`: see {@link FileRooms.onDocumentChanged}).
  *
+ * The row is the source of truth when a file's room is loaded: the document takes the file's name
+ * then ({@link FileRooms.prepare}), and an empty document name (a new room's default) never
+ * overwrites a file's name.
+ *
  * @module
  */
+import { DocumentRecordType, TLDOCUMENT_ID } from "@tldraw/tlschema";
 import type { Database } from "../db/database.ts";
 import type { File } from "../db/schema.ts";
 import type { Logger } from "../log.ts";
@@ -36,7 +41,7 @@ export interface FileSessionMeta {
   isOwner: boolean;
 }
 
-const DOCUMENT_ID = "document:document";
+const DOCUMENT_ID: string = TLDOCUMENT_ID;
 
 function sessionMeta(meta: unknown): FileSessionMeta {
   const value = meta as Partial<FileSessionMeta> | null | undefined;
@@ -104,12 +109,29 @@ export class FileRooms {
     }
   }
 
-  /** Gives the room's document record the file's name (no-op when equal). */
+  /**
+   * Before a session joins a file's room: a room this isolate loads now takes the file's name
+   * (a room already loaded here follows renames through the feed).
+   */
+  async prepare(file: Pick<File, "id" | "name">): Promise<void> {
+    const rooms = this.#rooms;
+    const roomId = fileRoomId(file.id);
+    if (!rooms || rooms.loaded(roomId)) return;
+    await rooms.withRoom(roomId, (room) => this.syncDocumentName(room, file));
+  }
+
+  /**
+   * Gives the room's document record the file's name (no-op when equal). A room without one (a new
+   * file: tldraw's client would create it with an empty name) gets one.
+   */
   async syncDocumentName(room: TldrawRoom, file: Pick<File, "name">): Promise<void> {
     await room.updateDocument((records) => {
       const document = records.find((record) => record.id === DOCUMENT_ID);
-      if (!document || document.name === file.name) return {};
-      return { puts: [{ ...document, name: file.name }] };
+      if (document?.name === file.name) return {};
+      const named = document
+        ? { ...document, name: file.name }
+        : { ...DocumentRecordType.create({ id: TLDOCUMENT_ID }), name: file.name };
+      return { puts: [named as unknown as typeof records[number]] };
     });
   }
 
@@ -122,7 +144,8 @@ export class FileRooms {
     const room = fileId ? this.#rooms?.loaded(roomId) : undefined;
     if (!fileId || !room) return;
     const name = room.getRecord(DOCUMENT_ID)?.name;
-    if (typeof name !== "string") return;
+    // An empty name is a new document's default, never a rename worth keeping.
+    if (typeof name !== "string" || name === "") return;
     await this.#database.db.updateTable("file")
       .set({ name, updatedAt: Date.now() })
       .where("id", "=", fileId)

@@ -1,8 +1,9 @@
 /**
  * The background hard delete of files. Deleting a file is a soft delete (`isDeleted`, or removing the
- * row); a trigger queues it in `file_deletion`, and this worker then removes everything the file left
- * behind: its room's data in KV, its history versions, its published copy, its asset rows and their
- * blob objects, and finally the file row. The queue is in Postgres, so the work survives restarts;
+ * row); a trigger queues it in `file_deletion`, and once the recovery window has passed (the owner
+ * may restore the file until then; a row removed outright goes at once) this worker removes
+ * everything the file left behind: its room's data in KV, its history versions, its published copy,
+ * its asset rows and their blob objects, and finally the file row. The queue is in Postgres, so the work survives restarts;
  * every step is idempotent, so several isolates (or a crash half-way) are harmless.
  *
  * @module
@@ -26,6 +27,8 @@ export interface DeletionWorkerOptions {
   pollMs?: number;
   /** Files processed per round (default 20). */
   batch?: number;
+  /** How long a soft-deleted file waits for its hard delete, restorable by its owner (ms). */
+  recoveryMs: number;
 }
 
 /** Drains `file_deletion` and `asset_orphan`. Call {@link start}, and {@link stop} on shutdown. */
@@ -71,7 +74,20 @@ export class DeletionWorker {
   /** One round: every queued file (up to the batch size), then orphaned blobs. */
   async runOnce(): Promise<{ files: number; blobs: number }> {
     const { db } = this.#options.database;
+    const due = Date.now() - this.#options.recoveryMs;
     const queued = await db.selectFrom("file_deletion").select("fileId")
+      .where((eb) =>
+        eb.or([
+          eb("requestedAt", "<=", due),
+          eb.not(eb.exists(
+            eb.selectFrom("file").select("file.id").whereRef(
+              "file.id",
+              "=",
+              "file_deletion.fileId",
+            ),
+          )),
+        ])
+      )
       .orderBy("requestedAt").limit(this.#options.batch ?? 20).execute();
     let files = 0;
     for (const { fileId } of queued) {

@@ -113,6 +113,7 @@ export function createContent(deps: ContentDeps, options: ContentOptions = {}): 
     history,
     blobs,
     log,
+    recoveryMs: deps.config.content.fileRecoveryMs,
     ...(options.deletionPollMs !== undefined ? { pollMs: options.deletionPollMs } : {}),
   });
   const unfurler = new Unfurler({

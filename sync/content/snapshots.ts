@@ -63,10 +63,10 @@ export class SnapshotStore {
     return slug;
   }
 
-  /** The snapshot under `slug`, or `null`. */
-  async get(slug: string): Promise<DocumentSnapshot | null> {
+  /** The snapshot under `slug`, or `null`. `db` may be a transaction in progress. */
+  async get(slug: string, db: Kysely<DB> = this.#database.db): Promise<DocumentSnapshot | null> {
     if (!SLUG_PATTERN.test(slug)) return null;
-    const row = await this.#database.db.selectFrom("room_snapshot").select("data")
+    const row = await db.selectFrom("room_snapshot").select("data")
       .where("slug", "=", slug).executeTakeFirst();
     return row ? await decodeSnapshot(row.data) : null;
   }
@@ -143,10 +143,16 @@ export class Publisher {
     await db.deleteFrom("published_file").where("fileId", "=", fileId).execute();
   }
 
-  /** The published copy under `slug` (only while its file is published and not deleted). */
-  async get(slug: string): Promise<(DocumentSnapshot & { publishedAt: number }) | null> {
+  /**
+   * The published copy under `slug` (only while its file is published and not deleted). `db` may
+   * be a transaction in progress.
+   */
+  async get(
+    slug: string,
+    db: Kysely<DB> = this.#database.db,
+  ): Promise<(DocumentSnapshot & { publishedAt: number }) | null> {
     if (!SLUG_PATTERN.test(slug)) return null;
-    const row = await this.#database.db.selectFrom("published_file")
+    const row = await db.selectFrom("published_file")
       .innerJoin("file", "file.id", "published_file.fileId")
       .select(["published_file.data", "published_file.publishedAt"])
       .where("published_file.slug", "=", slug)

@@ -21,6 +21,40 @@ export async function ensureUser(db: Kysely<DB>, identity: Identity, now = Date.
   }).onConflict((oc) => oc.column("id").doNothing()).execute();
 }
 
+/**
+ * Records that a signed-in user opened a file, as tldraw's client does on entering one: their
+ * `file_state` gets `lastVisitAt` (and `firstVisitAt` the first time). For a guest this row is what
+ * makes the file one of theirs ("shared with me"): the change feed brings it to their clients.
+ * Nothing is written when the file is deleted, or private and not theirs (checked under a share
+ * lock, so an unshare cannot slip in between).
+ */
+export async function recordFileVisit(
+  db: Kysely<DB>,
+  identity: Identity,
+  fileId: string,
+  now = Date.now(),
+): Promise<void> {
+  await ensureUser(db, identity, now);
+  const userId = identity.userId;
+  await db.transaction().execute(async (trx) => {
+    const file = await trx.selectFrom("file").select(["ownerId", "shared", "isDeleted"])
+      .where("id", "=", fileId).forShare().executeTakeFirst();
+    if (!file || file.isDeleted || (file.ownerId !== userId && !file.shared)) return;
+    await trx.insertInto("file_state").values({
+      userId,
+      fileId,
+      firstVisitAt: now,
+      lastVisitAt: now,
+      isFileOwner: file.ownerId === userId,
+    }).onConflict((oc) =>
+      oc.columns(["userId", "fileId"]).doUpdateSet({
+        lastVisitAt: now,
+        firstVisitAt: sql<number>`COALESCE("file_state"."firstVisitAt", ${now})`,
+      })
+    ).execute();
+  });
+}
+
 /** Files the user owns, plus files they have a `file_state` for (guest files). */
 export function userFiles(db: Kysely<DB>, userId: string): Promise<File[]> {
   return db.selectFrom("file").selectAll()

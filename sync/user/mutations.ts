@@ -2,6 +2,8 @@
  * Applying one `mutate` message: validate every row update against the permission rules, apply it, and bump
  * the user's mutation number, all in one Postgres transaction that holds the user's advisory lock (so that
  * mutations of one user are serialised across processes too). Transient connection failures are retried.
+ * Server routes that write rows for a user (creating or restoring a file) go through the same rules
+ * with {@link applyServerWrite}.
  *
  * @module
  */
@@ -9,6 +11,7 @@ import { type Kysely, sql, type Transaction } from "kysely";
 import type { Database } from "../../db/database.ts";
 import type { DB, File } from "../../db/schema.ts";
 import { type ChangeRecord, readChangesOfCurrentTransaction } from "./change_records.ts";
+import { parseCreateSource } from "./file_source.ts";
 import {
   IMMUTABLE_COLUMNS,
   KEY_COLUMNS,
@@ -20,10 +23,15 @@ import {
 /** Namespace of the per-user advisory locks (the second key is the hash of the user id). */
 const USER_LOCK_NAMESPACE = 727_465_002;
 
-/** Limits and hooks of {@link applyMutation}. */
+/** Limits and hooks of {@link applyMutation} and {@link applyServerWrite}. */
 export interface ApplyMutationOptions {
   /** At most this many non-deleted files per owner. */
   maxFilesPerUser: number;
+  /**
+   * How long a deleted file can be restored by its owner (ms since it was deleted; default: until
+   * its hard delete). Restoring is an update of `isDeleted` (and `updatedAt`) to `false`.
+   */
+  recoveryWindowMs?: number;
   /** Attempts on transient connection errors (default 3). */
   attempts?: number;
   /** Base backoff between attempts, doubled each time (default 50 ms). */
@@ -33,7 +41,8 @@ export interface ApplyMutationOptions {
   /**
    * Runs inside the transaction after a file row was written, with the row before and after (either
    * may be missing). Throwing a {@link MutationError} rejects the whole mutation (publishing uses it to
-   * copy the document together with the row change, and to report `publish_failed`).
+   * copy the document together with the row change, and to report `publish_failed`; a new file's
+   * `createSource` is copied into its room here).
    */
   afterFileWrite?: (trx: Trx, before: File | undefined, after: File | undefined) => Promise<void>;
 }
@@ -52,12 +61,55 @@ type Row = Record<string, unknown>;
  * Runs the mutation. Throws {@link MutationError} with the code for the client (`unknown_error` for
  * anything unexpected); nothing is applied in that case.
  */
-export async function applyMutation(
+export function applyMutation(
   database: Database,
   userId: string,
   updates: RowUpdate[],
   options: ApplyMutationOptions,
 ): Promise<AppliedMutation> {
+  return asUser(database, userId, options, async (trx) => {
+    for (const update of updates) await applyUpdate(trx, userId, update, options);
+    const { mutationNumber } = await trx.insertInto("user_mutation_number")
+      .values({ userId, mutationNumber: 1 })
+      .onConflict((oc) =>
+        oc.column("userId").doUpdateSet({
+          mutationNumber: sql<number>`"user_mutation_number"."mutationNumber" + 1`,
+        })
+      )
+      .returning("mutationNumber")
+      .executeTakeFirstOrThrow();
+    const changes = await readChangesOfCurrentTransaction(trx);
+    return { mutationNumber: Number(mutationNumber), changes };
+  });
+}
+
+/**
+ * Applies row updates on the user's behalf for a server route (create a file, restore one): the
+ * same rules, hooks and lock as a mutation, but no mutation number, which belongs to the user's
+ * clients. Returns the feed records the transaction wrote.
+ */
+export function applyServerWrite(
+  database: Database,
+  userId: string,
+  updates: RowUpdate[],
+  options: ApplyMutationOptions,
+): Promise<ChangeRecord[]> {
+  return asUser(database, userId, options, async (trx) => {
+    for (const update of updates) await applyUpdate(trx, userId, update, options);
+    return await readChangesOfCurrentTransaction(trx);
+  });
+}
+
+/**
+ * One Postgres transaction holding the user's advisory lock (so that writes of one user are
+ * serialised across processes too), retried on transient connection failures.
+ */
+async function asUser<T>(
+  database: Database,
+  userId: string,
+  options: ApplyMutationOptions,
+  work: (trx: Trx) => Promise<T>,
+): Promise<T> {
   const attempts = options.attempts ?? 3;
   for (let attempt = 1;; attempt++) {
     try {
@@ -65,20 +117,7 @@ export async function applyMutation(
         await options.beforeAttempt?.(attempt);
         await sql`SELECT pg_advisory_xact_lock(${USER_LOCK_NAMESPACE}, hashtext(${userId}))`
           .execute(trx);
-        for (const update of updates) {
-          await applyUpdate(trx, userId, update, options);
-        }
-        const { mutationNumber } = await trx.insertInto("user_mutation_number")
-          .values({ userId, mutationNumber: 1 })
-          .onConflict((oc) =>
-            oc.column("userId").doUpdateSet({
-              mutationNumber: sql<number>`"user_mutation_number"."mutationNumber" + 1`,
-            })
-          )
-          .returning("mutationNumber")
-          .executeTakeFirstOrThrow();
-        const changes = await readChangesOfCurrentTransaction(trx);
-        return { mutationNumber: Number(mutationNumber), changes };
+        return await work(trx);
       });
     } catch (error) {
       if (error instanceof MutationError) throw error;
@@ -177,6 +216,12 @@ async function validateFile(
     if (row.ownerId !== userId) {
       throw new MutationError("forbidden", "files are created by their owner");
     }
+    if (event === "insert" && row.createSource != null && !parseCreateSource(row.createSource)) {
+      throw new MutationError(
+        "bad_request",
+        "createSource must be f/<fileId>, p/<publishedSlug>, s/<snapshotSlug> or r/<roomId>",
+      );
+    }
     if (event === "insert") {
       const { count } = await trx.selectFrom("file")
         .select((eb) => eb.fn.countAll<number>().as("count"))
@@ -188,7 +233,10 @@ async function validateFile(
     }
     return undefined;
   }
-  if (existing.isDeleted) throw new MutationError("forbidden", "the file is deleted");
+  if (existing.isDeleted) {
+    await validateRestore(trx, userId, event, row, existing, options);
+    return existing;
+  }
   if (existing.ownerId === userId) return existing;
   // A file someone else owns: only a guest (it is in their data) of a file shared for editing may touch
   // its `updatedAt`, and nothing else.
@@ -199,6 +247,32 @@ async function validateFile(
     columns.length === 1 && columns[0] === "updatedAt"
   ) return existing;
   throw new MutationError("forbidden", "not your file");
+}
+
+/**
+ * A deleted file may only be restored: by its owner, setting `isDeleted` to false (and `updatedAt`),
+ * within the recovery window.
+ */
+async function validateRestore(
+  trx: Trx,
+  userId: string,
+  event: RowUpdate["event"],
+  row: Row,
+  existing: File,
+  options: ApplyMutationOptions,
+): Promise<void> {
+  const columns = Object.keys(row).filter((column) => column !== "id");
+  const restores = event !== "delete" && row.isDeleted === false &&
+    columns.every((column) => column === "isDeleted" || column === "updatedAt");
+  if (existing.ownerId !== userId || !restores) {
+    throw new MutationError("forbidden", "the file is deleted");
+  }
+  const queued = await trx.selectFrom("file_deletion").select("requestedAt")
+    .where("fileId", "=", existing.id).executeTakeFirst();
+  const window = options.recoveryWindowMs;
+  if (queued && window !== undefined && Date.now() - Number(queued.requestedAt) > window) {
+    throw new MutationError("forbidden", "the file's recovery window has passed");
+  }
 }
 
 async function hasFileState(db: Kysely<DB>, userId: string, fileId: string): Promise<boolean> {

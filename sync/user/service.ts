@@ -13,8 +13,8 @@ import type { ChangeRecord } from "./change_records.ts";
 import { type ConnectionHost, UserSyncConnection } from "./connection.ts";
 import { ensureUser, loadUserSnapshot, type UserSnapshot } from "./data.ts";
 import type { Identity } from "./identity.ts";
-import { applyMutation, type ApplyMutationOptions } from "./mutations.ts";
-import { type ClientMessage, MutationError } from "./protocol.ts";
+import { applyMutation, type ApplyMutationOptions, applyServerWrite } from "./mutations.ts";
+import { type ClientMessage, MutationError, type RowUpdate } from "./protocol.ts";
 import { KvRateLimiter, type RateLimit, type RateLimitObserver } from "./rate_limit.ts";
 
 /** Tunables and test hooks of the service. */
@@ -38,6 +38,8 @@ export interface UserSyncDeps {
   log: Logger;
   maxFilesPerUser: number;
   maxMessageBytes: number;
+  /** How long an owner can restore a deleted file (ms). */
+  recoveryWindowMs?: number;
   options?: UserSyncOptions;
   /** Told about every refusal by the connect and mutation limits (metrics). */
   onRateLimited?: RateLimitObserver;
@@ -166,11 +168,7 @@ export class UserSyncService implements ConnectionHost {
       const result = await withSpan(
         "user_sync.mutation",
         { "enduser.id": userId, "user_sync.updates": updates.length },
-        () =>
-          applyMutation(this.#deps.database, userId, updates, {
-            ...this.#deps.options?.mutation,
-            maxFilesPerUser: this.#deps.maxFilesPerUser,
-          }),
+        () => applyMutation(this.#deps.database, userId, updates, this.#mutationOptions()),
       );
       this.#deps.options?.onMutationApplied?.(userId, result.mutationNumber);
       // Updates to every local socket of every affected user, then the commit to the sender.
@@ -183,6 +181,34 @@ export class UserSyncService implements ConnectionHost {
       this.#deps.onMutationRejected?.(code);
       connection.send({ type: "reject", mutationId, errorCode: code });
     }
+  }
+
+  #mutationOptions(): ApplyMutationOptions {
+    return {
+      ...this.#deps.options?.mutation,
+      maxFilesPerUser: this.#deps.maxFilesPerUser,
+      ...(this.#deps.recoveryWindowMs !== undefined
+        ? { recoveryWindowMs: this.#deps.recoveryWindowMs }
+        : {}),
+    };
+  }
+
+  /**
+   * Row updates a server route makes for `userId` (creating or restoring a file): the rules, hooks
+   * and rate limit of a mutation, without a mutation number. The changes reach the user's sockets
+   * here at once (and other isolates through the feed). Throws {@link MutationError}.
+   */
+  async writeRows(userId: string, updates: RowUpdate[]): Promise<void> {
+    if (this.#stopped) throw new MutationError("unknown_error", "server stopping");
+    if (await this.#mutationLimiter.isLimited(userId)) {
+      throw new MutationError("rate_limit_exceeded", "too many changes");
+    }
+    const changes = await withSpan(
+      "user_sync.server_write",
+      { "enduser.id": userId, "user_sync.updates": updates.length },
+      () => applyServerWrite(this.#deps.database, userId, updates, this.#mutationOptions()),
+    );
+    this.feed.deliverOwn(changes);
   }
 
   #route(records: ChangeRecord[]): void {

@@ -186,3 +186,88 @@ Deno.test(`${engine} file rooms: a file rename reaches the document, an editor r
     return row.name === "Renamed in the editor";
   }, 5_000);
 });
+
+Deno.test(`${engine} file rooms: a new file keeps its name when first opened, with nothing drawn`, async () => {
+  await using server = await startAuthServer();
+  await using alice = await server.connect("alice");
+  await alice.initialData();
+  const id = `plan-${crypto.randomUUID()}`;
+  // As the web app creates a file: the row and the owner's file state in one mutation.
+  const created = await alice.mutate("create", [
+    {
+      table: "file",
+      event: "insert",
+      row: {
+        id,
+        name: "Quarterly plan",
+        ownerId: "alice",
+        publishedSlug: id,
+        createdAt: now,
+        updatedAt: now,
+      },
+    },
+    { table: "file_state", event: "insert", row: { userId: "alice", fileId: id } },
+  ]);
+  assert.equal(created.type, "commit");
+
+  // Opened, nothing drawn: the room's document takes the file's name...
+  await using owner = connectClient(await url(server, id, "alice"));
+  await owner.loaded;
+  const documentName = () =>
+    (owner.store.get("document:document" as never) as { name?: string } | undefined)?.name;
+  await eventually(() => documentName() === "Quarterly plan", 5_000);
+  // ...and after the client's first commits (its default page) and a second, the row keeps it.
+  owner.store.put([geoShape("shape:first") as never]);
+  const { db } = server.deps.database;
+  await eventually(async () =>
+    (await server.deps.kv.get(["tldraw", `file:${id}`, "rec", "shape:first"])).value !== null
+  );
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const row = await db.selectFrom("file").select("name").where("id", "=", id)
+    .executeTakeFirstOrThrow();
+  assert.equal(row.name, "Quarterly plan");
+  assert.ok(
+    !alice.updates().some((change) => change.table === "file" && change.row.name === ""),
+    "the file list never saw an empty name",
+  );
+  assert.equal(documentName(), "Quarterly plan");
+});
+
+Deno.test(`${engine} file rooms: a signed-in guest's visit puts the file in their list`, async () => {
+  await using server = await startAuthServer();
+  await seed(server);
+  await using bobData = await server.connect("bob");
+  assert.deepEqual((await bobData.initialData()).initialData.files, []);
+  const bobToken = await server.token("bob");
+  const files = async () => {
+    const response = await fetch(`${server.url}/app/files`, {
+      headers: { authorization: `Bearer ${bobToken}` },
+    });
+    return (await response.json()).files as { id: string; name: string }[];
+  };
+  assert.deepEqual(await files(), []);
+
+  // Anonymous visits and refused ones record nothing.
+  await using anonymous = connectClient(await url(server, "editable"));
+  await anonymous.loaded;
+  assert.deepEqual(await closeReason(server, "private", "bob"), {
+    code: 4099,
+    reason: "FORBIDDEN",
+  });
+
+  await using guest = connectClient(await url(server, "editable", "bob"));
+  await guest.loaded;
+  await eventually(async () => (await files()).length === 1, 5_000);
+  assert.deepEqual((await files()).map(({ id, name }) => ({ id, name })), [
+    { id: "editable", name: "File editable" },
+  ]);
+  // The guest's open clients get the file (its row first, then their file state).
+  await bobData.nextUpdate((change) => change.table === "file" && change.row.id === "editable");
+  await bobData.nextUpdate((change) =>
+    change.table === "file_state" && change.row.fileId === "editable" &&
+    typeof change.row.firstVisitAt === "number" && change.row.isFileOwner === false
+  );
+  const states = await server.deps.database.db.selectFrom("file_state").selectAll()
+    .where("userId", "=", "bob").execute();
+  assert.deepEqual(states.map((state) => state.fileId), ["editable"]);
+});

@@ -10,8 +10,12 @@ import { eventually, startAuthServer } from "../helpers/user_sync_client.ts";
 import { api, seedFiles, tempBlobs } from "../helpers/content.ts";
 import { openTestDatabase, TEST_ENGINE } from "../helpers/db.ts";
 import type { Database } from "../../db/database.ts";
+import { testConfig } from "../../config.ts";
 
 const engine = `[${TEST_ENGINE}]`;
+
+/** Hard deletes at once (the recovery window is tested in file_recovery_test.ts). */
+const config = { content: { ...testConfig().content, fileRecoveryMs: 0 } };
 
 async function kvKeys(kv: Deno.Kv, roomId: string): Promise<number> {
   let count = 0;
@@ -79,6 +83,7 @@ async function fill(server: Awaited<ReturnType<typeof startAuthServer>>, fileId:
 Deno.test(`${engine} deletion: a deleted file leaves nothing in KV, Postgres or the blob store`, async () => {
   await using blobs = await tempBlobs();
   await using server = await startAuthServer({
+    config,
     content: { blobs: blobs.blobs, historyIntervalMs: 300, deletionPollMs: 200 },
   });
   await seedFiles(server, { f1: {}, f2: {} });
@@ -126,6 +131,7 @@ Deno.test(`${engine} deletion: the hard delete survives a restart`, async () => 
   {
     // This server cannot delete room data (a KV outage): the job stays queued.
     await using first = await startAuthServer({
+      config,
       database,
       kv,
       content: {
@@ -153,6 +159,7 @@ Deno.test(`${engine} deletion: the hard delete survives a restart`, async () => 
   }
   // A new process on the same storage finishes the job on start.
   await using second = await startAuthServer({
+    config,
     database,
     kv,
     content: { blobs: blobs.blobs, deletionPollMs: 60_000 },
