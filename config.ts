@@ -80,6 +80,7 @@ const envSchema = z.object({
   AUTH_ISSUER: z.string().min(1).optional(),
   AUTH_AUDIENCE: z.string().min(1).optional(),
   AUTH_DEV_IDP: booleanFromEnv.optional(),
+  AUTH_SIGN_IN_URL: urlString.optional(),
   ADMIN_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
   ADMIN_USER_IDS: commaList.default([]),
   METRICS_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
@@ -147,6 +148,11 @@ export interface Config {
     issuer: string | undefined;
     audience: string | undefined;
     devIdentityProvider: boolean;
+    /**
+     * Where the web app sends people to sign in with the real identity provider (e.g. Clerk's
+     * account portal), which leaves a JWT in the `__session` cookie of this site.
+     */
+    signInUrl: string | undefined;
     adminToken: string | undefined;
     adminUserIds: string[];
   };
@@ -304,6 +310,7 @@ export function loadConfig(
       issuer: e.AUTH_ISSUER,
       audience: e.AUTH_AUDIENCE,
       devIdentityProvider: e.AUTH_DEV_IDP ?? dev,
+      signInUrl: e.AUTH_SIGN_IN_URL,
       adminToken: e.ADMIN_TOKEN,
       adminUserIds: e.ADMIN_USER_IDS,
     },

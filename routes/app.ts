@@ -23,6 +23,7 @@ import { ReadonlyIds } from "../sync/readonly_ids.ts";
 import { FileSources } from "../sync/content/file_sources.ts";
 import { replaceDocument } from "../sync/content/document.ts";
 import { fileRoutes } from "./files.ts";
+import { clientConfigRoutes } from "./client_config.ts";
 import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
 import { adminRoutes } from "./admin.ts";
@@ -164,6 +165,7 @@ export function createApp(input: AppDeps): Hono {
       }),
     }),
   );
+  app.route("/", clientConfigRoutes(deps.config));
   // The web app at `/` (a static build; see routes/web.ts).
   app.route("/", webRoutes(deps.web));
   app.onError(errorHandler(deps.log));

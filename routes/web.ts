@@ -35,6 +35,13 @@ const CONTENT_TYPES: Record<string, string> = {
 /** Asset names as esbuild writes them: one path segment, no dot-dot, no hidden files. */
 const ASSET_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
+/** The site's icon (a pen stroke on a board), served for `/favicon.ico` and `/favicon.svg`. */
+const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
+<rect x="2" y="2" width="28" height="28" rx="6" fill="#1d4ed8"/>
+<path d="M8 22c4-8 8 2 12-6s4-4 4-4" fill="none" stroke="#fff" stroke-width="3" stroke-linecap="round"/>
+</svg>
+`;
+
 /** Shown while the first build of `deno task dev` runs, or when no build exists (production). */
 const NOT_BUILT_PAGE = `<!doctype html>
 <meta charset="utf-8" />
@@ -88,6 +95,14 @@ export function webRoutes(options: WebRouteOptions = {}): Hono {
     }
     return await fileResponse(path, info, cacheHeaders);
   });
+  // Browsers ask for /favicon.ico on every page; an SVG served there is shown by all current ones.
+  for (const path of ["/favicon.ico", "/favicon.svg"]) {
+    app.get(path, (c) =>
+      c.body(FAVICON_SVG, 200, {
+        "content-type": "image/svg+xml",
+        "cache-control": "public, max-age=86400",
+      }));
+  }
   app.get("/assets/:name", async (c) => {
     const name = c.req.param("name");
     const path = `${dir}/assets/${name}`;

@@ -9,6 +9,8 @@ import { Hono } from "hono";
 import { silentLogger } from "../log.ts";
 import { errorHandler } from "../routes/middleware/error_handler.ts";
 import { webRoutes } from "../routes/web.ts";
+import { clientConfig } from "../routes/client_config.ts";
+import { loadConfig } from "../config.ts";
 
 /** The routes behind the app's own error handler, as `createApp` mounts them. */
 function webApp(dir: string): Hono {
@@ -78,4 +80,35 @@ Deno.test("web: without a build, / says so and asks the browser to retry", async
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("web: the site icon is served at /favicon.ico and /favicon.svg", async () => {
+  await withBuild(async (dir) => {
+    const app = webApp(dir);
+    for (const path of ["/favicon.ico", "/favicon.svg"]) {
+      const response = await app.request(path);
+      assert.equal(response.status, 200, path);
+      assert.equal(response.headers.get("content-type"), "image/svg+xml");
+      assert.match(await response.text(), /^<svg /);
+    }
+  });
+});
+
+Deno.test("web: /app/config tells the page how people sign in", () => {
+  assert.deepEqual(clientConfig(loadConfig({}, { dev: true })).auth, {
+    devIdentityProvider: true,
+    signInUrl: null,
+    verifiesTokens: false,
+  });
+  assert.deepEqual(
+    clientConfig(loadConfig({
+      AUTH_JWKS_URL: "https://clerk.example.com/.well-known/jwks.json",
+      AUTH_SIGN_IN_URL: "https://accounts.example.com/sign-in",
+    })).auth,
+    {
+      devIdentityProvider: false,
+      signInUrl: "https://accounts.example.com/sign-in",
+      verifiesTokens: true,
+    },
+  );
 });

@@ -89,6 +89,7 @@ function indexHtml(js: string, css: string | undefined): string {
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <title>deno-sync whiteboard</title>
+    <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
     ${css ? `<link rel="stylesheet" href="/${css}" />` : ""}
     <script type="module" src="/${js}"></script>
   </head>

@@ -117,8 +117,10 @@ function createRectangle(page: Page, x: number, y: number): Promise<string> {
 }
 
 /**
- * Signed in with the dev identity provider: create, rename, share and open a file; a guest opens the
- * share link; deleting the file closes the guest's board.
+ * Signed in with the dev identity provider: create a file and open it as it is (it keeps its name),
+ * rename, share; a signed-out visitor of the share link is asked to sign in and lands on the file;
+ * the guest's board shows the file's name and their list has it; duplicate, delete and restore;
+ * deleting the shared file closes the guest's board.
  */
 async function signedInFiles(browser: Browser, url: string): Promise<void> {
   // Separate contexts: each has its own localStorage, hence its own session.
@@ -138,6 +140,14 @@ async function signedInFiles(browser: Browser, url: string): Promise<void> {
     // The list shows only committed rows; no reject came either.
     assert.equal(await owner.locator(".error").count(), 0);
 
+    // Opened as it is, nothing drawn: the board and, afterwards, the list keep the name.
+    await item.getByRole("button", { name: "Plan" }).click();
+    await waitForStatus(owner, "online");
+    await owner.getByTestId("sync-status").getByText("Plan", { exact: true }).waitFor();
+    await owner.waitForTimeout(1_500);
+    await owner.goto(`${url}/#/`);
+    await item.getByRole("button", { name: "Plan" }).waitFor({ timeout: WAIT_MS });
+
     owner.once("dialog", (dialog) => dialog.accept("Roadmap"));
     await item.getByRole("button", { name: "Rename" }).click();
     await item.getByRole("button", { name: "Roadmap" }).waitFor({ timeout: WAIT_MS });
@@ -149,18 +159,51 @@ async function signedInFiles(browser: Browser, url: string): Promise<void> {
     await waitForStatus(owner, "online");
     const shape = await createRectangle(owner, 100, 100);
 
+    // A signed-out visitor of the link is told to sign in, then lands on the file.
     const guest = await guestContext.newPage();
-    await signIn(guest, url, "dave");
     await guest.goto(shareLink);
+    await guest.getByTestId("notice").getByText(/Sign in to open it/).waitFor();
+    await guest.getByLabel("User id").fill("dave");
+    await guest.getByRole("button", { name: "Sign in as" }).click();
     await waitForStatus(guest, "online");
     await waitForShapes(guest, [shape]);
+    // The guest's board is titled with the file's name, and their list has the file.
+    await guest.getByTestId("sync-status").getByText("Roadmap", { exact: true }).waitFor();
+    await guest.goto(`${url}/#/`);
+    const guestItem = guest.getByTestId("file-item");
+    await guestItem.getByRole("button", { name: "Roadmap" }).waitFor();
+    await guestItem.getByText(/shared with you/).waitFor();
+    await guest.goto(shareLink);
+    await waitForStatus(guest, "online");
+
+    // Duplicate, delete the copy, restore it.
+    await owner.goto(`${url}/#/`);
+    await item.filter({ hasText: "Roadmap" }).getByRole("button", { name: "Duplicate" }).click();
+    const copy = owner.getByTestId("file-item").filter({ hasText: "Roadmap (copy)" });
+    await copy.waitFor();
+    owner.once("dialog", (dialog) => dialog.accept());
+    await copy.getByRole("button", { name: "Delete" }).click();
+    await copy.waitFor({ state: "detached" });
+    await owner.getByTestId("deleted-files").locator("summary").click();
+    await owner.getByTestId("deleted-file").getByRole("button", { name: "Restore" }).click();
+    await copy.waitFor();
+    await copy.getByRole("button", { name: "Roadmap (copy)" }).click();
+    await waitForStatus(owner, "online");
+    await waitForShapes(owner, [shape]);
 
     await owner.goto(`${url}/#/`);
+    const original = owner.getByTestId("file-item").filter({
+      has: owner.getByRole("button", { name: "Roadmap", exact: true }),
+    });
     owner.once("dialog", (dialog) => dialog.accept());
-    await item.getByRole("button", { name: "Delete" }).click();
-    await item.waitFor({ state: "detached", timeout: WAIT_MS });
+    await original.getByRole("button", { name: "Delete" }).click();
+    await original.waitFor({ state: "detached", timeout: WAIT_MS });
     // The server closes a deleted file's room with NOT_FOUND; the board says it cannot connect.
     await guest.locator(".board-error").waitFor({ timeout: WAIT_MS });
+    await Deno.mkdir(ARTIFACTS, { recursive: true });
+    await owner.screenshot({
+      path: decodeURIComponent(new URL("browser_files.png", ARTIFACTS).pathname),
+    });
   } finally {
     await ownerContext.close();
     await guestContext.close();
@@ -229,6 +272,9 @@ Deno.test({
       const readonlyLink = await alice.getByTestId("link-read-only").getAttribute("href") ?? "";
       assert.match(shareLink, /\/#\/r\//);
       assert.match(readonlyLink, /\/#\/ro\//);
+      // The read-only link carries the room's read-only id, never the room's own id.
+      const roomId = shareLink.split("/#/r/")[1]!;
+      assert.ok(!readonlyLink.includes(roomId), `${readonlyLink} reveals ${roomId}`);
       await bob.goto(shareLink);
       await waitForStatus(bob, "online");
 
@@ -246,9 +292,14 @@ Deno.test({
       await waitForShapes(alice, [drawn, created]);
       await waitForShapes(bob, [drawn, created]);
 
-      // The read-only page sees the room but its edits go nowhere.
+      // The read-only page sees the room but its edits go nowhere, and offers no edit link.
       await watcher.goto(readonlyLink);
       await waitForStatus(watcher, "online");
+      assert.equal(await watcher.getByTestId("link-share").count(), 0);
+      assert.equal(
+        await watcher.getByTestId("link-read-only").getAttribute("href"),
+        readonlyLink,
+      );
       await waitForShapes(watcher, [drawn, created]);
       // deno-lint-ignore no-explicit-any
       assert.ok(await watcher.evaluate(() => (globalThis as any).editor.getIsReadonly()));

@@ -11,6 +11,7 @@ import { type Session, useSession } from "./auth.ts";
 import { useRoute } from "./routes.ts";
 import { appLink, fileSocketUrl, roomSocketUrl } from "./server_urls.ts";
 import { type UserData, useUserData } from "./user_data.ts";
+import { useClientConfig } from "./client_config.ts";
 
 /** The whole app. */
 export function App() {
@@ -28,18 +29,59 @@ export function App() {
         />
       );
     case "file":
-      if (!session) return <Home session={session} signIn={signIn} signOut={signOut} data={data} />;
+      if (!session) {
+        // The link stays in the address bar: once signed in, the same page opens the file.
+        return (
+          <Home
+            session={session}
+            signIn={signIn}
+            signOut={signOut}
+            data={data}
+            notice="This link opens a file. Sign in to open it: it opens as soon as you have."
+          />
+        );
+      }
       return (
-        <Board
+        <FileBoard
           key={route.fileId}
-          uri={fileSocketUrl(route.fileId, session.token)}
-          title={data.files.find((file) => file.id === route.fileId)?.name ?? "file"}
-          links={[{ label: "share", href: appLink(`/file/${encodeURIComponent(route.fileId)}`) }]}
+          fileId={route.fileId}
+          token={session.token}
+          listedName={data.files.find((file) => file.id === route.fileId)?.name}
         />
       );
     case "home":
       return <Home session={session} signIn={signIn} signOut={signOut} data={data} />;
   }
+}
+
+/**
+ * A file's board. Its title is the file's name: from the user's own list, or (a guest's first
+ * visit, before the list has it) from the file's metadata.
+ */
+function FileBoard(
+  { fileId, token, listedName }: { fileId: string; token: string; listedName?: string },
+) {
+  const [metaName, setMetaName] = useState<string>();
+  useEffect(() => {
+    if (listedName !== undefined) return;
+    let cancelled = false;
+    fetch(`/app/file/${encodeURIComponent(fileId)}/meta`, {
+      headers: { authorization: `Bearer ${token}` },
+    }).then((response) => response.ok ? response.json() : undefined)
+      .then((meta?: { name: string }) => !cancelled && meta && setMetaName(meta.name))
+      .catch(() => {});
+    return () => {
+      cancelled = true;
+    };
+  }, [fileId, token, listedName]);
+  const name = listedName ?? metaName;
+  return (
+    <Board
+      uri={fileSocketUrl(fileId, token)}
+      title={name === undefined ? "…" : name || "Untitled"}
+      links={[{ label: "share", href: appLink(`/file/${encodeURIComponent(fileId)}`) }]}
+    />
+  );
 }
 
 /**
@@ -83,12 +125,15 @@ interface HomeProps {
   signIn(userId: string, name: string): Promise<void>;
   signOut(): void;
   data: UserData;
+  /** Shown above everything (e.g. why a link brought the visitor here). */
+  notice?: string;
 }
 
-function Home({ session, signIn, signOut, data }: HomeProps) {
+function Home({ session, signIn, signOut, data, notice }: HomeProps) {
   return (
     <main className="home">
       <h1>deno-sync whiteboard</h1>
+      {notice && <p className="notice" data-testid="notice">{notice}</p>}
       <RoomPicker />
       {session
         ? (
@@ -105,12 +150,49 @@ function Home({ session, signIn, signOut, data }: HomeProps) {
   );
 }
 
-/** "Sign in as": the dev identity provider issues a token for any user id. */
+/**
+ * Signing in: "sign in as" with the development identity provider; with a real identity provider,
+ * a link to its sign-in page; with neither, what an operator has to set up.
+ */
 function SignIn({ signIn }: { signIn: HomeProps["signIn"] }) {
+  const config = useClientConfig();
+  if (config && !config.auth.devIdentityProvider) {
+    const url = config.auth.signInUrl;
+    return (
+      <section className="card" data-testid="sign-in">
+        <h2>Your files</h2>
+        {url
+          ? (
+            <p>
+              <a
+                href={`${url}${url.includes("?") ? "&" : "?"}redirect_url=${
+                  encodeURIComponent(location.href)
+                }`}
+              >
+                Sign in
+              </a>{" "}
+              to keep files of your own.
+            </p>
+          )
+          : (
+            <p>
+              Signing in is not set up on this server yet. Its operator connects an identity
+              provider (see "Sign-in" in the deployment guide, docs/deploy.md); public rooms work
+              without it.
+            </p>
+          )}
+      </section>
+    );
+  }
+  return <DevSignIn signIn={signIn} />;
+}
+
+/** "Sign in as": the dev identity provider issues a token for any user id. */
+function DevSignIn({ signIn }: { signIn: HomeProps["signIn"] }) {
   const [userId, setUserId] = useState("");
   const [error, setError] = useState<string>();
   return (
-    <section className="card">
+    <section className="card" data-testid="sign-in">
       <h2>Your files</h2>
       <p>Sign in with the development identity provider to keep files of your own.</p>
       <form

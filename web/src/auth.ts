@@ -1,6 +1,8 @@
 /**
- * Signing in with the server's development identity provider (`POST /auth/dev/token`). The token is
- * kept in localStorage so a reload stays signed in; it is dropped when it expires.
+ * Signing in: with the server's development identity provider (`POST /auth/dev/token`; the token
+ * is kept in localStorage so a reload stays signed in, and dropped when it expires), or with a real
+ * identity provider that leaves its JWT in this site's `__session` cookie (Clerk does), read here
+ * when nothing is stored.
  *
  * @module
  */
@@ -21,7 +23,32 @@ function loadSession(): Session | undefined {
   try {
     const session = JSON.parse(localStorage.getItem(STORAGE_KEY) ?? "null") as Session | null;
     // A minute of margin: a token about to expire would be refused on the next reconnect.
-    return session && session.expiresAt > Date.now() + 60_000 ? session : undefined;
+    if (session && session.expiresAt > Date.now() + 60_000) return session;
+  } catch {
+    // Unreadable: fall through to the cookie.
+  }
+  return cookieSession();
+}
+
+/**
+ * The session of a JWT in the `__session` cookie (a real identity provider's). The server verifies
+ * the token; here it is only read for the user's id and name.
+ */
+function cookieSession(): Session | undefined {
+  const token = document.cookie.split("; ").find((part) => part.startsWith("__session="))
+    ?.slice("__session=".length);
+  if (!token) return undefined;
+  try {
+    const payload = JSON.parse(
+      atob(token.split(".")[1]!.replace(/-/g, "+").replace(/_/g, "/")),
+    ) as { sub?: string; name?: string; exp?: number };
+    if (!payload.sub || !payload.exp || payload.exp * 1000 < Date.now() + 60_000) return undefined;
+    return {
+      userId: payload.sub,
+      name: payload.name ?? payload.sub,
+      token: decodeURIComponent(token),
+      expiresAt: payload.exp * 1000,
+    };
   } catch {
     return undefined;
   }

@@ -43,6 +43,27 @@ export function FileList({ session, data }: FileListProps) {
         ))}
       </ul>
       {data.files.length === 0 && data.status === "online" && <p>No files yet.</p>}
+      {data.deletedFiles.length > 0 && (
+        <details data-testid="deleted-files">
+          <summary>Recently deleted ({data.deletedFiles.length})</summary>
+          <ul>
+            {data.deletedFiles.map((file) => (
+              <li key={file.id} data-testid="deleted-file" data-file-id={file.id}>
+                {file.name || "Untitled"}
+                <span className="actions">
+                  <button
+                    type="button"
+                    onClick={() =>
+                      data.restoreFile(file.id)}
+                  >
+                    Restore
+                  </button>
+                </span>
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
     </section>
   );
 }
@@ -81,17 +102,25 @@ function FileItem({ file, mine, data }: { file: FileRow; mine: boolean; data: Us
               <option value="edit">anyone with the link can edit</option>
             </select>
             {file.shared && <code>{appLink(`/file/${file.id}`)}</code>}
+            <button type="button" onClick={() => data.duplicateFile(file)}>Duplicate</button>
             <button
               type="button"
               onClick={() => {
-                if (confirm(`Delete "${file.name}"?`)) data.deleteFile(file.id);
+                if (confirm(`Delete "${file.name}"? You can restore it for a while.`)) {
+                  data.deleteFile(file.id);
+                }
               }}
             >
               Delete
             </button>
           </span>
         )
-        : <span className="actions">shared with you ({file.sharedLinkType})</span>}
+        : (
+          <span className="actions">
+            shared with you ({file.sharedLinkType})
+            <button type="button" onClick={() => data.duplicateFile(file)}>Duplicate</button>
+          </span>
+        )}
     </li>
   );
 }

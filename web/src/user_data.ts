@@ -39,9 +39,15 @@ export interface UserData {
   status: "connecting" | "online" | "offline";
   /** Non-deleted files, newest first. */
   files: FileRow[];
+  /** The user's own deleted files, which the server may still let them restore. */
+  deletedFiles: FileRow[];
   /** The last rejected mutation's code, or a close reason. */
   error: string | undefined;
   createFile(name: string): string;
+  /** A new file of the user's, a copy of `file` (`createSource: "f/<id>"`). */
+  duplicateFile(file: FileRow): string;
+  /** Takes a deleted file back (refused once its recovery window has passed). */
+  restoreFile(fileId: string): void;
   renameFile(fileId: string, name: string): void;
   shareFile(fileId: string, linkType: "view" | "edit" | "off"): void;
   deleteFile(fileId: string): void;
@@ -115,25 +121,43 @@ export function useUserData(session: Session | undefined): UserData {
       }));
     };
     const now = () => Date.now();
+    const create = (name: string, createSource?: string) => {
+      const id = crypto.randomUUID();
+      const ownerId = session?.userId ?? "";
+      const row = {
+        id,
+        name,
+        ownerId,
+        publishedSlug: crypto.randomUUID(),
+        createdAt: now(),
+        updatedAt: now(),
+        ...(createSource ? { createSource } : {}),
+      };
+      // With the owner's own file state, in one mutation: that is how tldraw's model lists a file.
+      mutate(
+        { table: "file", event: "insert", row },
+        {
+          table: "file_state",
+          event: "insert",
+          row: { userId: ownerId, fileId: id, isFileOwner: true },
+        },
+      );
+      return id;
+    };
+    const all = [...files.values()].sort((a, b) => b.createdAt - a.createdAt);
     return {
       status,
       error,
-      files: [...files.values()].filter((file) => !file.isDeleted)
-        .sort((a, b) => b.createdAt - a.createdAt),
-      createFile(name) {
-        const id = crypto.randomUUID();
-        const ownerId = session?.userId ?? "";
-        const row = { id, name, ownerId, publishedSlug: id, createdAt: now(), updatedAt: now() };
-        // With the owner's own file state, in one mutation: that is how tldraw's model lists a file.
-        mutate(
-          { table: "file", event: "insert", row },
-          {
-            table: "file_state",
-            event: "insert",
-            row: { userId: ownerId, fileId: id, isFileOwner: true },
-          },
-        );
-        return id;
+      files: all.filter((file) => !file.isDeleted),
+      deletedFiles: all.filter((file) => file.isDeleted && file.ownerId === session?.userId),
+      createFile: (name) => create(name),
+      duplicateFile: (file) => create(`${file.name || "Untitled"} (copy)`, `f/${file.id}`),
+      restoreFile(fileId) {
+        mutate({
+          table: "file",
+          event: "update",
+          row: { id: fileId, isDeleted: false, updatedAt: now() },
+        });
       },
       renameFile(fileId, name) {
         mutate({ table: "file", event: "update", row: { id: fileId, name, updatedAt: now() } });
