@@ -97,6 +97,7 @@ const envSchema = z.object({
     error: "expected a path like /livestore",
   }).default("/livestore"),
   LIVESTORE_AUTH_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  LIVESTORE_PUSHES_PER_MINUTE: intFromEnv(0, 1_000_000).default(100),
   BLOB_STORE: z.enum(["fs", "s3"], { error: "expected fs or s3" }).default("fs"),
   BLOB_DIR: z.string().min(1).optional(),
   S3_ENDPOINT: urlString.optional(),
@@ -212,6 +213,8 @@ export interface LivestoreConfig {
   prefix: string;
   /** When set, clients must send it as `authToken` in their sync payload. */
   authToken: string | undefined;
+  /** Pushes one client may make to one store per minute, across isolates (0: no limit). */
+  pushesPerMinute: number;
 }
 
 /**
@@ -320,7 +323,11 @@ export function loadConfig(
       maxMessageBytes: e.MAX_MESSAGE_BYTES,
       maxFilesPerUser: e.MAX_FILES_PER_USER,
     },
-    livestore: { prefix: e.LIVESTORE_PATH_PREFIX, authToken: e.LIVESTORE_AUTH_TOKEN },
+    livestore: {
+      prefix: e.LIVESTORE_PATH_PREFIX,
+      authToken: e.LIVESTORE_AUTH_TOKEN,
+      pushesPerMinute: e.LIVESTORE_PUSHES_PER_MINUTE,
+    },
     rooms: { sessionTtlMs: e.ROOM_SESSION_TTL_MS, pollMs: e.ROOM_POLL_MS },
     content: {
       blobStore: e.BLOB_STORE === "s3"

@@ -11,7 +11,8 @@
 import { type Context, Hono } from "hono";
 import { cors } from "hono/cors";
 import type { Config, LivestoreConfig } from "../config.ts";
-import { serverMetrics } from "../metrics.ts";
+import { rateLimitCounter, serverMetrics } from "../metrics.ts";
+import { KvRateLimiter } from "../sync/user/rate_limit.ts";
 import type { Bus } from "../sync/bus/bus.ts";
 import { AppendQueue } from "../sync/livestore/append_queue.ts";
 import type { EventStore } from "../sync/livestore/event_store.ts";
@@ -95,7 +96,30 @@ export function livestoreRoutes(deps: AppDeps, options: LivestoreRouteOptions = 
   lifecycle.onDrain(() => hub.close());
   const hooks = options.hooks ??
     tokenAuthHooks(options.authToken ?? livestoreSettings(config).authToken);
-  const engine = new LivestoreEngine({ store, hub, hooks, log, queue });
+  const { pushesPerMinute } = livestoreSettings(config);
+  const pushLimiter = pushesPerMinute > 0
+    ? new KvRateLimiter(
+      deps.kv,
+      "livestore_push",
+      { limit: pushesPerMinute, windowMs: 60_000 },
+      rateLimitCounter(deps.metrics),
+    )
+    : undefined;
+  const engine = new LivestoreEngine({
+    store,
+    hub,
+    hooks,
+    log,
+    queue,
+    ...(pushLimiter
+      ? {
+        pushLimit: {
+          isLimited: (key: string) => pushLimiter.isLimited(key),
+          describe: `${pushesPerMinute} pushes per minute per client; retry later`,
+        },
+      }
+      : {}),
+  });
   const maxBytes = config.limits.maxMessageBytes;
   const rejects = deps.metrics && serverMetrics(deps.metrics).rejects;
 

@@ -3,7 +3,7 @@
  * against this server. Each client boots in about a second; every wait is bounded.
  */
 import assert from "node:assert/strict";
-import type { Config } from "../config.ts";
+import { type Config, testConfig } from "../config.ts";
 import type { Database } from "../db/database.ts";
 import { openPostgres } from "../db/postgres.ts";
 import { PostgresEventStore } from "../sync/livestore/postgres_event_store.ts";
@@ -32,9 +32,9 @@ async function waitForHead(database: Database, storeId: string, expected: number
   assert.equal(current, expected, `server head of ${storeId}`);
 }
 
-/** A test server whose config carries LiveStore settings (as `config.livestore` will, once added). */
+/** A test server whose config carries LiveStore settings. */
 function withLivestoreConfig(livestore: { authToken?: string }): Partial<Config> {
-  return { livestore: { prefix: "/livestore", authToken: livestore.authToken } };
+  return { livestore: { ...testConfig().livestore, authToken: livestore.authToken } };
 }
 
 Deno.test("two real LiveStore clients converge", async () => {

@@ -12,6 +12,7 @@ import {
   serveLivestore,
 } from "./helpers/livestore_socket.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
+import { testConfig } from "../config.ts";
 
 // @tldraw/utils (imported by the app) schedules a 100 ms timer when first imported; let it fire before
 // the first test so the op sanitizer does not attribute it to that test.
@@ -267,6 +268,52 @@ Deno.test("connect checks: storeId, transport, upgrade, payload encoding", async
   const badPayload = await fetch(`${base}?storeId=s1&transport=ws&payload=%257Bnot`);
   assert.equal(badPayload.status, 400);
   await badPayload.body?.cancel();
+  // Store ids: letters, digits and _ - . : @ =, at most 128 characters.
+  for (const storeId of ["bad id", "../etc", "x".repeat(129), "-leading", "a\u0000b", "é"]) {
+    const response = await fetch(`${base}?${livestoreQuery(storeId)}`, {
+      headers: { upgrade: "websocket" },
+    });
+    assert.equal(response.status, 400, storeId);
+    assert.equal((await response.json()).error.message, "storeId is missing or invalid");
+  }
+  for (const storeId of ["user:alice", "file:f_1-2", "todo.app@v2=x", "x".repeat(128)]) {
+    const response = await fetch(`${base}?${livestoreQuery(storeId)}`);
+    assert.equal(response.status, 426, storeId);
+    await response.body?.cancel();
+  }
+});
+
+Deno.test("pushes are limited per client and store, with an error that says so", async () => {
+  await using server = await startTestServer({
+    config: {
+      livestore: { ...testConfig().livestore, pushesPerMinute: 3 },
+    },
+  });
+  await using socket = await RawLivestoreSocket.open(url(server), "limited");
+  for (let seq = 1; seq <= 3; seq++) {
+    const exit = await socket.exit(socket.push("limited", [event(seq, "client-a")]));
+    assert.deepEqual(exit.exit, { _tag: "Success", value: {} });
+  }
+  const refused = await socket.exit(socket.push("limited", [event(4, "client-a")]));
+  assert.equal(refused.exit._tag, "Failure");
+  const error = refused.exit.cause.error;
+  assert.equal(error._tag, "UnknownError");
+  assert.equal(error.cause, "rate limited");
+  assert.match(error.note, /3 pushes per minute per client/);
+  // Another client of the store, and the same client elsewhere, have budgets of their own.
+  const other = await socket.exit(socket.push("limited", [event(4, "client-b")]));
+  assert.deepEqual(other.exit, { _tag: "Success", value: {} });
+  await using elsewhere = await RawLivestoreSocket.open(url(server), "other-store");
+  const fresh = await elsewhere.exit(elsewhere.push("other-store", [event(1, "client-a")]));
+  assert.deepEqual(fresh.exit, { _tag: "Success", value: {} });
+  // Nothing of the refused push was stored.
+  const stored = await new PostgresEventStore(server.deps.database).read("limited", 0, 100);
+  assert.deepEqual(stored.events.map((e) => [e.seqNum, e.clientId]), [
+    [1, "client-a"],
+    [2, "client-a"],
+    [3, "client-a"],
+    [4, "client-b"],
+  ]);
 });
 
 Deno.test("HTTP transport: Ping, Push, Pull answered with JSON arrays", async () => {

@@ -77,6 +77,11 @@ export interface LivestoreEngineOptions {
   log: Logger;
   /** Shared with the hub, which records heads learnt from other processes. */
   queue?: AppendQueue;
+  /**
+   * Counts a client's push (keyed by store and client id); `true` refuses it with an
+   * `UnknownError` saying so (the client retries later, with its events still pending).
+   */
+  pushLimit?: { isLimited(key: string): Promise<boolean>; describe: string };
 }
 
 /** Handles pulls and pushes for every store. */
@@ -86,6 +91,7 @@ export class LivestoreEngine {
   readonly #hooks: LivestoreHooks;
   readonly #log: Logger;
   readonly #queue: AppendQueue;
+  readonly #pushLimit: LivestoreEngineOptions["pushLimit"];
   /** backendIds never change while a log exists, so they are cached for the life of the process. */
   readonly #backendIds = new Map<string, Promise<string>>();
 
@@ -95,6 +101,7 @@ export class LivestoreEngine {
     this.#hooks = options.hooks;
     this.#log = options.log;
     this.#queue = options.queue ?? new AppendQueue();
+    this.#pushLimit = options.pushLimit;
   }
 
   #backendId(storeId: string): Promise<string> {
@@ -248,6 +255,14 @@ export class LivestoreEngine {
     if (hook) {
       const rejected = await this.#runHook("onPush", () => hook(request, context));
       if (rejected) return outcome({ kind: "failure", error: rejected });
+    }
+    if (
+      this.#pushLimit && await this.#pushLimit.isLimited(`${context.storeId}|${first.clientId}`)
+    ) {
+      return outcome({
+        kind: "failure",
+        error: syncErrors.unknown("rate limited", `at most ${this.#pushLimit.describe}`),
+      });
     }
     const problem = batchProblem(request.batch);
     if (problem) {

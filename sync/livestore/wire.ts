@@ -18,13 +18,20 @@ export const MAX_PULL_CHUNK_BYTES = 900_000;
  * still works, but bound it so one request cannot hold a store lock for long.
  */
 export const MAX_PUSH_EVENTS = 1_000;
-/** Store ids end up in NOTIFY payloads (< 8000 bytes) and log lines; real ones are short. */
-export const MAX_STORE_ID_LENGTH = 256;
+/** Store ids end up in NOTIFY payloads (< 8000 bytes), KV keys and log lines; real ones are short. */
+export const MAX_STORE_ID_LENGTH = 128;
+
+/**
+ * Letters, digits and `_ - . : @ =`, starting with a letter or digit: enough for the app's
+ * `user:<id>` and `file:<id>` namespaces and for LiveStore's own examples, nothing that needs
+ * escaping in a URL, a key or a log line.
+ */
+export const STORE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:@=-]*$/;
 
 const seqNum = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 /** A store id as it appears in the URL and in request payloads. */
-export const StoreIdSchema = z.string().min(1).max(MAX_STORE_ID_LENGTH);
+export const StoreIdSchema = z.string().min(1).max(MAX_STORE_ID_LENGTH).regex(STORE_ID_PATTERN);
 
 /** `LiveStoreEvent.Global.Encoded`: one event of the global log. */
 export const EventEncodedSchema = z.object({
