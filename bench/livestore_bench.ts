@@ -219,7 +219,9 @@ async function main() {
     : scratch;
   const kv = await Deno.openKv(":memory:");
   const lifecycle = new Lifecycle();
-  const config = testConfig();
+  // Throughput, not a client's fair share: no per-client push limit.
+  const base = testConfig();
+  const config = { ...base, livestore: { ...base.livestore, pushesPerMinute: 0 } };
   const app = createApp({ config, kv, database, log: silentLogger, lifecycle });
   let resolvePort: (port: number) => void;
   const listening = new Promise<number>((resolve) => (resolvePort = resolve));
