@@ -25,11 +25,36 @@ function freePort(): number {
   return port;
 }
 
+/**
+ * A copy of this checkout as a fresh clone has it: the files git knows (tracked, or new and not
+ * ignored), without node_modules, builds or data.
+ */
+async function freshCheckout(): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const dir = await Deno.makeTempDir({ prefix: "fresh_checkout_" });
+  const listed = await new Deno.Command("git", {
+    args: ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+    cwd: ROOT,
+    stdout: "piped",
+  }).output();
+  const root = decodeURIComponent(ROOT.pathname);
+  for (const path of new TextDecoder().decode(listed.stdout).split("\0").filter(Boolean)) {
+    try {
+      const target = `${dir}/${path}`;
+      await Deno.mkdir(target.slice(0, target.lastIndexOf("/")), { recursive: true });
+      await Deno.copyFile(`${root}${path}`, target);
+    } catch (error) {
+      // Deleted in the working tree but not yet in the index.
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+}
+
 /** `deno task dev` with a bare PATH, its output collected into one text. */
-function startDev(bin: string, env: Record<string, string>) {
+function startDev(bin: string, env: Record<string, string>, cwd: string | URL = ROOT) {
   const child = new Deno.Command(`${bin}/deno`, {
     args: ["task", "dev"],
-    cwd: ROOT,
+    cwd,
     clearEnv: true,
     env: {
       PATH: bin,
@@ -57,6 +82,7 @@ function startDev(bin: string, env: Record<string, string>) {
       child.status.then(() => exited = true);
       while (!output.includes(text)) {
         if (exited) throw new Error(`exited before "${text}":\n${output}`);
+        if (output.includes("dev: the web build stopped")) throw new Error(output);
         if (Date.now() > deadline) {
           throw new Error(`no "${text}" within ${timeoutMs} ms:\n${output}`);
         }
@@ -70,18 +96,20 @@ function startDev(bin: string, env: Record<string, string>) {
   };
 }
 
-Deno.test("deno task dev on a bare machine: serves /health and the page, stops on SIGINT", async () => {
+Deno.test("deno task dev on a bare machine and a fresh clone: serves /health and the page, stops on SIGINT", async () => {
   await using bin = await denoOnlyPath();
+  await using checkout = await freshCheckout();
   const dataDir = await Deno.makeTempDir({ prefix: "dev_task_" });
   const port = freePort();
-  const dev = startDev(bin.path, { DATA_DIR: dataDir, PORT: String(port) });
+  const dev = startDev(bin.path, { DATA_DIR: dataDir, PORT: String(port) }, checkout.dir);
   try {
-    // The first build of a fresh clone installs the app's packages with Deno.
     await dev.waitFor(`ready: open http://127.0.0.1:${port}/`, 120_000);
     const health = await fetch(`http://127.0.0.1:${port}/health`);
     assert.equal(health.status, 200);
     assert.equal((await health.json()).status, "ok");
-    await dev.waitFor("web: built", 120_000);
+    // The first build of a fresh clone installs the app's packages with Deno.
+    await dev.waitFor("web: installing the app's packages (first run only)", 120_000);
+    await dev.waitFor("web: built", 180_000);
     const page = await fetch(`http://127.0.0.1:${port}/`);
     assert.equal(page.status, 200);
     assert.match(await page.text(), /<div id="root">/);

@@ -15,7 +15,7 @@
  */
 // This script runs under Deno, while the rest of the web member is type-checked for the browser.
 /// <reference lib="deno.ns" />
-import * as esbuild from "esbuild";
+import type * as esbuild from "esbuild";
 import { ensurePackagesInstalled } from "./deno_install.ts";
 
 /** The web app's directory (package.json, src/). */
@@ -38,6 +38,16 @@ export function ensureInstalled(): Promise<void> {
   return ensurePackagesInstalled(WEB_DIR, {
     onInstall: () => console.error("web: installing the app's packages (first run only)…"),
   });
+}
+
+/**
+ * esbuild, once web/node_modules is installed. Imported by its file, dynamically: on a fresh clone
+ * the package does not exist when this module loads, and Deno resolves bare `npm` names against
+ * the node_modules it saw at start-up (`main` of esbuild's package.json is `lib/main.js`).
+ */
+async function loadEsbuild(): Promise<typeof esbuild> {
+  await ensureInstalled();
+  return await import(new URL("./node_modules/esbuild/lib/main.js", import.meta.url).href);
 }
 
 /** tldraw's asset files (imported by `@tldraw/assets/imports`) are emitted as files, not inlined. */
@@ -142,7 +152,7 @@ function buildOptions(options: BuildOptions): esbuild.BuildOptions {
 
 /** Builds once into `options.outDir`. Throws with esbuild's messages when the build fails. */
 export async function buildWeb(options: BuildOptions = {}): Promise<void> {
-  await ensureInstalled();
+  const esbuild = await loadEsbuild();
   await Deno.mkdir(`${options.outDir ?? DEFAULT_OUT_DIR}/assets`, { recursive: true });
   try {
     await esbuild.build(buildOptions(options));
@@ -155,7 +165,7 @@ export async function buildWeb(options: BuildOptions = {}): Promise<void> {
 
 /** Builds, then rebuilds whenever a file of the bundle changes. Dispose the result to stop. */
 export async function watchWeb(options: BuildOptions = {}): Promise<AsyncDisposable> {
-  await ensureInstalled();
+  const esbuild = await loadEsbuild();
   await Deno.mkdir(`${options.outDir ?? DEFAULT_OUT_DIR}/assets`, { recursive: true });
   const context = await esbuild.context(buildOptions(options));
   await context.watch();
