@@ -25,28 +25,24 @@ function freePort(): number {
   return port;
 }
 
+/** What a fresh clone does not have: installed packages, builds, data, test output. */
+const NOT_IN_A_CLONE = new Set([".git", "node_modules", ".data", "dist", "test-artifacts"]);
+
 /**
- * A copy of this checkout as a fresh clone has it: the files git knows (tracked, or new and not
- * ignored), without node_modules, builds or data.
+ * A copy of this checkout as a fresh clone has it: its files without node_modules, builds or data
+ * (copied by walking the tree: a bare machine has no git either).
  */
 async function freshCheckout(): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
   const dir = await Deno.makeTempDir({ prefix: "fresh_checkout_" });
-  const listed = await new Deno.Command("git", {
-    args: ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-    cwd: ROOT,
-    stdout: "piped",
-  }).output();
-  const root = decodeURIComponent(ROOT.pathname);
-  for (const path of new TextDecoder().decode(listed.stdout).split("\0").filter(Boolean)) {
-    try {
-      const target = `${dir}/${path}`;
-      await Deno.mkdir(target.slice(0, target.lastIndexOf("/")), { recursive: true });
-      await Deno.copyFile(`${root}${path}`, target);
-    } catch (error) {
-      // Deleted in the working tree but not yet in the index.
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
+  const copy = async (from: string, to: string) => {
+    await Deno.mkdir(to, { recursive: true });
+    for await (const entry of Deno.readDir(from)) {
+      if (NOT_IN_A_CLONE.has(entry.name) || entry.name.startsWith(".install-lock")) continue;
+      if (entry.isDirectory) await copy(`${from}/${entry.name}`, `${to}/${entry.name}`);
+      else if (entry.isFile) await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
     }
-  }
+  };
+  await copy(decodeURIComponent(ROOT.pathname).replace(/\/$/, ""), dir);
   return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
 }
 
