@@ -3,6 +3,7 @@
  * directory. Also the migrate CLI.
  */
 import assert from "node:assert/strict";
+import { EXIT_STARTUP_PROBLEM } from "../config.ts";
 import { openTestDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -84,14 +85,14 @@ Deno.test("deno task start serves /health on a free port and shuts down cleanly 
 
 Deno.test("a bad PORT stops start-up with a message naming the variable", async () => {
   const output = await denoTask(["start"], { PORT: "not-a-port" }).output();
-  assert.equal(output.code, 1);
+  assert.equal(output.code, EXIT_STARTUP_PROBLEM);
   const stderr = new TextDecoder().decode(output.stderr);
   assert.match(stderr, /Invalid configuration:\n\s+PORT: expected a whole number/);
 });
 
 Deno.test("a malformed DATABASE_URL stops start-up with a message naming the variable", async () => {
   const output = await denoTask(["start"], { DATABASE_URL: "mysql://root:secret@x/db" }).output();
-  assert.equal(output.code, 1);
+  assert.equal(output.code, EXIT_STARTUP_PROBLEM);
   const stderr = new TextDecoder().decode(output.stderr);
   assert.match(stderr, /DATABASE_URL: expected a URL like postgres:\/\//);
   assert.doesNotMatch(stderr, /secret/);
