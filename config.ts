@@ -98,6 +98,7 @@ const envSchema = z.object({
   }).default("/livestore"),
   LIVESTORE_AUTH_TOKEN: z.string().min(16, { error: "expected at least 16 characters" }).optional(),
   LIVESTORE_PUSHES_PER_MINUTE: intFromEnv(0, 1_000_000).default(100),
+  LIVESTORE_ANONYMOUS: booleanFromEnv.optional(),
   BLOB_STORE: z.enum(["fs", "s3"], { error: "expected fs or s3" }).default("fs"),
   BLOB_DIR: z.string().min(1).optional(),
   S3_ENDPOINT: urlString.optional(),
@@ -211,8 +212,16 @@ export interface ContentConfig {
 export interface LivestoreConfig {
   /** Path prefix of the LiveStore endpoints (the client routes by query parameters under it). */
   prefix: string;
-  /** When set, clients must send it as `authToken` in their sync payload. */
+  /**
+   * When set, clients without a JWT must send it as `authToken` in their sync payload, and may then
+   * sync stores outside the `user:` and `file:` namespaces.
+   */
   authToken: string | undefined;
+  /**
+   * Clients without a JWT or token may sync stores outside the `user:` and `file:` namespaces
+   * (`LIVESTORE_ANONYMOUS`; on under `deno task dev`, off otherwise).
+   */
+  anonymous: boolean;
   /** Pushes one client may make to one store per minute, across isolates (0: no limit). */
   pushesPerMinute: number;
 }
@@ -326,6 +335,7 @@ export function loadConfig(
     livestore: {
       prefix: e.LIVESTORE_PATH_PREFIX,
       authToken: e.LIVESTORE_AUTH_TOKEN,
+      anonymous: e.LIVESTORE_ANONYMOUS ?? dev,
       pushesPerMinute: e.LIVESTORE_PUSHES_PER_MINUTE,
     },
     rooms: { sessionTtlMs: e.ROOM_SESSION_TTL_MS, pollMs: e.ROOM_POLL_MS },

@@ -21,6 +21,7 @@ import { CloseReason } from "../sync/tldraw/protocol.ts";
 import type { RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
+import { readOptionalJsonBody } from "./body.ts";
 import type { Authenticator } from "./auth/authenticator.ts";
 import { requireAdmin } from "./admin_auth.ts";
 import { debugTailHandler } from "./debug_tail.ts";
@@ -99,7 +100,8 @@ export function adminRoutes(
   });
 
   app.post("/admin/rooms/:roomId/close", async (c) => {
-    const parsed = closeBody.safeParse(await c.req.json().catch(() => ({})));
+    // No body closes every session of the room; a body that does not parse closes nothing.
+    const parsed = closeBody.safeParse(await readOptionalJsonBody(c, 16 * 1024));
     if (!parsed.success) throw new HttpError("bad_request", "expected {sessionId?, reason?}");
     const closedHere = await commands.run({
       kind: "close_sessions",

@@ -30,7 +30,7 @@ import { adminRoutes } from "./admin.ts";
 import { AdminCommands } from "../sync/admin_commands.ts";
 import { FileRooms } from "../sync/file_rooms.ts";
 import { jwtAccessHooks, tokenAuthHooks } from "../sync/livestore/hooks.ts";
-import { defaultStoreAccess } from "../sync/livestore/store_access.ts";
+import { defaultStoreAccess, isUserStore } from "../sync/livestore/store_access.ts";
 import { createContent } from "../sync/content/setup.ts";
 import { isSnapshotRoom, publishOnFileWrite } from "../sync/content/snapshots.ts";
 import { historyRoutes } from "./history.ts";
@@ -153,15 +153,21 @@ export function createApp(input: AppDeps): Hono {
   app.route("/", snapshotRoutes(deps, userData, content, readonlyIds));
   app.route("/", uploadRoutes(deps, userData, content));
   app.route("/", unfurlRoutes(content.unfurler, userData.auth, content.limits.unfurl));
-  // LiveStore: a JWT in the sync payload gets the per-store rule tied to our users; without one, the
-  // configured shared token (if any) decides.
+  // LiveStore: a JWT in the sync payload gets the per-store rule tied to our users, and `user:` and
+  // `file:` stores need one; other stores take the shared token, or anyone when configured so.
+  const { authToken, anonymous } = deps.config.livestore;
   app.route(
     livestoreSettings(deps.config).prefix,
     livestoreRoutes(deps, {
       hooks: jwtAccessHooks({
         verify: async (token) => ({ userId: (await userData.auth.verifier.verify(token)).userId }),
         canAccess: defaultStoreAccess(deps.database),
-        withoutJwt: tokenAuthHooks(deps.config.livestore.authToken),
+        requiresJwt: isUserStore,
+        ...(authToken !== undefined
+          ? { withoutJwt: tokenAuthHooks(authToken) }
+          : anonymous
+          ? { withoutJwt: {} }
+          : {}),
       }),
     }),
   );

@@ -26,6 +26,7 @@ import { LivestoreConnection } from "../sync/livestore/ws_connection.ts";
 import type { AppDeps } from "./deps.ts";
 import { meterSocket } from "./socket_metrics.ts";
 import { HttpError } from "./errors.ts";
+import { readJsonBody } from "./body.ts";
 
 /** The Postgres NOTIFY channel carrying "store S has head H" hints between processes. */
 export const LIVESTORE_NOTIFY_CHANNEL = "livestore_heads";
@@ -176,16 +177,7 @@ export function livestoreRoutes(deps: AppDeps, options: LivestoreRouteOptions = 
     if (context.transport !== "http") {
       throw new HttpError("bad_request", "POST needs transport=http");
     }
-    const declared = Number(c.req.header("content-length") ?? 0);
-    if (declared > maxBytes) throw new HttpError("payload_too_large", "request body too large");
-    const text = await c.req.text();
-    if (text.length > maxBytes) throw new HttpError("payload_too_large", "request body too large");
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      throw new HttpError("bad_request", "request body is not JSON");
-    }
+    const body = await readJsonBody(c, maxBytes);
     const reply = await handleHttpRpc(engine, {
       storeId: context.storeId,
       payload: context.payload,

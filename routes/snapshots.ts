@@ -20,7 +20,7 @@ import { migrateTldrFile } from "../sync/tldraw/tldr_file.ts";
 import type { AppDeps } from "./deps.ts";
 import { callerKey } from "./caller.ts";
 import { HttpError } from "./errors.ts";
-import { readJsonBody } from "./json_body.ts";
+import { readJsonBody } from "./body.ts";
 import { FILE_ID_PATTERN } from "./file_rooms.ts";
 import { ROOM_ID_PATTERN } from "./rooms.ts";
 import type { UserData } from "./user_sync.ts";

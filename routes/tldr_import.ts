@@ -17,7 +17,7 @@ import type { WireRecord } from "../sync/tldraw/protocol.ts";
 import { ensureUser } from "../sync/user/data.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
-import { readJsonBody } from "./json_body.ts";
+import { readJsonBody } from "./body.ts";
 import type { UserData } from "./user_sync.ts";
 
 /** At most this many snapshots per request. */

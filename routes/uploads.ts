@@ -14,6 +14,7 @@ import { type ByteRange, isValidObjectName } from "../sync/assets/blob_store.ts"
 import type { Content } from "../sync/content/setup.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
+import { readBodyCapped } from "./body.ts";
 import { FILE_ID_PATTERN } from "./file_rooms.ts";
 import type { UserData } from "./user_sync.ts";
 
@@ -59,17 +60,14 @@ export function uploadRoutes(deps: AppDeps, userData: UserData, content: Content
     if (access.kind !== "ok" || access.readonly) {
       throw new HttpError("forbidden", "You cannot add assets to this file");
     }
-    if (Number(c.req.header("content-length") ?? 0) > maxBytes) {
-      throw new HttpError("payload_too_large", `uploads are limited to ${maxBytes} bytes`, {
-        limit: maxBytes,
-      });
-    }
-    const bytes = await readCapped(c.req.raw, maxBytes);
-    if (bytes === null) {
-      throw new HttpError("payload_too_large", `uploads are limited to ${maxBytes} bytes`, {
-        limit: maxBytes,
-      });
-    }
+    const bytes = await readBodyCapped(c.req.raw, maxBytes).catch((error) => {
+      if (error instanceof HttpError && error.code === "payload_too_large") {
+        throw new HttpError("payload_too_large", `uploads are limited to ${maxBytes} bytes`, {
+          limit: maxBytes,
+        });
+      }
+      throw error;
+    });
     if (bytes.byteLength === 0) throw new HttpError("bad_request", "empty upload");
     // Object names are never reused: a cached copy anywhere stays correct forever.
     const taken = await database.db.selectFrom("asset").select("objectName")
@@ -167,29 +165,4 @@ export function parseRange(header: string, size: number): ByteRange | "unsatisfi
   const end = last === "" ? size - 1 : Math.min(Number(last), size - 1);
   if (end < start) return undefined;
   return { start, end };
-}
-
-/** The body, or `null` once it grows past `maxBytes` (the rest is not read). */
-async function readCapped(request: Request, maxBytes: number): Promise<Uint8Array | null> {
-  if (!request.body) return new Uint8Array();
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
 }

@@ -10,7 +10,16 @@ import { PostgresEventStore } from "../sync/livestore/postgres_event_store.ts";
 import { openTestDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
 import { LivestoreClient } from "./helpers/livestore_client.ts";
 import { event, livestoreQuery, serveLivestore } from "./helpers/livestore_socket.ts";
-import { startTestServer, type TestServer } from "./helpers/server.ts";
+import { startTestServer, type TestServer, type TestServerOptions } from "./helpers/server.ts";
+
+/**
+ * The app with LiveStore clients allowed without a JWT or token (`LIVESTORE_ANONYMOUS`): these
+ * tests are about the protocol, not about access (tests/app/livestore_auth_test.ts is).
+ */
+function startOpenServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const livestore = { ...testConfig().livestore, ...options.config?.livestore, anonymous: true };
+  return startTestServer({ ...options, config: { ...options.config, livestore } });
+}
 
 // @tldraw/utils (imported by the app) schedules a 100 ms timer when first imported; let it fire before
 // the first test so the op sanitizer does not attribute it to that test.
@@ -38,7 +47,7 @@ function withLivestoreConfig(livestore: { authToken?: string }): Partial<Config>
 }
 
 Deno.test("two real LiveStore clients converge", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using a = await LivestoreClient.start({
     syncUrl: syncUrl(server),
     storeId: "s1",
@@ -59,7 +68,7 @@ Deno.test("two real LiveStore clients converge", async () => {
 });
 
 Deno.test("a late joiner catches up, then its own events reach the others", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using a = await LivestoreClient.start({
     syncUrl: syncUrl(server),
     storeId: "s1",
@@ -79,7 +88,7 @@ Deno.test("a late joiner catches up, then its own events reach the others", asyn
 });
 
 Deno.test("concurrent first pushes: one gets ServerAheadError, rebases, both land", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   // Hold the first two pushes until both arrived, so that both carry parent 0 and race for the head.
   let arrived = 0;
   let release!: () => void;
@@ -128,7 +137,7 @@ Deno.test("server restart keeps the log and backendId: a persisted client carrie
   await using database = await openTestDatabase();
   try {
     {
-      await using server = await startTestServer({ database });
+      await using server = await startOpenServer({ database });
       await using a = await LivestoreClient.start({
         syncUrl: syncUrl(server),
         storeId: "s1",
@@ -144,7 +153,7 @@ Deno.test("server restart keeps the log and backendId: a persisted client carrie
       ? openPostgres({ url: database.url!, poolSize: 2 })
       : database;
     try {
-      await using server = await startTestServer({ database: second });
+      await using server = await startOpenServer({ database: second });
       await using a = await LivestoreClient.start({
         syncUrl: syncUrl(server),
         storeId: "s1",
@@ -171,7 +180,7 @@ Deno.test("server restart keeps the log and backendId: a persisted client carrie
 
 Deno.test("a connected client rides through a server restart on the same address", async () => {
   await using database = await openTestDatabase();
-  const first = await startTestServer({ database });
+  const first = await startOpenServer({ database });
   const before = await serveLivestore(first.deps);
   await using a = await LivestoreClient.start({
     syncUrl: before.wsUrl,
@@ -183,7 +192,7 @@ Deno.test("a connected client rides through a server restart on the same address
   // Shutdown closes the socket with 1012; the client retries with backoff meanwhile.
   await before.close();
   await first.close();
-  await using second = await startTestServer({ database });
+  await using second = await startOpenServer({ database });
   await using after = await serveLivestore(second.deps, {}, before.port);
   await a.add(1, "after");
   await waitForHead(database, "s1", 3, 20_000);
@@ -200,7 +209,7 @@ Deno.test("a wiped backend (new backendId) makes a persisted client reset itself
   const storageDir = await Deno.makeTempDir({ prefix: "livestore-client-" });
   try {
     {
-      await using server = await startTestServer();
+      await using server = await startOpenServer();
       await using a = await LivestoreClient.start({
         syncUrl: syncUrl(server),
         storeId: "s1",
@@ -225,7 +234,7 @@ Deno.test("a wiped backend (new backendId) makes a persisted client reset itself
       assert.deepEqual(await a.waitForCount(3), ["a-000000", "a-000001", "b-000000"]);
       assert.equal(await a.close(), true, "first client shut down cleanly");
     }
-    await using fresh = await startTestServer();
+    await using fresh = await startOpenServer();
     // `shutdown` on sync errors: a mismatch that surfaces as a sync error ends the client too, with
     // its cause, instead of leaving it silently offline.
     await using a = await LivestoreClient.start({
@@ -244,7 +253,7 @@ Deno.test("a wiped backend (new backendId) makes a persisted client reset itself
 });
 
 Deno.test("a client with a wrong auth token is rejected; the right token syncs", async () => {
-  await using server = await startTestServer({
+  await using server = await startOpenServer({
     config: withLivestoreConfig({ authToken: "secret-token" }),
   });
   const rejected = await fetch(
@@ -281,8 +290,8 @@ Deno.test("live pulls across two server instances on one database", async () => 
     ? openPostgres({ url: database.url!, poolSize: 2 })
     : database;
   try {
-    await using one = await startTestServer({ database });
-    await using two = await startTestServer({ database: secondDb });
+    await using one = await startOpenServer({ database });
+    await using two = await startOpenServer({ database: secondDb });
     await using a = await LivestoreClient.start({
       syncUrl: syncUrl(one),
       storeId: "s1",
@@ -303,7 +312,7 @@ Deno.test("live pulls across two server instances on one database", async () => 
 });
 
 Deno.test("without notifications, the head check still feeds live pulls (lost hints only delay)", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using quiet = await serveLivestore(server.deps, {
     notifications: false,
     headCheckIntervalMs: 300,
@@ -323,7 +332,7 @@ Deno.test("without notifications, the head check still feeds live pulls (lost hi
 });
 
 Deno.test("a 10,000-event store reaches a new client in pages", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   const store = new PostgresEventStore(server.deps.database);
   await store.open("big");
   for (let from = 1; from <= 10_000; from += 1_000) {
@@ -349,7 +358,7 @@ Deno.test("a 10,000-event store reaches a new client in pages", async () => {
 });
 
 Deno.test("the HTTP transport syncs with a WebSocket client", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using ws = await LivestoreClient.start({
     syncUrl: syncUrl(server),
     storeId: "s1",

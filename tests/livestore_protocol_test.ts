@@ -11,8 +11,17 @@ import {
   RawLivestoreSocket,
   serveLivestore,
 } from "./helpers/livestore_socket.ts";
-import { startTestServer, type TestServer } from "./helpers/server.ts";
+import { startTestServer, type TestServer, type TestServerOptions } from "./helpers/server.ts";
 import { testConfig } from "../config.ts";
+
+/**
+ * The app with LiveStore clients allowed without a JWT or token (`LIVESTORE_ANONYMOUS`): these
+ * tests are about the protocol, not about access (tests/app/livestore_auth_test.ts is).
+ */
+function startOpenServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const livestore = { ...testConfig().livestore, ...options.config?.livestore, anonymous: true };
+  return startTestServer({ ...options, config: { ...options.config, livestore } });
+}
 
 // @tldraw/utils (imported by the app) schedules a 100 ms timer when first imported; let it fire before
 // the first test so the op sanitizer does not attribute it to that test.
@@ -35,7 +44,7 @@ async function seed(server: TestServer, storeId: string, count: number): Promise
 }
 
 Deno.test("Ping gets Pong, also inside a longer frame", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using socket = await RawLivestoreSocket.open(url(server), "s1");
   socket.send('{"_tag":"Ping"}');
   await socket.next((f) => f._tag === "Pong");
@@ -44,7 +53,7 @@ Deno.test("Ping gets Pong, also inside a longer frame", async () => {
 });
 
 Deno.test("pull of an empty store sends one empty NoMore chunk, then Exit Success", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using socket = await RawLivestoreSocket.open(url(server), "s1");
   const id = socket.pull("s1");
   const value = await socket.chunk(id);
@@ -56,7 +65,7 @@ Deno.test("pull of an empty store sends one empty NoMore chunk, then Exit Succes
 });
 
 Deno.test("pull pages 250 events as 100/100/50 with MoreKnown then NoMore", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   const backendId = await seed(server, "s1", 250);
   await using socket = await RawLivestoreSocket.open(url(server), "s1");
   const id = socket.pull("s1");
@@ -110,7 +119,7 @@ Deno.test("pull pages 250 events as 100/100/50 with MoreKnown then NoMore", asyn
 });
 
 Deno.test("push is acked and broadcast to every live pull, the pusher's included", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using a = await RawLivestoreSocket.open(url(server), "s1");
   await using b = await RawLivestoreSocket.open(url(server), "s1");
   const pullA = a.pull("s1", { live: true });
@@ -133,7 +142,7 @@ Deno.test("push is acked and broadcast to every live pull, the pusher's included
 });
 
 Deno.test("push with a stale parent gets ServerAheadError and changes nothing", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await seed(server, "s1", 3);
   await using socket = await RawLivestoreSocket.open(url(server), "s1");
   const id = socket.push("s1", [event(2, "late")]);
@@ -150,14 +159,14 @@ Deno.test("push with a stale parent gets ServerAheadError and changes nothing", 
 });
 
 Deno.test("empty push batch is acked straight away", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using socket = await RawLivestoreSocket.open(url(server), "s1");
   const id = socket.push("s1", []);
   assert.deepEqual((await socket.exit(id)).exit, { _tag: "Success", value: {} });
 });
 
 Deno.test("forged cursors: wrong backendId, beyond the head, negative", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   const backendId = await seed(server, "s1", 5);
   await seed(server, "other", 5);
   await using socket = await RawLivestoreSocket.open(url(server), "s1");
@@ -198,7 +207,7 @@ Deno.test("forged cursors: wrong backendId, beyond the head, negative", async ()
 });
 
 Deno.test("malformed frames get an error for that client only and the socket keeps working", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using socket = await RawLivestoreSocket.open(url(server), "s1");
   await using bystander = await RawLivestoreSocket.open(url(server), "s1");
   const bystanderPull = bystander.pull("s1", { live: true });
@@ -231,7 +240,7 @@ Deno.test("malformed frames get an error for that client only and the socket kee
 });
 
 Deno.test("oversized frames close the socket with 1009", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using socket = await RawLivestoreSocket.open(url(server), "s1");
   socket.send(
     JSON.stringify({ _tag: "Ping", pad: "x".repeat(server.deps.config.limits.maxMessageBytes) }),
@@ -241,7 +250,7 @@ Deno.test("oversized frames close the socket with 1009", async () => {
 });
 
 Deno.test("Interrupt ends a live pull", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using a = await RawLivestoreSocket.open(url(server), "s1");
   await using b = await RawLivestoreSocket.open(url(server), "s1");
   const pull = a.pull("s1", { live: true });
@@ -254,7 +263,7 @@ Deno.test("Interrupt ends a live pull", async () => {
 });
 
 Deno.test("connect checks: storeId, transport, upgrade, payload encoding", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   const base = `${server.url}/livestore`;
   const noStore = await fetch(`${base}?transport=ws`);
   assert.equal(noStore.status, 400);
@@ -276,7 +285,7 @@ Deno.test("connect checks: storeId, transport, upgrade, payload encoding", async
     assert.equal(response.status, 400, storeId);
     assert.equal((await response.json()).error.message, "storeId is missing or invalid");
   }
-  for (const storeId of ["user:alice", "file:f_1-2", "todo.app@v2=x", "x".repeat(128)]) {
+  for (const storeId of ["team:alpha", "doc:f_1-2", "todo.app@v2=x", "x".repeat(128)]) {
     const response = await fetch(`${base}?${livestoreQuery(storeId)}`);
     assert.equal(response.status, 426, storeId);
     await response.body?.cancel();
@@ -284,7 +293,7 @@ Deno.test("connect checks: storeId, transport, upgrade, payload encoding", async
 });
 
 Deno.test("pushes are limited per client and store, with an error that says so", async () => {
-  await using server = await startTestServer({
+  await using server = await startOpenServer({
     config: {
       livestore: { ...testConfig().livestore, pushesPerMinute: 3 },
     },
@@ -317,7 +326,7 @@ Deno.test("pushes are limited per client and store, with an error that says so",
 });
 
 Deno.test("HTTP transport: Ping, Push, Pull answered with JSON arrays", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   const endpoint = `${server.url}/livestore/x?${livestoreQuery("s1", { authToken: "t" }, "http")}`;
   const post = async (body: unknown) => {
     const response = await fetch(endpoint, {
@@ -367,7 +376,7 @@ Deno.test("HTTP transport: Ping, Push, Pull answered with JSON arrays", async ()
 });
 
 Deno.test("the cross-isolate bus alone carries live pulls between isolates; dropped hints only delay", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   const hub = new MemoryBusHub();
   const busA = hub.connect("isolate-a");
   const busB = hub.connect("isolate-b");
@@ -404,9 +413,37 @@ Deno.test("the cross-isolate bus alone carries live pulls between isolates; drop
 });
 
 Deno.test("a socket may hold a few live pulls, not unboundedly many", async () => {
-  await using server = await startTestServer();
+  await using server = await startOpenServer();
   await using socket = await RawLivestoreSocket.open(url(server), "s1");
   for (let i = 0; i < 8; i++) await socket.chunk(socket.pull("s1", { live: true }));
   const refused = await socket.exit(socket.pull("s1", { live: true }));
   assert.equal(refused.exit.cause.error._tag, "UnknownError");
+});
+
+Deno.test("live pulls sent at once count against the per-socket limit when requested", async () => {
+  await using server = await startOpenServer();
+  await seed(server, "burst", 300);
+  await using socket = await RawLivestoreSocket.open(url(server), "burst");
+  // 40 live pulls in one go, each with pages to stream first (so none is established quickly).
+  const ids = Array.from({ length: 40 }, () => socket.pull("burst", { live: true }));
+  const outcomes = await Promise.all(ids.map(async (id) => {
+    const frame = await socket.next(
+      (f) => f.requestId === id && (f._tag === "Chunk" || f._tag === "Exit"),
+    );
+    return frame._tag === "Chunk" ? "live" : frame.exit.cause.error.cause;
+  }));
+  assert.equal(outcomes.filter((o) => o === "live").length, 8);
+  assert.deepEqual(
+    [...new Set(outcomes.filter((o) => o !== "live"))],
+    ["too many live pulls on this socket"],
+  );
+  // Ending one frees its slot (once established: its last initial page went out).
+  const first = ids[outcomes.indexOf("live")]!;
+  await socket.next((f) =>
+    f.requestId === first && f._tag === "Chunk" && f.values[0].pageInfo._tag === "NoMore"
+  );
+  socket.send({ _tag: "Interrupt", requestId: first, interruptors: [] });
+  await socket.exit(first);
+  const again = socket.pull("burst", { live: true });
+  assert.equal((await socket.next((f) => f.requestId === again))._tag, "Chunk");
 });

@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { HttpError } from "../errors.ts";
+import { readJsonBody } from "../body.ts";
 import type { DevIdentityProvider } from "./dev_identity.ts";
 
 const tokenRequest = z.strictObject({
@@ -19,12 +20,7 @@ const tokenRequest = z.strictObject({
 export function devIdentityRoutes(provider: DevIdentityProvider): Hono {
   const app = new Hono();
   app.post("/auth/dev/token", async (c) => {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      throw new HttpError("bad_request", "Expected a JSON body {userId, name, email}");
-    }
+    const body = await readJsonBody(c, 16 * 1024);
     const parsed = tokenRequest.safeParse(body);
     if (!parsed.success) {
       throw new HttpError("bad_request", "Expected {userId, name?, email?}", {

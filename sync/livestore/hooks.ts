@@ -87,7 +87,15 @@ export type StoreAccessRule = (
 export interface JwtAccessOptions {
   verify: VerifyToken;
   canAccess: StoreAccessRule;
-  /** Hooks for connections that bring no JWT (e.g. {@link tokenAuthHooks}); without them they are refused. */
+  /**
+   * Stores that belong to users (e.g. `user:` and `file:`): a connection to one always needs a
+   * JWT and the store rule, whatever {@link withoutJwt} allows.
+   */
+  requiresJwt?: (storeId: string) => boolean;
+  /**
+   * Hooks for connections that bring no JWT, to other stores (e.g. {@link tokenAuthHooks}, or `{}`
+   * for anyone); without them such connections are refused.
+   */
   withoutJwt?: LivestoreHooks;
 }
 
@@ -123,7 +131,9 @@ export function jwtAccessHooks(options: JwtAccessOptions): LivestoreHooks {
     async validatePayload(payload, context) {
       const jwt = jwtOf(payload, context.headers);
       if (jwt === undefined) {
-        if (!fallback) throw new LivestoreAuthError("a jwt is required");
+        if (!fallback || options.requiresJwt?.(context.storeId)) {
+          throw new LivestoreAuthError("a jwt is required");
+        }
         await fallback.validatePayload?.(payload, context);
         return;
       }
@@ -136,13 +146,13 @@ export function jwtAccessHooks(options: JwtAccessOptions): LivestoreHooks {
       if (typeof payload === "object" && payload !== null) users.set(payload, userId);
     },
     async onPull(request, context) {
-      if (userOf(context) === undefined && fallback) {
+      if (userOf(context) === undefined && fallback && !options.requiresJwt?.(context.storeId)) {
         return await fallback.onPull?.(request, context);
       }
       if (!(await check(context, "read"))) throw new LivestoreAuthError("no read access");
     },
     async onPush(request, context) {
-      if (userOf(context) === undefined && fallback) {
+      if (userOf(context) === undefined && fallback && !options.requiresJwt?.(context.storeId)) {
         return await fallback.onPush?.(request, context);
       }
       if (!(await check(context, "write"))) throw new LivestoreAuthError("no write access");

@@ -13,6 +13,14 @@ import type { StoreAccessMode, StoreAccessRule } from "./hooks.ts";
 /** Store id prefixes the rule understands. */
 export const STORE_KINDS = { user: "user:", file: "file:" } as const;
 
+/**
+ * Whether `storeId` belongs to a user (a `user:` or `file:` store): such stores always need a JWT
+ * and this rule, whatever the server allows other stores.
+ */
+export function isUserStore(storeId: string): boolean {
+  return storeId.startsWith(STORE_KINDS.user) || storeId.startsWith(STORE_KINDS.file);
+}
+
 /** The rule, reading file permissions from `database`. */
 export function defaultStoreAccess(database: Database): StoreAccessRule {
   return async (userId: string, storeId: string, mode: StoreAccessMode): Promise<boolean> => {

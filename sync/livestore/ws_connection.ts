@@ -51,6 +51,8 @@ export class LivestoreConnection {
   readonly #log: Logger;
   readonly #maxFrameBytes: number;
   readonly #livePulls = new Map<string, PullHandle>();
+  /** Pulls requested and not yet answered or established: they hold a slot of the limit too. */
+  readonly #pullsStarting = new Set<string>();
   #startingPulls = 0;
   #closed = false;
 
@@ -157,19 +159,26 @@ export class LivestoreConnection {
   }
 
   async #pull(requestId: string, payload: unknown): Promise<void> {
-    if (this.#livePulls.has(requestId)) {
+    if (this.#livePulls.has(requestId) || this.#pullsStarting.has(requestId)) {
       this.#send(frames.die(requestId, "request id already in use"));
       return;
     }
-    if (this.#livePulls.size >= MAX_LIVE_PULLS_PER_SOCKET) {
+    // Counted when requested, not when established: a burst sent at once cannot get past it.
+    if (this.#livePulls.size + this.#pullsStarting.size >= MAX_LIVE_PULLS_PER_SOCKET) {
       this.#send(
         frames.failure(requestId, syncErrors.unknown("too many live pulls on this socket")),
       );
       return;
     }
-    const result = await this.#engine.pull(this.#context, payload, this.#sink(requestId), {
-      allowLive: true,
-    });
+    this.#pullsStarting.add(requestId);
+    let result: Awaited<ReturnType<LivestoreEngine["pull"]>>;
+    try {
+      result = await this.#engine.pull(this.#context, payload, this.#sink(requestId), {
+        allowLive: true,
+      });
+    } finally {
+      this.#pullsStarting.delete(requestId);
+    }
     if ("live" in result) {
       // The socket may have closed while the initial events were sent.
       if (this.#closed) result.live.close();

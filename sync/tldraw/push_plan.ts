@@ -309,6 +309,15 @@ export function planPush(
         const patched = applyPatch(prev, op[1] as ObjectDiff);
         if (!patched) continue;
         const [diff, next] = patched;
+        // The store keys records by id and scopes them by type: a patch may change neither (the
+        // reference's storage assertion closes such a session with UNKNOWN_ERROR, like a put whose
+        // diff key is not its id).
+        if (next.id !== id || next.typeName !== prev.typeName) {
+          throw new SessionRejection(
+            CloseReason.UNKNOWN_ERROR,
+            "a patch may not change a record's id or typeName",
+          );
+        }
         docDiff[id] = ["patch", diff as WirePatch];
         docForward.puts[id] = [prev, next];
         bytesDelta += sizeOf(next) - sizeInCache(id, prev);

@@ -75,6 +75,18 @@ Deno.test("admin: list rooms and sessions, read a snapshot, close sessions with 
   });
   assert.equal(bad.status, 400);
   await bad.body?.cancel();
+  // A body that does not parse is a 400 and closes nothing (it once meant "close everyone").
+  for (const body of ["{not json", '{"sessionId": ', "null", "[]", '"b"']) {
+    const malformed = await fetch(`${server.url}/admin/rooms/ops-room/close`, {
+      method: "POST",
+      headers: { ...headers, "Content-Type": "application/json" },
+      body,
+    });
+    assert.equal(malformed.status, 400, body);
+    assert.equal((await malformed.json()).error.code, "bad_request");
+  }
+  const still = await (await fetch(`${server.url}/admin/rooms/ops-room`, { headers })).json();
+  assert.deepEqual(still.sessions.map((s: { sessionId: string }) => s.sessionId), ["b"]);
   await b.close();
 
   const health = await (await fetch(`${server.url}/admin/health`, { headers })).json();

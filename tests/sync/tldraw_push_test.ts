@@ -134,6 +134,61 @@ Deno.test("a diff key that differs from the record id is UNKNOWN_ERROR", async (
   assert.deepEqual(await socket.closed, { code: 4099, reason: "UNKNOWN_ERROR" });
 });
 
+Deno.test("a patch that changes a record's id or typeName closes only its session and stores nothing", async () => {
+  await using server = await startTestServer();
+  const url = `${server.wsUrl}/r/rename`;
+  const canary = await connectRaw(`${url}?sessionId=canary`);
+  await using _c = canary.socket;
+  const seeded = await push(canary.socket, {
+    diff: {
+      "shape:A": ["put", geoShape("shape:A", { x: 1 })],
+      "shape:B": ["put", geoShape("shape:B", { x: 2 })],
+    },
+  });
+  assert.equal(seeded.action, "commit");
+  // As the reference: the patched record is validated first (a shape turned into a page is not a
+  // valid page: INVALID_RECORD), then stored under its key (another id: UNKNOWN_ERROR).
+  const patches: [Record<string, unknown>, string][] = [
+    [{ "shape:A": ["patch", { id: ["put", "shape:B"] }] }, "UNKNOWN_ERROR"],
+    [{ "shape:A": ["patch", { id: ["put", "shape:C"], x: ["put", 9] }] }, "UNKNOWN_ERROR"],
+    [{ "shape:A": ["patch", { typeName: ["put", "page"] }] }, "INVALID_RECORD"],
+    // Valid ops before the bad one are not kept either.
+    [{
+      "shape:B": ["patch", { x: ["put", 50] }],
+      "shape:A": ["patch", { id: ["put", "shape:B"] }],
+    }, "UNKNOWN_ERROR"],
+  ];
+  for (const [round, [diff, reason]] of patches.entries()) {
+    const attacker = await connectRaw(`${url}?sessionId=attacker-${crypto.randomUUID()}`);
+    await using _a = attacker.socket;
+    const before = canary.socket.frames.length;
+    attacker.socket.send({ type: "push", clientClock: 0, diff });
+    assert.deepEqual(await attacker.socket.closed, { code: 4099, reason });
+    // The canary received no document change, and its own pushes still commit.
+    const result = await push(canary.socket, {
+      diff: { "shape:A": ["patch", { y: ["put", round + 1] }] },
+    });
+    assert.equal(result.action, "commit");
+    const received = canary.socket.frames.slice(before).flatMap((frame) =>
+      frame.type === "data" ? frame.data : [frame]
+    ).filter((event) => event.type === "patch");
+    assert.deepEqual(received, [], JSON.stringify(diff));
+  }
+  // A fresh read of the room: A and B under their own ids, with their own content.
+  const late = await connectRaw(`${url}?sessionId=late`);
+  await using _l = late.socket;
+  const records = late.reply.diff as Record<string, [string, Record<string, unknown>]>;
+  assert.deepEqual(Object.keys(records).filter((id) => id.startsWith("shape:")).sort(), [
+    "shape:A",
+    "shape:B",
+  ]);
+  assert.equal(records["shape:A"]![1].id, "shape:A");
+  assert.equal(records["shape:A"]![1].x, 1);
+  assert.equal(records["shape:B"]![1].id, "shape:B");
+  assert.equal(records["shape:B"]![1].x, 2);
+  assert.equal(records["shape:A"]![1].typeName, "shape");
+});
+
 Deno.test("read-only sessions: document ops are discarded, presence is accepted and broadcast", async () => {
   await using server = await startTestServer();
   const writer = await connectRaw(`${server.wsUrl}/r/ro1?sessionId=w`);
