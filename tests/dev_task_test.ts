@@ -109,6 +109,8 @@ Deno.test("deno task dev on a bare machine and a fresh clone: serves /health and
     const page = await fetch(`http://127.0.0.1:${port}/`);
     assert.equal(page.status, 200);
     assert.match(await page.text(), /<div id="root">/);
+    // The first start says what it prepares, once.
+    assert.match(dev.output(), /creating the embedded database \(first start only/);
     // Lines for people, not JSON.
     assert.match(
       dev.output(),
