@@ -264,6 +264,13 @@ export interface ServerMetrics {
   mutationRejects: Counter;
   /** `debug_tail_dropped_total`: log lines a slow debug-tail client did not get. */
   debugTailDropped: Counter;
+  /**
+   * `zero_mutations_total{outcome}`: Zero mutations pushed by zero-cache, by outcome (`ok`,
+   * `app_error`, `already_processed`, `push_failed`).
+   */
+  zeroMutations: Counter;
+  /** `zero_push_duration_seconds`: one `POST /app/zero/push`, from its body to its answer. */
+  zeroPushDuration: Histogram;
 }
 
 /** A rate-limit observer counting into `rate_limit_hits_total{limit}` (none without a registry). */
@@ -338,6 +345,14 @@ export function serverMetrics(registry: MetricsRegistry): ServerMetrics {
     rateLimitHits: registry.counter(
       "rate_limit_hits_total",
       "Requests, joins or messages refused by a rate limit, by limit",
+    ),
+    zeroMutations: registry.counter(
+      "zero_mutations_total",
+      "Zero mutations pushed by zero-cache, by outcome",
+    ),
+    zeroPushDuration: registry.histogram(
+      "zero_push_duration_seconds",
+      "One Zero push request (POST /app/zero/push), body to answer",
     ),
     debugTailDropped: registry.counter(
       "debug_tail_dropped_total",

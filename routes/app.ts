@@ -23,6 +23,7 @@ import { ReadonlyIds } from "../sync/readonly_ids.ts";
 import { FileSources } from "../sync/content/file_sources.ts";
 import { replaceDocument } from "../sync/content/document.ts";
 import { fileRoutes } from "./files.ts";
+import { zeroRoutes } from "./zero.ts";
 import { clientConfigRoutes } from "./client_config.ts";
 import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
@@ -141,6 +142,7 @@ export function createApp(input: AppDeps): Hono {
   app.route("/", fileRoomRoutes(deps, rooms, userData, fileRooms, deps.fileRooms));
   app.route("/", tldrImportRoutes(deps, rooms, userData));
   app.route("/", fileRoutes(deps, userData));
+  app.route("/", zeroRoutes(deps, userData));
   const adminCommands = new AdminCommands({
     rooms,
     userSync: userData.service,

@@ -67,8 +67,8 @@ export function applyMutation(
   updates: RowUpdate[],
   options: ApplyMutationOptions,
 ): Promise<AppliedMutation> {
-  return asUser(database, userId, options, async (trx) => {
-    for (const update of updates) await applyUpdate(trx, userId, update, options);
+  return inTransaction(database, options, async (trx) => {
+    await applyRowUpdates(trx, userId, updates, options);
     const { mutationNumber } = await trx.insertInto("user_mutation_number")
       .values({ userId, mutationNumber: 1 })
       .onConflict((oc) =>
@@ -94,19 +94,35 @@ export function applyServerWrite(
   updates: RowUpdate[],
   options: ApplyMutationOptions,
 ): Promise<ChangeRecord[]> {
-  return asUser(database, userId, options, async (trx) => {
-    for (const update of updates) await applyUpdate(trx, userId, update, options);
+  return inTransaction(database, options, async (trx) => {
+    await applyRowUpdates(trx, userId, updates, options);
     return await readChangesOfCurrentTransaction(trx);
   });
 }
 
 /**
- * One Postgres transaction holding the user's advisory lock (so that writes of one user are
- * serialised across processes too), retried on transient connection failures.
+ * The rule set of every transport (the user-data channel, server routes, Zero's mutators): inside
+ * a transaction the caller owns, takes the user's advisory lock, then validates and writes each
+ * update, running the file hooks. Throws {@link MutationError}; the caller's transaction then
+ * rolls back.
  */
-async function asUser<T>(
-  database: Database,
+export async function applyRowUpdates(
+  trx: Trx,
   userId: string,
+  updates: RowUpdate[],
+  options: ApplyMutationOptions,
+): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(${USER_LOCK_NAMESPACE}, hashtext(${userId}))`.execute(trx);
+  for (const update of updates) await applyUpdate(trx, userId, update, options);
+}
+
+/**
+ * One Postgres transaction for a user's writes ({@link applyRowUpdates} takes the user's advisory
+ * lock in it, so that writes of one user are serialised across processes too), retried on transient
+ * connection failures.
+ */
+async function inTransaction<T>(
+  database: Database,
   options: ApplyMutationOptions,
   work: (trx: Trx) => Promise<T>,
 ): Promise<T> {
@@ -115,8 +131,6 @@ async function asUser<T>(
     try {
       return await database.db.transaction().execute(async (trx) => {
         await options.beforeAttempt?.(attempt);
-        await sql`SELECT pg_advisory_xact_lock(${USER_LOCK_NAMESPACE}, hashtext(${userId}))`
-          .execute(trx);
         return await work(trx);
       });
     } catch (error) {
@@ -156,7 +170,7 @@ export function isTransientError(error: unknown): boolean {
 }
 
 /** Integrity-constraint violations and bad values (classes 22, 23): the client sent a bad row. */
-function isDataError(error: unknown): boolean {
+export function isDataError(error: unknown): boolean {
   const code = errorCode(error);
   return code !== undefined && (code.startsWith("22") || code.startsWith("23"));
 }

@@ -57,7 +57,7 @@ export const KEY_COLUMNS: Record<SyncTable, readonly string[]> = {
 /** Columns that are never written by an update (besides the keys). */
 export const IMMUTABLE_COLUMNS: Record<SyncTable, readonly string[]> = {
   user: ["id", "createdAt"],
-  file: ["id", "ownerId", "createdAt"],
+  file: ["id", "ownerId", "createdAt", "createSource"],
   file_state: ["userId", "fileId"],
 };
 
@@ -67,7 +67,7 @@ const millis = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const optionalInt = z.number().int().nullable();
 
 /** Writable columns of `user`; all optional so that an `update` may carry only what changed. */
-const userRow = z.strictObject({
+export const userRow = z.strictObject({
   id,
   name: text,
   email: text,
@@ -93,7 +93,8 @@ const userRow = z.strictObject({
   showUiLabels: z.boolean().nullable(),
 }).partial().required({ id: true });
 
-const fileRow = z.strictObject({
+/** Writable columns of `file` (the key required). */
+export const fileRow = z.strictObject({
   id,
   name: text,
   ownerId: id,
@@ -110,7 +111,8 @@ const fileRow = z.strictObject({
   createSource: text.nullable(),
 }).partial().required({ id: true });
 
-const fileStateRow = z.strictObject({
+/** Writable columns of `file_state` (the keys required). */
+export const fileStateRow = z.strictObject({
   userId: id,
   fileId: id,
   firstVisitAt: millis.nullable(),

@@ -183,6 +183,22 @@ export class UserSyncService implements ConnectionHost {
     }
   }
 
+  /**
+   * The limits and hooks every transport applies the row rules with (Zero's mutators use them too,
+   * so that publishing, copies and the file limit behave the same).
+   */
+  ruleOptions(): ApplyMutationOptions {
+    return this.#mutationOptions();
+  }
+
+  /**
+   * Counts one write for `userId` against the mutation limit; `true` when it is over (another
+   * transport refuses it with `rate_limit_exceeded`).
+   */
+  isMutationLimited(userId: string): Promise<boolean> {
+    return this.#mutationLimiter.isLimited(userId);
+  }
+
   #mutationOptions(): ApplyMutationOptions {
     return {
       ...this.#deps.options?.mutation,
