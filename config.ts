@@ -110,6 +110,7 @@ const envSchema = z.object({
   HISTORY_INTERVAL_MS: intFromEnv(1_000, 3_600_000).default(8_000),
   UNFURL_TIMEOUT_MS: intFromEnv(100, 60_000).default(5_000),
   FILE_RECOVERY_DAYS: intFromEnv(0, 3650).default(30),
+  ZERO_CACHE_URL: urlString.optional(),
   DENO_DEPLOYMENT_ID: z.string().optional(),
 });
 
@@ -167,6 +168,11 @@ export interface Config {
   livestore: LivestoreConfig;
   /** History, snapshots, publishing, assets and unfurling (issue 6). */
   content: ContentConfig;
+  /**
+   * Where Zero clients reach zero-cache (`ZERO_CACHE_URL`); the web app syncs files through Zero
+   * when it is set, through the user-data channel otherwise.
+   */
+  zeroCacheUrl: string | undefined;
   /** tldraw rooms across isolates. */
   rooms: {
     /**
@@ -339,6 +345,7 @@ export function loadConfig(
       pushesPerMinute: e.LIVESTORE_PUSHES_PER_MINUTE,
     },
     rooms: { sessionTtlMs: e.ROOM_SESSION_TTL_MS, pollMs: e.ROOM_POLL_MS },
+    zeroCacheUrl: e.ZERO_CACHE_URL,
     content: {
       blobStore: e.BLOB_STORE === "s3"
         ? {

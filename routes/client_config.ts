@@ -1,7 +1,7 @@
 /**
  * `GET /app/config`: what the web app needs to know about this server before it shows anything:
- * how people sign in (the development identity provider, or a real one's sign-in page). Public,
- * and holds nothing secret.
+ * how people sign in (the development identity provider, or a real one's sign-in page), and where
+ * zero-cache is when files sync through Zero. Public, and holds nothing secret.
  *
  * @module
  */
@@ -18,6 +18,8 @@ export interface ClientConfig {
     /** Tokens of a real identity provider are verified (`AUTH_JWKS_URL`). */
     verifiesTokens: boolean;
   };
+  /** Zero: where clients reach zero-cache (`null`: the web app uses the user-data channel). */
+  zero: { cacheUrl: string | null };
 }
 
 /** The client configuration of `config`. */
@@ -28,6 +30,7 @@ export function clientConfig(config: Config): ClientConfig {
       signInUrl: config.auth.signInUrl ?? null,
       verifiesTokens: config.auth.jwksUrl !== undefined,
     },
+    zero: { cacheUrl: config.zeroCacheUrl ?? null },
   };
 }
 

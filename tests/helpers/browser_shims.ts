@@ -2,7 +2,8 @@
  * The few browser globals the tldraw sync client touches, for running it under Deno (tests only):
  *
  * * `window` / `document`: `ClientWebSocketAdapter`'s reconnect manager listens for `online`,
- *   `offline` and `visibilitychange` and reads `document.hidden`; plain EventTargets suffice.
+ *   `offline` and `visibilitychange` and reads `document.hidden`; plain EventTargets suffice. A
+ *   Zero client in the same process waits for `document.visibilityState` to be `visible`.
  *   `window` exists only while a client is constructed ({@link withWindow}): a global `window`
  *   makes PGlite believe it runs in a browser.
  * * `requestAnimationFrame`: the client's 30 fps push throttle (`FpsScheduler`). Shimmed with a
@@ -30,8 +31,9 @@ export function withWindow<T>(build: () => T): T {
   }
 }
 if (g.document === undefined) {
-  const doc = new EventTarget() as EventTarget & { hidden: boolean };
+  const doc = new EventTarget() as EventTarget & { hidden: boolean; visibilityState: string };
   doc.hidden = false;
+  doc.visibilityState = "visible";
   g.document = doc;
 }
 if (g.requestAnimationFrame === undefined) {
