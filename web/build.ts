@@ -1,7 +1,9 @@
 /**
  * Builds the web app (web/src) into a static directory with esbuild: hashed `assets/*` (JS, CSS and
  * tldraw's fonts, icons and translations from `@tldraw/assets`) and an `index.html` written last, so
- * a server reading the directory never sees a page whose assets are missing.
+ * a server reading the directory never sees a page whose assets are missing. The Zero client the
+ * page loads when files sync through Zero is bundled apart (`deno bundle`, see
+ * {@link bundleZeroClient}).
  *
  * The app's npm packages live in web/node_modules, installed by Deno (`deno install`) from the
  * committed web/deno.lock on first use: esbuild resolves them the Node way, and Deno's global npm
@@ -65,7 +67,46 @@ const tldrawAssetFiles: esbuild.Plugin = {
 };
 
 /** Writes index.html for the build's entry JS and CSS, then removes assets no longer produced. */
-function writeIndex(outDir: string): esbuild.Plugin {
+/** The repository (web/ is one of its directories). */
+const ROOT_DIR = decodeURIComponent(new URL("../", import.meta.url).pathname);
+
+/**
+ * Bundles the Zero client the page loads when the server has `ZERO_CACHE_URL`
+ * (sync/zero/browser_client.ts) with `deno bundle`: it is the server's own code and package,
+ * resolved through the server's deno.json, so web/ installs nothing for it. Written under a content
+ * hash; returns its path under `outDir` (`assets/zero-client-<hash>.js`).
+ */
+async function bundleZeroClient(outDir: string, production: boolean): Promise<string> {
+  const temporary = `${outDir}/zero-client.tmp.js`;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "bundle",
+      "--quiet",
+      "--platform",
+      "browser",
+      ...(production ? ["--minify"] : []),
+      "--config",
+      `${ROOT_DIR}deno.json`,
+      "-o",
+      temporary,
+      `${ROOT_DIR}sync/zero/browser_client.ts`,
+    ],
+    cwd: ROOT_DIR,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!output.success) {
+    throw new Error(`bundling the Zero client failed:\n${new TextDecoder().decode(output.stderr)}`);
+  }
+  const bytes = await Deno.readFile(temporary);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hash = [...digest.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const path = `assets/zero-client-${hash}.js`;
+  await Deno.rename(temporary, `${outDir}/${path}`);
+  return path;
+}
+
+function writeIndex(outDir: string, alsoKeep: readonly string[]): esbuild.Plugin {
   return {
     name: "write-index",
     setup(build) {
@@ -81,7 +122,7 @@ function writeIndex(outDir: string): esbuild.Plugin {
         // Written to a temporary name and renamed: a request never reads a half-written page.
         await Deno.writeTextFile(`${outDir}/index.html.tmp`, html);
         await Deno.rename(`${outDir}/index.html.tmp`, `${outDir}/index.html`);
-        const keep = new Set(outputs);
+        const keep = new Set([...outputs, ...alsoKeep]);
         for await (const entry of Deno.readDir(`${outDir}/assets`)) {
           if (!keep.has(`assets/${entry.name}`)) {
             await Deno.remove(`${outDir}/assets/${entry.name}`).catch(() => {});
@@ -110,7 +151,7 @@ function indexHtml(js: string, css: string | undefined): string {
 `;
 }
 
-function buildOptions(options: BuildOptions): esbuild.BuildOptions {
+function buildOptions(options: BuildOptions, zeroClient: string): esbuild.BuildOptions {
   const outDir = options.outDir ?? DEFAULT_OUT_DIR;
   const production = options.production ?? true;
   const report: esbuild.Plugin = {
@@ -145,17 +186,20 @@ function buildOptions(options: BuildOptions): esbuild.BuildOptions {
     define: {
       "process.env.NODE_ENV": JSON.stringify(production ? "production" : "development"),
       TLDRAW_LICENSE_KEY: JSON.stringify(Deno.env.get("TLDRAW_LICENSE_KEY") ?? ""),
+      ZERO_CLIENT_URL: JSON.stringify(`/${zeroClient}`),
     },
-    plugins: [tldrawAssetFiles, writeIndex(outDir), report],
+    plugins: [tldrawAssetFiles, writeIndex(outDir, [zeroClient]), report],
   };
 }
 
 /** Builds once into `options.outDir`. Throws with esbuild's messages when the build fails. */
 export async function buildWeb(options: BuildOptions = {}): Promise<void> {
   const esbuild = await loadEsbuild();
-  await Deno.mkdir(`${options.outDir ?? DEFAULT_OUT_DIR}/assets`, { recursive: true });
+  const outDir = options.outDir ?? DEFAULT_OUT_DIR;
+  await Deno.mkdir(`${outDir}/assets`, { recursive: true });
+  const zeroClient = await bundleZeroClient(outDir, options.production ?? true);
   try {
-    await esbuild.build(buildOptions(options));
+    await esbuild.build(buildOptions(options, zeroClient));
   } finally {
     // esbuild keeps a child process for the next build; stop it so the caller can exit (and tests
     // see no leaked resources).
@@ -166,8 +210,11 @@ export async function buildWeb(options: BuildOptions = {}): Promise<void> {
 /** Builds, then rebuilds whenever a file of the bundle changes. Dispose the result to stop. */
 export async function watchWeb(options: BuildOptions = {}): Promise<AsyncDisposable> {
   const esbuild = await loadEsbuild();
-  await Deno.mkdir(`${options.outDir ?? DEFAULT_OUT_DIR}/assets`, { recursive: true });
-  const context = await esbuild.context(buildOptions(options));
+  const outDir = options.outDir ?? DEFAULT_OUT_DIR;
+  await Deno.mkdir(`${outDir}/assets`, { recursive: true });
+  // Built once: it changes with the server's sync/zero/, which restarts nothing here.
+  const zeroClient = await bundleZeroClient(outDir, options.production ?? false);
+  const context = await esbuild.context(buildOptions(options, zeroClient));
   await context.watch();
   return {
     async [Symbol.asyncDispose]() {

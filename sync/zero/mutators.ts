@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { defineMutators, defineMutatorWithType } from "@rocicorp/zero";
+import { defineMutatorsWithType, defineMutatorWithType } from "@rocicorp/zero";
 import {
   fileDeleteArgs,
   fileInsertArgs,
@@ -28,6 +28,7 @@ import {
 import { type ZeroContext, type ZeroSchema, zql } from "./schema.ts";
 
 const defineMutator = defineMutatorWithType<ZeroSchema, ZeroContext>();
+const defineMutators = defineMutatorsWithType<ZeroSchema>();
 
 /** Column defaults of a new file, as the database would fill them (for the optimistic row). */
 function newFile(file: Record<string, unknown>) {

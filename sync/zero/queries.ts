@@ -10,10 +10,11 @@
  *
  * @module
  */
-import { defineQueries, defineQueryWithType } from "@rocicorp/zero";
+import { defineQueriesWithType, defineQueryWithType } from "@rocicorp/zero";
 import { type ZeroContext, type ZeroSchema, zql } from "./schema.ts";
 
 const defineQuery = defineQueryWithType<ZeroSchema, ZeroContext>();
+const defineQueries = defineQueriesWithType<ZeroSchema>();
 
 /** The queries a Zero client may sync. */
 export const queries = defineQueries({

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { ApplicationError, defineMutators, defineMutatorWithType } from "@rocicorp/zero";
+import { ApplicationError, defineMutatorsWithType, defineMutatorWithType } from "@rocicorp/zero";
 import type { Transaction } from "kysely";
 import type { DB } from "../../db/schema.ts";
 import { type ApplyMutationOptions, applyRowUpdates, isDataError } from "../user/mutations.ts";
@@ -29,6 +29,7 @@ import type { ZeroContext, ZeroSchema } from "./schema.ts";
 type Trx = Transaction<DB>;
 
 const defineServerMutator = defineMutatorWithType<ZeroSchema, ZeroContext, Trx>();
+const defineMutators = defineMutatorsWithType<ZeroSchema>();
 
 /** The rule code of a refusal, as the mutation's app error. */
 function asApplicationError(error: unknown): unknown {

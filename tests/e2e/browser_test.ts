@@ -11,12 +11,17 @@
 import "../helpers/tldraw_settle.ts";
 import assert from "node:assert/strict";
 import type { Browser, Page } from "npm:playwright-core@1.65.1";
-import { testConfig } from "../../config.ts";
+import { type Config, testConfig } from "../../config.ts";
 import type { Database } from "../../db/database.ts";
 import { silentLogger } from "../../log.ts";
 import { createApp } from "../../routes/app.ts";
 import { Lifecycle } from "../../routes/lifecycle.ts";
 import { browserTestAvailability, launchBrowser } from "../helpers/browser.ts";
+import { migrate, readMigrations } from "../../db/migrate.ts";
+import { openPostgres } from "../../db/postgres.ts";
+import { startZeroCache } from "../../zero_cache/run.ts";
+import { logicalPostgresAvailability, startLogicalPostgres } from "../helpers/logical_postgres.ts";
+import { eventually } from "../helpers/wait.ts";
 import { openTestDatabase } from "../helpers/db.ts";
 
 const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url);
@@ -35,6 +40,13 @@ async function buildApp(outDir: string): Promise<void> {
   if (!output.success) throw new Error(new TextDecoder().decode(output.stderr));
 }
 
+function freePort(): number {
+  const listener = Deno.listen({ port: 0, hostname: "127.0.0.1" });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
 interface Server {
   url: string;
   close(): Promise<void>;
@@ -45,9 +57,15 @@ interface Server {
  * database stays open across restarts, like an external Postgres would.
  */
 async function startServer(
-  options: { port: number; kvPath: string; database: Database; webDir: string },
+  options: {
+    port: number;
+    kvPath: string;
+    database: Database;
+    webDir: string;
+    config?: Partial<Config>;
+  },
 ): Promise<Server & { port: number }> {
-  const config = testConfig();
+  const config = { ...testConfig(), ...options.config };
   const kv = await Deno.openKv(options.kvPath);
   const lifecycle = new Lifecycle();
   const app = createApp({
@@ -348,6 +366,98 @@ Deno.test({
       await signedInFiles(browser, current.url);
     } finally {
       await server?.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
+
+const zeroAvailability = await logicalPostgresAvailability();
+
+Deno.test({
+  name: "browser, Zero mode: the signed-in file list syncs through zero-cache",
+  ignore: !availability.run ||
+    (!zeroAvailability.available && Deno.env.get("CI") !== "true"),
+  async fn() {
+    await using pg = await startLogicalPostgres();
+    const { default: postgres } = await import("postgres");
+    const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+    await admin`CREATE DATABASE app`;
+    await admin.end();
+    const database = openPostgres({ url: pg.urlOf("app"), poolSize: 5 });
+    await migrate(database, await readMigrations());
+    const dataDir = await Deno.makeTempDir({ prefix: "browser_zero_" });
+    const webDir = `${dataDir}/web`;
+    let server: Server | undefined;
+    try {
+      await buildApp(webDir);
+      const zeroPort = freePort();
+      const zeroUrl = `http://127.0.0.1:${zeroPort}`;
+      server = await startServer({
+        port: 0,
+        kvPath: `${dataDir}/kv.sqlite3`,
+        database,
+        webDir,
+        config: { zeroCacheUrl: zeroUrl },
+      });
+      await using _cache = await startZeroCache({
+        upstreamDb: pg.urlOf("app"),
+        replicaFile: `${dataDir}/replica.db`,
+        serverUrl: server.url,
+        port: zeroPort,
+        output: "piped",
+      });
+      await using browser = await launchBrowser();
+      const ownerContext = await browser.newContext();
+      const guestContext = await browser.newContext();
+      ownerContext.setDefaultTimeout(WAIT_MS);
+      guestContext.setDefaultTimeout(WAIT_MS);
+      try {
+        const owner = await ownerContext.newPage();
+        await signIn(owner, server.url, "erin");
+        await owner.getByRole("heading", { name: /through Zero/ }).waitFor();
+        await owner.getByLabel("New file name").fill("Zero plan");
+        await owner.getByRole("button", { name: "Create file" }).click();
+        const item = owner.getByTestId("file-item");
+        await item.getByRole("button", { name: "Zero plan" }).waitFor();
+        const fileId = await item.getAttribute("data-file-id");
+        assert.ok(fileId);
+        owner.once("dialog", (dialog) => dialog.accept("Zero roadmap"));
+        await item.getByRole("button", { name: "Rename" }).click();
+        await item.getByRole("button", { name: "Zero roadmap" }).waitFor();
+        // The rename went through zero-cache to Postgres.
+        await eventually(async () =>
+          (await database.db.selectFrom("file").select("name").where("id", "=", fileId)
+            .executeTakeFirst())?.name === "Zero roadmap"
+        );
+        await item.getByLabel("Sharing").selectOption("edit");
+        const shareLink = await item.locator("code").textContent();
+        assert.equal(shareLink, `${server.url}/#/file/${fileId}`);
+
+        // A guest opens the link: the board works, and the file is in the guest's Zero list.
+        const guest = await guestContext.newPage();
+        await signIn(guest, server.url, "frank");
+        await guest.goto(shareLink!);
+        await waitForStatus(guest, "online");
+        await guest.goto(`${server.url}/#/`);
+        await guest.getByTestId("file-item").getByText(/shared with you/).waitFor();
+        await Deno.mkdir(ARTIFACTS, { recursive: true });
+        await guest.screenshot({
+          path: decodeURIComponent(new URL("browser_zero_guest.png", ARTIFACTS).pathname),
+        });
+
+        // The owner deletes it: it leaves both lists.
+        owner.once("dialog", (dialog) => dialog.accept());
+        await item.getByRole("button", { name: "Delete" }).click();
+        await item.waitFor({ state: "detached" });
+        await guest.getByTestId("file-item").waitFor({ state: "detached" });
+        assert.equal(await owner.locator(".error").count(), 0);
+      } finally {
+        await ownerContext.close();
+        await guestContext.close();
+      }
+    } finally {
+      await server?.close();
+      await database.close();
       await Deno.remove(dataDir, { recursive: true });
     }
   },

@@ -12,13 +12,19 @@ import { useRoute } from "./routes.ts";
 import { appLink, fileSocketUrl, roomSocketUrl } from "./server_urls.ts";
 import { type UserData, useUserData } from "./user_data.ts";
 import { useClientConfig } from "./client_config.ts";
+import { useZeroData } from "./zero_data.ts";
 
 /** The whole app. */
 export function App() {
   const route = useRoute();
   const { session, signIn, signOut } = useSession();
-  // Connected on every page, so the file list is current when the user comes back to it.
-  const data = useUserData(session);
+  const config = useClientConfig();
+  // Files sync through Zero when the server has a zero-cache, through the user-data channel
+  // otherwise; connected on every page, so the list is current when the user comes back to it.
+  const zeroUrl = config?.zero.cacheUrl ?? undefined;
+  const channel = useUserData(config && !zeroUrl ? session : undefined);
+  const zero = useZeroData(config && zeroUrl ? session : undefined, zeroUrl);
+  const data = zeroUrl ? zero : channel;
   switch (route.page) {
     case "room":
       return (

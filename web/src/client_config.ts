@@ -12,6 +12,7 @@ export interface ClientConfig {
     signInUrl: string | null;
     verifiesTokens: boolean;
   };
+  zero: { cacheUrl: string | null };
 }
 
 let pending: Promise<ClientConfig> | undefined;

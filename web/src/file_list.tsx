@@ -20,7 +20,7 @@ export function FileList({ session, data }: FileListProps) {
   const [name, setName] = useState("");
   return (
     <section className="card" data-testid="file-list" data-status={data.status}>
-      <h2>Your files ({data.status})</h2>
+      <h2>Your files ({data.status}{data.transport === "zero" ? ", through Zero" : ""})</h2>
       {data.error && <p className="error">{data.error}</p>}
       <form
         onSubmit={(event) => {

@@ -36,6 +36,8 @@ type ServerMessage =
 
 /** The channel's state and the mutations this app offers. */
 export interface UserData {
+  /** How the files sync: the user-data channel, or Zero. */
+  transport: "channel" | "zero";
   status: "connecting" | "online" | "offline";
   /** Non-deleted files, newest first. */
   files: FileRow[];
@@ -146,6 +148,7 @@ export function useUserData(session: Session | undefined): UserData {
     };
     const all = [...files.values()].sort((a, b) => b.createdAt - a.createdAt);
     return {
+      transport: "channel",
       status,
       error,
       files: all.filter((file) => !file.isDeleted),
