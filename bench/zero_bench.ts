@@ -11,10 +11,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { freePort } from "../tests/helpers/ports.ts";
 import { Zero } from "@rocicorp/zero";
 import { testConfig } from "../config.ts";
-import { migrate, readMigrations } from "../db/migrate.ts";
-import { openPostgres } from "../db/postgres.ts";
 import { silentLogger } from "../log.ts";
 import { createApp } from "../routes/app.ts";
 import { Lifecycle } from "../routes/lifecycle.ts";
@@ -39,13 +38,6 @@ interface Result {
   mutations: number;
   seconds: number;
   latencies: number[];
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ port: 0, hostname: "127.0.0.1" });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 async function token(url: string, userId: string): Promise<string> {
@@ -145,12 +137,7 @@ async function main(): Promise<void> {
     return;
   }
   await using pg = await startLogicalPostgres();
-  const { default: postgres } = await import("postgres");
-  const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
-  await admin`CREATE DATABASE app`;
-  await admin.end();
-  const database = openPostgres({ url: pg.urlOf("app"), poolSize: 10 });
-  await migrate(database, await readMigrations());
+  const database = await pg.createDatabase("app");
   const kv = await Deno.openKv(":memory:");
   const lifecycle = new Lifecycle();
   const base = testConfig();

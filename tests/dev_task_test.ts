@@ -5,6 +5,7 @@
  * once with a sentence that names the problem.
  */
 import assert from "node:assert/strict";
+import { freePort } from "./helpers/ports.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -16,13 +17,6 @@ async function denoOnlyPath(): Promise<{ path: string; [Symbol.asyncDispose](): 
     path,
     [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
   };
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ port: 0, hostname: "127.0.0.1" });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 /** What a fresh clone does not have: installed packages, builds, data, test output. */

@@ -130,18 +130,7 @@ Deno.test(`${engine} LiveStore with a JWT: own user stores and permitted file st
   }).execute();
   const alice = await server.token("alice");
   const bob = await server.token("bob");
-  const status = async (storeId: string, payload: unknown) => {
-    const response = await fetch(`${server.url}/livestore?${livestoreQuery(storeId, payload)}`, {
-      headers: {
-        upgrade: "websocket",
-        connection: "upgrade",
-        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "sec-websocket-version": "13",
-      },
-    });
-    await response.body?.cancel();
-    return response.status;
-  };
+  const status = (storeId: string, payload: unknown) => upgradeStatus(server, storeId, payload);
   assert.equal(await status("user:alice", { jwt: alice }), 101);
   assert.equal(await status("user:alice:notes", { jwt: alice }), 101);
   assert.equal(await status("user:alice", { jwt: bob }), 400);

@@ -9,6 +9,7 @@
  * @module
  */
 import "../helpers/tldraw_settle.ts";
+import { freePort } from "../helpers/ports.ts";
 import assert from "node:assert/strict";
 import type { Browser, Page } from "npm:playwright-core@1.65.1";
 import { type Config, testConfig } from "../../config.ts";
@@ -17,8 +18,6 @@ import { silentLogger } from "../../log.ts";
 import { createApp } from "../../routes/app.ts";
 import { Lifecycle } from "../../routes/lifecycle.ts";
 import { browserTestAvailability, launchBrowser } from "../helpers/browser.ts";
-import { migrate, readMigrations } from "../../db/migrate.ts";
-import { openPostgres } from "../../db/postgres.ts";
 import { startZeroCache } from "../../zero_cache/run.ts";
 import { logicalPostgresAvailability, startLogicalPostgres } from "../helpers/logical_postgres.ts";
 import { eventually } from "../helpers/wait.ts";
@@ -38,13 +37,6 @@ async function buildApp(outDir: string): Promise<void> {
     signal: AbortSignal.timeout(180_000),
   }).output();
   if (!output.success) throw new Error(new TextDecoder().decode(output.stderr));
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ port: 0, hostname: "127.0.0.1" });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 interface Server {
@@ -379,12 +371,7 @@ Deno.test({
     (!zeroAvailability.available && Deno.env.get("CI") !== "true"),
   async fn() {
     await using pg = await startLogicalPostgres();
-    const { default: postgres } = await import("postgres");
-    const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
-    await admin`CREATE DATABASE app`;
-    await admin.end();
-    const database = openPostgres({ url: pg.urlOf("app"), poolSize: 5 });
-    await migrate(database, await readMigrations());
+    const database = await pg.createDatabase("app");
     const dataDir = await Deno.makeTempDir({ prefix: "browser_zero_" });
     const webDir = `${dataDir}/web`;
     let server: Server | undefined;

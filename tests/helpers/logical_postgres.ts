@@ -7,6 +7,11 @@
  *
  * @module
  */
+import postgres from "postgres";
+import type { Database } from "../../db/database.ts";
+import { migrate, readMigrations } from "../../db/migrate.ts";
+import { openPostgres } from "../../db/postgres.ts";
+import { freePort } from "./ports.ts";
 
 /** A running cluster. */
 export interface LogicalPostgres extends AsyncDisposable {
@@ -14,6 +19,8 @@ export interface LogicalPostgres extends AsyncDisposable {
   url: string;
   /** A URL for `database` on the cluster. */
   urlOf(database: string): string;
+  /** Creates `database` with this server's migrations applied, and opens it (close it after). */
+  createDatabase(database: string): Promise<Database>;
   stop(): Promise<void>;
 }
 
@@ -67,13 +74,6 @@ async function run(command: string[], what: string): Promise<void> {
       }`,
     );
   }
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ port: 0, hostname: "127.0.0.1" });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 /** Creates and starts a throw-away cluster (trust auth, loopback only, logical WAL). */
@@ -140,6 +140,17 @@ export async function startLogicalPostgres(): Promise<LogicalPostgres> {
   return {
     url: `${base}/postgres`,
     urlOf: (database) => `${base}/${database}`,
+    async createDatabase(name) {
+      const admin = postgres(`${base}/postgres`, { max: 1, onnotice: () => {} });
+      try {
+        await admin.unsafe(`CREATE DATABASE "${name}"`);
+      } finally {
+        await admin.end();
+      }
+      const database = openPostgres({ url: `${base}/${name}`, poolSize: 5 });
+      await migrate(database, await readMigrations());
+      return database;
+    },
     stop,
     [Symbol.asyncDispose]: stop,
   };

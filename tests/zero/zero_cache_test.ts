@@ -7,9 +7,8 @@
  * it fails instead.
  */
 import assert from "node:assert/strict";
+import { freePort } from "../helpers/ports.ts";
 import { Zero } from "@rocicorp/zero";
-import { migrate, readMigrations } from "../../db/migrate.ts";
-import { openPostgres } from "../../db/postgres.ts";
 import { mutators, queries, schema } from "../../sync/zero/mod.ts";
 import { startZeroCache } from "../../zero_cache/run.ts";
 import {
@@ -58,25 +57,13 @@ async function serverResult(zero: ZeroClient, request: unknown): Promise<unknown
   return await (zero as any).mutate(request).server;
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ port: 0, hostname: "127.0.0.1" });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
 Deno.test({
   name:
     "zero-cache: two users create, rename, share, join, unshare and delete; both transports meet",
   ignore: !availability.available && !required,
   async fn() {
     await using pg: LogicalPostgres = await startLogicalPostgres();
-    const { default: postgres } = await import("postgres");
-    const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
-    await admin`CREATE DATABASE app`;
-    await admin.end();
-    const database = openPostgres({ url: pg.urlOf("app"), poolSize: 5 });
-    await migrate(database, await readMigrations());
+    const database = await pg.createDatabase("app");
     const replica = await Deno.makeTempDir({ prefix: "zero_replica_" });
     let server: AuthServer | undefined;
     const clients: { close(): Promise<void> }[] = [];

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { sql } from "kysely";
 import { TEST_ENGINE } from "../helpers/db.ts";
-import { type AuthServer, startAuthServer } from "../helpers/user_sync_client.ts";
+import { type AuthServer, fileRow, startAuthServer } from "../helpers/user_sync_client.ts";
 import {
   createZeroShardTables,
   postZero,
@@ -66,22 +66,13 @@ function findSubquery(node: unknown): { table: string; where: unknown } | undefi
 }
 
 function newFile(id: string, ownerId: string, extra: Record<string, unknown> = {}) {
-  const now = Date.now();
   return {
-    file: {
-      id,
-      name: `File ${id}`,
-      ownerId,
-      publishedSlug: `slug-${id}`,
-      createdAt: now,
-      updatedAt: now,
-      ...extra,
-    },
+    file: fileRow(id, ownerId, extra),
     fileState: { userId: ownerId, fileId: id, isFileOwner: true },
   };
 }
 
-async function fileRow(server: AuthServer, id: string) {
+async function storedFile(server: AuthServer, id: string) {
   return await server.deps.database.db.selectFrom("file").selectAll().where("id", "=", id)
     .executeTakeFirst();
 }
@@ -97,7 +88,7 @@ Deno.test(`${engine} zero push: ids, replays, gaps, app errors, cleanup, version
   assert.deepEqual(results(ok.body), [{}, {}]);
   assert.equal(ok.body.userID, "alice");
   assert.equal(await lastMutationId(server), 2);
-  assert.equal((await fileRow(server, id))?.name, `File ${id}`);
+  assert.equal((await storedFile(server, id))?.name, `File ${id}`);
 
   // A replay is alreadyProcessed and changes nothing.
   const replay = await server.push("alice", [
@@ -107,7 +98,7 @@ Deno.test(`${engine} zero push: ids, replays, gaps, app errors, cleanup, version
     (results(replay.body) as { error: string }[]).map((result) => result.error),
     ["alreadyProcessed"],
   );
-  assert.equal((await fileRow(server, id))?.name, `File ${id}`);
+  assert.equal((await storedFile(server, id))?.name, `File ${id}`);
 
   // A gap stops the push: PushFailed/oooMutation, nothing applied.
   const gap = await server.push("alice", [{
@@ -126,7 +117,7 @@ Deno.test(`${engine} zero push: ids, replays, gaps, app errors, cleanup, version
   const [refusal] = results(refused.body) as { error: string; message: string }[];
   assert.equal(refusal!.error, "app");
   assert.equal(refusal!.message, "forbidden");
-  assert.equal((await fileRow(server, id))?.name, `File ${id}`);
+  assert.equal((await storedFile(server, id))?.name, `File ${id}`);
   assert.equal(await lastMutationId(server, "bob-client"), 1);
   const recorded = await sql<{ mutationID: number | string; result: { error: string } }>`
     SELECT "mutationID", "result" FROM "zero_0"."mutations" WHERE "clientID" = 'bob-client'
@@ -302,7 +293,7 @@ Deno.test(`${engine} zero push: every rule of the mutator table, allowed and ref
     }),
     "ok",
   );
-  const file = await fileRow(server, f1);
+  const file = await storedFile(server, f1);
   assert.deepEqual([file?.name, file?.ownerId, file?.shared, file?.createSource], [
     "Renamed",
     "alice",
@@ -332,14 +323,14 @@ Deno.test(`${engine} zero push: every rule of the mutator table, allowed and ref
 
   // file.deleteOrForget: a guest forgets (only their state goes); the owner deletes (soft).
   assert.equal(await run("bob", "file.deleteOrForget", { id: f1 }), "ok");
-  assert.equal((await fileRow(server, f1))?.isDeleted, false);
+  assert.equal((await storedFile(server, f1))?.isDeleted, false);
   assert.deepEqual(
     (await db.selectFrom("file_state").select("userId").where("fileId", "=", f1).execute())
       .map((row) => row.userId),
     ["alice"],
   );
   assert.equal(await run("alice", "file.deleteOrForget", { id: f1 }), "ok");
-  assert.equal((await fileRow(server, f1))?.isDeleted, true);
+  assert.equal((await storedFile(server, f1))?.isDeleted, true);
   assert.deepEqual(
     await db.selectFrom("file_state").select("userId").where("fileId", "=", f1).execute(),
     [],
