@@ -7,7 +7,8 @@
  *
  * @module
  */
-import type { RoomStore, StoredRecord } from "./room_store.ts";
+import type { RoomStore } from "./room_store.ts";
+import { wrapMethods } from "./store_wrapper.ts";
 
 /** How a busy store is retried. */
 export interface LockedRetryOptions {
@@ -48,31 +49,12 @@ export async function retryWhileLocked<T>(
   }
 }
 
-/** Wraps every method of `store` in {@link retryWhileLocked}. */
-export function withLockedRetry(store: RoomStore, options: LockedRetryOptions = {}): RoomStore {
-  const retry = <T>(operation: () => Promise<T>) => retryWhileLocked(operation, options);
-  return {
-    load: (roomId) => retry(() => store.load(roomId)),
-    create: (roomId, data) => retry(() => store.create(roomId, data)),
-    commit: (roomId, clock, changes) => retry(() => store.commit(roomId, clock, changes)),
-    commitSteps: (roomId, clock, steps) => retry(() => store.commitSteps(roomId, clock, steps)),
-    readClock: (roomId) => retry(() => store.readClock(roomId)),
-    changesSince: (roomId, clock) => retry(() => store.changesSince(roomId, clock)),
-    stepsSince: (roomId, clock) => retry(() => store.stepsSince(roomId, clock)),
-    pruneTombstones: (roomId, clock, startsAt) =>
-      retry(() => store.pruneTombstones(roomId, clock, startsAt)),
-    putSession: (roomId, entry, ttl) => retry(() => store.putSession(roomId, entry, ttl)),
-    deleteSession: (roomId, sessionId) => retry(() => store.deleteSession(roomId, sessionId)),
-    listSessions: (roomId) => retry(() => store.listSessions(roomId)),
-    deleteRoom: (roomId) => retry(() => store.deleteRoom(roomId)),
-    // Optional methods stay optional: callers test for them.
-    ...(store.saveSnapshot
-      ? {
-        saveSnapshot: (roomId: string, clock: number, records: readonly StoredRecord[]) =>
-          retry(() => store.saveSnapshot!(roomId, clock, records)),
-      }
-      : {}),
-    // Not retried: it writes nothing.
-    ...(store.writeSlot ? { writeSlot: store.writeSlot.bind(store) } : {}),
-  };
+/** `store` with every operation retried while the file is busy ({@link retryWhileLocked}). */
+export function withLockedRetry<S extends RoomStore>(
+  store: S,
+  options: LockedRetryOptions = {},
+): S {
+  return wrapMethods(store, ({ method, call }) =>
+    // writeSlot writes nothing (and is not async).
+    method === "writeSlot" ? call() : retryWhileLocked(() => call() as Promise<unknown>, options));
 }

@@ -6,7 +6,6 @@
  */
 import {
   type ChangeSet,
-  type ChangesSince,
   CommitError,
   type CommitResult,
   type RoomData,
@@ -26,6 +25,11 @@ interface MemoryRoom {
 export interface MemoryRoomStoreOptions {
   /** How many change-log entries to keep per room (older clocks need a full reload). */
   logSize?: number;
+  /**
+   * Most steps one {@link MemoryRoomStore.commitSteps} commits (the rest are left to the caller,
+   * as a KV store does with what does not fit one atomic operation). Default: all.
+   */
+  maxStepsPerCommit?: number;
 }
 
 /** A {@link RoomStore} in memory. */
@@ -34,9 +38,11 @@ export class MemoryRoomStore implements RoomStore {
   // Sessions may be registered before a room's first write, so they live apart from the rooms.
   readonly #sessions = new Map<string, Map<string, SessionEntry>>();
   readonly #logSize: number;
+  readonly #maxStepsPerCommit: number;
 
   constructor(options: MemoryRoomStoreOptions = {}) {
     this.#logSize = options.logSize ?? 1000;
+    this.#maxStepsPerCommit = Math.max(1, options.maxStepsPerCommit ?? Infinity);
   }
 
   load(roomId: string): Promise<RoomData | null> {
@@ -50,17 +56,15 @@ export class MemoryRoomStore implements RoomStore {
     return Promise.resolve(true);
   }
 
-  commit(roomId: string, expectedClock: number, changes: ChangeSet): Promise<CommitResult> {
-    return this.commitSteps(roomId, expectedClock, [changes]);
-  }
-
   commitSteps(roomId: string, expectedClock: number, steps: ChangeSet[]): Promise<CommitResult> {
     const room = this.#rooms.get(roomId);
     if (!room || room.data.meta.documentClock !== expectedClock) {
       return Promise.resolve({ ok: false, error: CommitError.conflict });
     }
     let clock = expectedClock;
-    for (const changes of steps) clock = this.#apply(room, clock + 1, changes);
+    for (const changes of steps.slice(0, this.#maxStepsPerCommit)) {
+      clock = this.#apply(room, clock + 1, changes);
+    }
     return Promise.resolve({ ok: true, clock });
   }
 
@@ -93,42 +97,6 @@ export class MemoryRoomStore implements RoomStore {
 
   readClock(roomId: string): Promise<number> {
     return Promise.resolve(this.#rooms.get(roomId)?.data.meta.documentClock ?? -1);
-  }
-
-  changesSince(roomId: string, since: number): Promise<ChangesSince> {
-    const room = this.#rooms.get(roomId);
-    if (!room) return Promise.resolve({ kind: "gap", clock: -1 });
-    const { meta } = room.data;
-    const clock = meta.documentClock;
-    if (since === clock) return Promise.resolve({ kind: "none", clock });
-    if (since > clock || since < meta.tombstoneHistoryStartsAtClock) {
-      return Promise.resolve({ kind: "gap", clock });
-    }
-    const touched = new Set<string>();
-    for (let c = since + 1; c <= clock; c++) {
-      const entry = room.log.get(c);
-      if (!entry) return Promise.resolve({ kind: "gap", clock });
-      for (const put of entry.puts) touched.add(put.state.id);
-      for (const id of entry.deletes) touched.add(id);
-    }
-    const byId = new Map(room.data.records.map((r) => [r.state.id, r]));
-    const records: StoredRecord[] = [];
-    const deletes: [string, number][] = [];
-    for (const id of touched) {
-      const record = byId.get(id);
-      if (record) records.push(structuredClone(record));
-      else {
-        const tombstone = room.data.tombstones.get(id);
-        if (tombstone !== undefined) deletes.push([id, tombstone]);
-      }
-    }
-    return Promise.resolve({
-      kind: "changes",
-      clock,
-      tombstoneHistoryStartsAtClock: meta.tombstoneHistoryStartsAtClock,
-      records,
-      deletes,
-    });
   }
 
   stepsSince(roomId: string, since: number): Promise<StepsSince> {

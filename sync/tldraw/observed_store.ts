@@ -7,7 +7,8 @@
  * @module
  */
 import { recordSpan, withSpan } from "../../telemetry.ts";
-import type { ChangeSet, CommitResult, RoomStore } from "./room_store.ts";
+import type { ChangeSet, CommitResult, RoomStore, StepsSince } from "./room_store.ts";
+import { wrapMethods } from "./store_wrapper.ts";
 
 /** What {@link observedStore} reports to. */
 export interface StoreObserver {
@@ -16,54 +17,39 @@ export interface StoreObserver {
 }
 
 /** Wraps `store`. */
-export function observedStore(store: RoomStore, observer: StoreObserver = {}): RoomStore {
-  const commit = (
-    roomId: string,
-    expectedClock: number,
-    steps: ChangeSet[],
-    run: () => Promise<CommitResult>,
-  ) =>
-    withSpan("tldraw.commit", {
-      "sync.room_id": roomId,
-      "tldraw.expected_clock": expectedClock,
-      "tldraw.steps": steps.length,
-      "tldraw.records": steps.reduce((n, step) => n + step.puts.length + step.deletes.length, 0),
-    }, async (span) => {
-      const result = await run();
-      span.setAttribute("tldraw.commit.result", result.ok ? "ok" : result.error);
-      if (result.ok) span.setAttribute("tldraw.clock", result.clock);
-      else if (result.error === "conflict") observer.onCommitConflict?.(roomId);
-      return result;
-    });
-  return {
-    load: (roomId) => store.load(roomId),
-    create: (roomId, data) => store.create(roomId, data),
-    commit: (roomId, clock, changes) =>
-      commit(roomId, clock, [changes], () => store.commit(roomId, clock, changes)),
-    commitSteps: (roomId, clock, steps) =>
-      commit(roomId, clock, steps, () => store.commitSteps(roomId, clock, steps)),
-    readClock: (roomId) => store.readClock(roomId),
-    changesSince: (roomId, clock) => store.changesSince(roomId, clock),
-    stepsSince: async (roomId, clock) => {
+export function observedStore<S extends RoomStore>(store: S, observer: StoreObserver = {}): S {
+  return wrapMethods(store, ({ method, args, call }) => {
+    if (method === "commitSteps") {
+      const [roomId, expectedClock, steps] = args as [string, number, ChangeSet[]];
+      return withSpan("tldraw.commit", {
+        "sync.room_id": roomId,
+        "tldraw.expected_clock": expectedClock,
+        "tldraw.steps": steps.length,
+        "tldraw.records": steps.reduce((n, step) => n + step.puts.length + step.deletes.length, 0),
+      }, async (span) => {
+        const result = await (call() as Promise<CommitResult>);
+        span.setAttribute("tldraw.commit.result", result.ok ? "ok" : result.error);
+        if (result.ok) span.setAttribute("tldraw.clock", result.clock);
+        else observer.onCommitConflict?.(roomId);
+        return result;
+      });
+    }
+    if (method === "stepsSince") {
+      const [roomId, clock] = args as [string, number];
       const started = performance.now();
-      const result = await store.stepsSince(roomId, clock);
-      if (result.kind !== "none") {
-        recordSpan("tldraw.catch_up", {
-          "sync.room_id": roomId,
-          "tldraw.from_clock": clock,
-          "tldraw.clock": result.clock,
-          "tldraw.catch_up.result": result.kind,
-          "tldraw.steps": result.kind === "steps" ? result.steps.length : 0,
-        }, started);
-      }
-      return result;
-    },
-    pruneTombstones: (roomId, clock, startsAt) => store.pruneTombstones(roomId, clock, startsAt),
-    putSession: (roomId, entry, ttl) => store.putSession(roomId, entry, ttl),
-    deleteSession: (roomId, sessionId) => store.deleteSession(roomId, sessionId),
-    listSessions: (roomId) => store.listSessions(roomId),
-    deleteRoom: (roomId) => store.deleteRoom(roomId),
-    ...(store.saveSnapshot ? { saveSnapshot: store.saveSnapshot.bind(store) } : {}),
-    ...(store.writeSlot ? { writeSlot: store.writeSlot.bind(store) } : {}),
-  };
+      return (call() as Promise<StepsSince>).then((result) => {
+        if (result.kind !== "none") {
+          recordSpan("tldraw.catch_up", {
+            "sync.room_id": roomId,
+            "tldraw.from_clock": clock,
+            "tldraw.clock": result.clock,
+            "tldraw.catch_up.result": result.kind,
+            "tldraw.steps": result.kind === "steps" ? result.steps.length : 0,
+          }, started);
+        }
+        return result;
+      });
+    }
+    return call();
+  });
 }

@@ -20,12 +20,6 @@ import { recordJson } from "./record_json.ts";
 
 /** Most pushes handled together as one atomic store write. */
 export const MAX_GROUP_PUSHES = 200;
-// A conservative estimate of a group's size (KV: 1,000 mutations and 800 KiB per atomic operation;
-// the store answers too_large beyond that and the group is cut smaller). A record changed by
-// several pushes of the group is written once; the change log takes about one write per 50 KB.
-const MAX_GROUP_MUTATIONS = 600;
-const MAX_GROUP_CHARS = 300_000;
-const LOG_SLOT_CHARS = 50_000;
 
 /** How the group sees one queued push. */
 export interface GroupPush {
@@ -87,9 +81,9 @@ class Overlay<V> {
 }
 
 /**
- * Plans up to `take` of `entries` in order against the cache as changed by the ones before; stops
- * early when the group's writes would not fit one atomic operation. `steps` holds one change set
- * per changing push, to be committed as the clocks after `ctx.clock`.
+ * Plans up to `take` of `entries` in order against the cache as changed by the ones before. `steps`
+ * holds one change set per changing push, to be committed as the clocks after `ctx.clock` (the
+ * store may commit a prefix of them; the pushes after it are planned again).
  */
 export function planGroup<E>(
   ctx: GroupContext<E>,
@@ -111,11 +105,6 @@ export function planGroup<E>(
   const rejected = new Set<unknown>();
   let clock = ctx.clock;
   let roomChars = ctx.roomChars;
-  let mutations = 0;
-  let chars = 0;
-  let groupLogChars = 0;
-  /** Records the group writes already (a later write of one replaces the earlier, same key). */
-  const written = new Set<string>();
   for (const entry of entries) {
     if (items.length >= take) break;
     const push = ctx.describe(entry);
@@ -148,32 +137,6 @@ export function planGroup<E>(
     let sizes: number[] | undefined;
     if (plan.docDiff) {
       sizes = plan.changeSet.puts.map(({ record }) => recordJson(record).length);
-      // Its log entry, and each record (with its tombstone and chunks) the group did not write yet.
-      let stepLogChars = 100;
-      let stepChars = 0;
-      let stepMutations = 0;
-      plan.changeSet.puts.forEach(({ record }, i) => {
-        const size = sizes![i]!;
-        stepLogChars += size + 40;
-        if (written.has(record.id)) return;
-        stepChars += size + 100;
-        stepMutations += 2 + Math.ceil(size / 20_000);
-      });
-      for (const { id } of plan.changeSet.deletes) {
-        stepLogChars += id.length + 4;
-        if (!written.has(id)) stepMutations += 4;
-      }
-      const logChars = groupLogChars + stepLogChars;
-      const stepTotal = mutations + stepMutations + 2 + Math.ceil(logChars / LOG_SLOT_CHARS);
-      if (
-        steps.length > 0 &&
-        (stepTotal > MAX_GROUP_MUTATIONS || chars + stepChars + logChars > MAX_GROUP_CHARS)
-      ) break;
-      mutations += stepMutations;
-      chars += stepChars;
-      groupLogChars = logChars;
-      for (const { record } of plan.changeSet.puts) written.add(record.id);
-      for (const { id } of plan.changeSet.deletes) written.add(id);
       stepClock = ++clock;
       roomChars += plan.bytesDelta;
       plan.changeSet.puts.forEach(({ record }, i) =>

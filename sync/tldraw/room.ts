@@ -1122,7 +1122,6 @@ export class TldrawRoom {
 
   async #handlePushGroups(state: { remaining: PushEntry[] }): Promise<void> {
     let remaining = state.remaining;
-    let take = MAX_GROUP_PUSHES;
     let attempt = 1;
     let losingSince = 0;
     const replies = new ForwardReplies();
@@ -1147,30 +1146,14 @@ export class TldrawRoom {
           await this.#catchUpNow();
           continue;
         }
-        const { items, steps } = planGroup(this.#groupContext(), remaining, take);
+        const { items, steps } = planGroup(this.#groupContext(), remaining, MAX_GROUP_PUSHES);
         if (steps.length > 0) {
           // Alone in the room: nobody reads the log's copies of the values now.
           if (!this.hasPeers) { for (const step of steps) step.logValues = false; }
           for (const step of steps) step.writer = this.#isolateId;
-          const result = steps.length === 1
-            ? await this.#store.commit(this.roomId, this.#cache.clock, steps[0]!)
-            : await this.#store.commitSteps(this.roomId, this.#cache.clock, steps);
+          const expected = this.#cache.clock;
+          const result = await this.#store.commitSteps(this.roomId, expected, steps);
           if (!result.ok) {
-            if (result.error === "too_large") {
-              if (items.length > 1) {
-                take = Math.max(1, Math.floor(items.length / 2));
-                continue;
-              }
-              const entry = items[0]!.entry;
-              if (isRemote(entry)) {
-                replies.add(entry, {
-                  origin: entry.origin,
-                  rejected: LimitReason.MESSAGE_TOO_LARGE,
-                });
-              } else this.#reject(entry.session, LimitReason.MESSAGE_TOO_LARGE);
-              remaining = state.remaining = remaining.slice(1);
-              continue;
-            }
             losingSince ||= Date.now();
             if (Date.now() - losingSince > COMMIT_RACE_BUDGET_MS) {
               // Not the clients' fault, so not a 4099 (which the client takes as fatal): close
@@ -1208,11 +1191,18 @@ export class TldrawRoom {
             continue;
           }
           this.#forwarding.committedHere();
+          // The store committed as many steps as fit one write: the pushes after the first step
+          // it left out are planned again, against what was committed.
+          const committed = result.clock - expected;
+          if (committed < steps.length) {
+            const cut = items.findIndex((item) => item.clock === expected + committed + 1);
+            items.length = cut;
+            steps.length = committed;
+          }
         }
         remaining = state.remaining = remaining.slice(items.length);
         attempt = 1;
         losingSince = 0;
-        take = MAX_GROUP_PUSHES;
         // After a commit, each session gets the group's events as one data frame (the batch
         // window is the commit), sent at once unless more pushes wait right behind (see
         // SessionSender.releaseUnless). Groups without a commit (presence) use the batch timer.
@@ -1353,13 +1343,10 @@ export class TldrawRoom {
 
   /** Commits a plan; returns the new clock, or `undefined` after a lost race. */
   async #commitPlan(plan: PushPlan): Promise<number | undefined> {
-    const result = await this.#store.commit(this.roomId, this.#cache.clock, plan.changeSet);
-    if (!result.ok) {
-      if (result.error === "too_large") {
-        throw new SessionRejection(LimitReason.MESSAGE_TOO_LARGE, "change too large to commit");
-      }
-      return undefined;
-    }
+    const result = await this.#store.commitSteps(this.roomId, this.#cache.clock, [
+      plan.changeSet,
+    ]);
+    if (!result.ok) return undefined;
     this.#cache.applyCommitted(plan.changeSet, result.clock);
     this.#hooks.onDocumentChanged?.({ roomId: this.roomId, clock: result.clock });
     return result.clock;
@@ -1556,7 +1543,7 @@ export class TldrawRoom {
       const next = result.value as unknown as WireRecord;
       if (!isEqual(next, cached.state)) changeSet.puts.push({ record: next, prev: cached });
     }
-    const result = await this.#store.commit(this.roomId, this.#cache.clock, changeSet);
+    const result = await this.#store.commitSteps(this.roomId, this.#cache.clock, [changeSet]);
     if (result.ok) {
       this.#cache.clock = result.clock;
       for (const { record } of changeSet.puts) this.#cache.set(record, result.clock);

@@ -75,32 +75,44 @@ export interface ChangeSet {
 export const CommitError = {
   /** The room's clock is not the expected one: someone else committed first. Catch up and retry. */
   conflict: "conflict",
-  /** The change set cannot be written as one atomic operation. */
-  too_large: "too_large",
 } as const;
 /** One of the {@link CommitError} values. */
 export type CommitError = (typeof CommitError)[keyof typeof CommitError];
 
-/** The outcome of {@link RoomStore.commit}. */
+/**
+ * The outcome of {@link DocumentStore.commitSteps}. `clock` is the clock of the last step committed:
+ * the steps up to `clock - expectedClock` were committed, the others were not (write them again).
+ */
 export type CommitResult = { ok: true; clock: number } | { ok: false; error: CommitError };
 
-/** What changed after a clock, as read from the change log. */
-export type ChangesSince =
-  /** Nothing newer than the given clock. */
-  | { kind: "none"; clock: number }
-  /**
-   * Changes up to `clock`: current state of changed records, and deletions. A record may appear with
-   * a `lastChangedClock` above `clock` when it changed again while reading; applying it is still safe.
-   */
-  | {
-    kind: "changes";
-    clock: number;
-    tombstoneHistoryStartsAtClock: number;
-    records: StoredRecord[];
-    deletes: [id: string, clock: number][];
+/** Why a store operation failed (other than a lost race, which is a {@link CommitResult}). */
+export const StoreFailure = {
+  /** A write the store needed was refused or lost (e.g. a KV atomic operation that failed). */
+  write_failed: "write_failed",
+  /** What was asked cannot be stored at all (e.g. a room's initial document too big to create). */
+  too_large: "too_large",
+  /** The room disappeared while it was being read or created. */
+  missing: "missing",
+  /** The storage did not answer (network, file): the operation may be retried later. */
+  unavailable: "unavailable",
+} as const;
+/** One of the {@link StoreFailure} values. */
+export type StoreFailure = (typeof StoreFailure)[keyof typeof StoreFailure];
+
+/** A store operation failed; `failure` says how (the room engine logs it and closes sessions). */
+export class RoomStoreError extends Error {
+  constructor(readonly failure: StoreFailure, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "RoomStoreError";
   }
-  /** The log does not reach back that far (compacted, or a bulk change): reload the whole room. */
-  | { kind: "gap"; clock: number };
+
+  /** `error` as a {@link RoomStoreError}: anything a store threw that is not one is `unavailable`. */
+  static from(error: unknown): RoomStoreError {
+    if (error instanceof RoomStoreError) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    return new RoomStoreError(StoreFailure.unavailable, message, { cause: error });
+  }
+}
 
 /**
  * One committed clock as read back from the change log: the records it wrote and the ids it
@@ -148,29 +160,30 @@ export interface SessionEntry {
   presence?: { presenceId: string; record: WireRecord } | undefined;
 }
 
-/** Storage for tldraw rooms. Every method may be called by several isolates concurrently. */
-export interface RoomStore {
+/**
+ * A room's document in storage: the sequencer (its clock) and the source of truth. Every method may
+ * be called by several isolates concurrently.
+ */
+export interface DocumentStore {
   /** Loads a room, or `null` when it was never created. */
   load(roomId: string): Promise<RoomData | null>;
   /**
    * Creates a room with `data` unless it already exists. Returns `false` when it existed (load it).
    */
   create(roomId: string, data: RoomData): Promise<boolean>;
-  /** Commits `changes` as clock `expectedClock + 1`, atomically, iff the room is at `expectedClock`. */
-  commit(roomId: string, expectedClock: number, changes: ChangeSet): Promise<CommitResult>;
   /**
-   * Commits several changes as the clocks `expectedClock + 1` … `expectedClock + steps.length`,
-   * all or nothing, iff the room is at `expectedClock` (group commit: one check, one atomic write).
-   * Each step keeps its own clock and its own change-log entry, so {@link stepsSince} still yields
-   * one step per clock. A `prev` of a later step may be the record as written by an earlier step.
-   * Returns `too_large` (and writes nothing) when the steps do not fit one atomic operation: commit
-   * them one at a time then. The resulting clock is the last step's.
+   * Commits `steps` as the clocks `expectedClock + 1`, `expectedClock + 2`, …, iff the room is at
+   * `expectedClock`: one check, atomically. Each step keeps its own clock and its own change-log
+   * entry, so {@link stepsSince} still yields one step per clock. A `prev` of a later step may be
+   * the record as written by an earlier step.
+   *
+   * The store decides how much fits one write: it commits the longest prefix of `steps` that does
+   * (at least the first step, however big) and returns its last clock; the caller commits the rest
+   * again. Nothing is ever half-committed: a lost race writes nothing.
    */
   commitSteps(roomId: string, expectedClock: number, steps: ChangeSet[]): Promise<CommitResult>;
   /** Current clock (cheap: one read). `-1` when the room does not exist. */
   readClock(roomId: string): Promise<number>;
-  /** Changes committed after `clock`. */
-  changesSince(roomId: string, clock: number): Promise<ChangesSince>;
   /** Changes committed after `clock`, one {@link LogStep} per clock (cross-isolate catch-up). */
   stepsSince(roomId: string, clock: number): Promise<StepsSince>;
   /**
@@ -178,12 +191,6 @@ export interface RoomStore {
    * `expectedClock` (the clock does not move). Returns `false` on a lost race.
    */
   pruneTombstones(roomId: string, expectedClock: number, startsAt: number): Promise<boolean>;
-  /** Writes (or refreshes) a session entry that disappears after `ttlMs` unless refreshed. */
-  putSession(roomId: string, entry: SessionEntry, ttlMs: number): Promise<void>;
-  /** Removes a session entry. */
-  deleteSession(roomId: string, sessionId: string): Promise<void>;
-  /** Live (not expired) session entries of a room. */
-  listSessions(roomId: string): Promise<SessionEntry[]>;
   /**
    * Removes everything stored for a room (document, log, tombstones, sessions): a hard-deleted file.
    * Afterwards `load` returns `null` and `readClock` `-1`. Idempotent.
@@ -202,3 +209,19 @@ export interface RoomStore {
    */
   writeSlot?(): Promise<void> | undefined;
 }
+
+/**
+ * Who is in a room, across isolates: one expiring entry per session (room-wide session limits, the
+ * presence of sessions whose isolate died).
+ */
+export interface SessionDirectory {
+  /** Writes (or refreshes) a session entry that disappears after `ttlMs` unless refreshed. */
+  putSession(roomId: string, entry: SessionEntry, ttlMs: number): Promise<void>;
+  /** Removes a session entry. */
+  deleteSession(roomId: string, sessionId: string): Promise<void>;
+  /** Live (not expired) session entries of a room. */
+  listSessions(roomId: string): Promise<SessionEntry[]>;
+}
+
+/** Storage for tldraw rooms: the document and the session directory, on one backend. */
+export interface RoomStore extends DocumentStore, SessionDirectory {}

@@ -9,6 +9,7 @@ import { geoShape } from "../helpers/raw_socket.ts";
 import { eventually, startAuthServer } from "../helpers/user_sync_client.ts";
 import { api, seedFiles, tempBlobs } from "../helpers/content.ts";
 import { openTestDatabase, TEST_ENGINE } from "../helpers/db.ts";
+import { withOverrides } from "../helpers/overrides.ts";
 import type { Database } from "../../db/database.ts";
 import { testConfig } from "../../config.ts";
 
@@ -138,10 +139,8 @@ Deno.test(`${engine} deletion: the hard delete survives a restart`, async () => 
         blobs: blobs.blobs,
         historyIntervalMs: 300,
         deletionPollMs: 100,
-        wrapStore: (store) => ({
-          ...store,
-          deleteRoom: () => Promise.reject(new Error("KV unavailable")),
-        }),
+        wrapStore: (store) =>
+          withOverrides(store, { deleteRoom: () => Promise.reject(new Error("KV unavailable")) }),
       },
     });
     await seedFiles(first, { f1: {} });

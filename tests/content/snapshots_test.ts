@@ -9,6 +9,7 @@ import { geoShape } from "../helpers/raw_socket.ts";
 import { eventually, startAuthServer } from "../helpers/user_sync_client.ts";
 import { api, seedFiles, tempBlobs } from "../helpers/content.ts";
 import { TEST_ENGINE } from "../helpers/db.ts";
+import { withOverrides } from "../helpers/overrides.ts";
 
 const engine = `[${TEST_ENGINE}]`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -95,11 +96,11 @@ Deno.test(`${engine} publishing: through the user-data channel, republish, unpub
     content: {
       blobs: blobs.blobs,
       // f2's room cannot be read (a storage outage for that room).
-      wrapStore: (store) => ({
-        ...store,
-        load: (roomId) =>
-          roomId === "file:f2" ? Promise.reject(new Error("KV unavailable")) : store.load(roomId),
-      }),
+      wrapStore: (store) =>
+        withOverrides(store, {
+          load: (roomId) =>
+            roomId === "file:f2" ? Promise.reject(new Error("KV unavailable")) : store.load(roomId),
+        }),
     },
   });
   await seedFiles(server, { f1: {}, f2: {} });

@@ -412,9 +412,12 @@ Deno.test({
         await item.getByRole("button", { name: "Rename" }).click();
         await item.getByRole("button", { name: "Zero roadmap" }).waitFor();
         // The rename went through zero-cache to Postgres.
-        await eventually(async () =>
-          (await database.db.selectFrom("file").select("name").where("id", "=", fileId)
-            .executeTakeFirst())?.name === "Zero roadmap"
+        await eventually(
+          async () =>
+            (await database.db.selectFrom("file").select("name").where("id", "=", fileId)
+              .executeTakeFirst())?.name === "Zero roadmap",
+          WAIT_MS,
+          "the rename in Postgres",
         );
         await item.getByLabel("Sharing").selectOption("edit");
         const shareLink = await item.locator("code").textContent();

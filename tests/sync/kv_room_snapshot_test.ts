@@ -64,7 +64,7 @@ async function churn(store: KvRoomStore, from: number, steps: number, seed: numb
       }],
       deletes: [],
     };
-    const result = await store.commit("r", clock, change);
+    const result = await store.commitSteps("r", clock, [change]);
     assert.ok(result.ok);
     clock = result.clock;
   }
@@ -174,7 +174,7 @@ Deno.test("KvRoomStore loads hand out records unparsed: their stored JSON, parse
   const { store, clock } = await seeded(kv);
   // Ids that need escaping survive the snapshot's line format.
   const odd = shape('shape:tab\there "quoted"\n', { i: -1 });
-  assert.ok((await store.commit("r", clock, { puts: [{ record: odd }], deletes: [] })).ok);
+  assert.ok((await store.commitSteps("r", clock, [{ puts: [{ record: odd }], deletes: [] }])).ok);
   await store.saveSnapshot("r", clock + 1, (await store.load("r"))!.records);
   for (const snapshots of [true, false]) {
     const data = (await new KvRoomStore(kv, { logSize: LOG_SIZE, snapshots }).load("r"))!;

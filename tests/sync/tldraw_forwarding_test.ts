@@ -60,10 +60,6 @@ async function withIsolates(
       manager: undefined as unknown as RoomManager,
       store: withOverrides<RoomStore>(base, {
         ...replaced,
-        commit: (...args) => {
-          isolate.commits++;
-          return (replaced.commit ?? base.commit.bind(base))(...args);
-        },
         commitSteps: (...args) => {
           isolate.commits++;
           return (replaced.commitSteps ?? base.commitSteps.bind(base))(...args);
@@ -272,10 +268,6 @@ Deno.test("forwarding: a writer that stops answering is replaced; nothing is com
   }, (index, store) =>
     index === 0
       ? {
-        commit: async (...args) => {
-          if (slow && args[2].origin) await sleep(1_500);
-          return await store.commit(...args);
-        },
         commitSteps: async (...args) => {
           if (slow && args[2].some((step) => step.origin)) await sleep(1_500);
           return await store.commitSteps(...args);

@@ -12,14 +12,10 @@ import { withOverrides } from "../helpers/overrides.ts";
 
 const FAST = { connect: 1_000, idle: 5_000, removal: 100, prune: 20, batch: 16, poll: 0 };
 
-/** Wraps a store, counting its commits (`commit` and `commitSteps` calls). */
+/** Wraps a store, counting its commits (`commitSteps` calls). */
 function counting(store: RoomStore): { store: RoomStore; commits: () => number } {
   let commits = 0;
   const wrapped = withOverrides(store, {
-    commit: (...args) => {
-      commits++;
-      return store.commit(...args);
-    },
     commitSteps: (...args) => {
       commits++;
       return store.commitSteps(...args);
@@ -170,7 +166,6 @@ Deno.test("a store failure during a group closes the waiting sessions with UNKNO
   const inner = new KvRoomStore(kv);
   const unreachable = () => Promise.reject(new Error("KV unreachable"));
   const store = withOverrides(inner, {
-    commit: (...args) => failing ? unreachable() : inner.commit(...args),
     commitSteps: (...args) => failing ? unreachable() : inner.commitSteps(...args),
   });
   const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });

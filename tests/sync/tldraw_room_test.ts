@@ -158,16 +158,16 @@ Deno.test("a push that keeps losing commit races is retried, not given up (the s
   // Another writer commits first, 30 times in a row (more than the old limit of 20 attempts).
   let races = 30;
   let attempts = 0;
-  const commit: RoomStore["commit"] = async (roomId, expectedClock, changes) => {
+  const commitSteps: RoomStore["commitSteps"] = async (roomId, expectedClock, steps) => {
     attempts++;
     if (races > 0) {
       races--;
       const other = { puts: [{ record: geoShape(`shape:other${races}`) }], deletes: [] };
-      await inner.commit(roomId, expectedClock, other as never);
+      await inner.commitSteps(roomId, expectedClock, [other as never]);
     }
-    return inner.commit(roomId, expectedClock, changes);
+    return inner.commitSteps(roomId, expectedClock, steps);
   };
-  const store = withOverrides(inner, { commit });
+  const store = withOverrides(inner, { commitSteps });
   await withRoom(async (room) => {
     const a = await join(room, "a");
     send(room, a, {

@@ -1,0 +1,179 @@
+/**
+ * The KV room store's change log: a ring of `logSize` slots per room (`ring, clock % logSize`).
+ * A commit writes the entries of its clocks `f`…`c` into the slot of `c`, several clocks to a slot
+ * when they fit; the slots of `f`…`c − 1` are left as they were. A reader knows a slot holds the
+ * entries it looks for by `c` (an older lap's, or a later one's, have another), so the log is read
+ * with one or two range reads and never needs deleting.
+ *
+ * Per clock an entry lists the ids written (`p`) and deleted (`d`), the values (`j`) when small, and
+ * the origin (`o`) of a forwarded push; a commit listing too many ids is logged as `bulk` (readers of
+ * it reload the room).
+ *
+ * @module
+ */
+import { byteSize, type KvContext, Writes } from "./kv_writes.ts";
+import type { ChangeSet } from "./room_store.ts";
+
+/** One clock's entry: the ids it wrote and deleted, maybe their values, maybe the push's origin. */
+export type IdsEntry = { p: string[]; d: string[]; j?: string[]; o?: string };
+/** A clock's entry, or a marker that it changed too much to list (readers reload). */
+export type LogEntry = IdsEntry | { bulk: true; o?: string };
+/** A slot: the entries of the clocks `f`…`c`. */
+export type LogSlot = { f: number; c: number; s: LogEntry[] };
+
+// A log entry listing more ids than this is stored as "bulk": readers of it reload the room.
+const MAX_LOG_ENTRY_CHARS = 50_000;
+// Most bytes of log entries one slot holds (KV: 64 KiB a value).
+const MAX_LOG_SLOT_BYTES = 56_000;
+// Below this (stored bytes) a log entry carries the records' JSON too: another isolate then forwards
+// exactly what was written at that clock with one range read, instead of reading the records (which
+// may have changed again since). Most pushes are a few hundred bytes.
+const MAX_LOG_VALUE_BYTES = 48_000;
+
+/** The log entry of one step, with its approximate stored size; `values`: the puts' JSON. */
+export function logEntryOf(
+  changes: ChangeSet,
+  values: readonly string[],
+): { entry: LogEntry; size: number } {
+  const ids = { p: changes.puts.map((p) => p.record.id), d: changes.deletes.map((d) => d.id) };
+  const idsSize = JSON.stringify(ids).length;
+  const origin = changes.origin ? { o: changes.origin } : {};
+  let entry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS
+    ? { bulk: true, ...origin }
+    : { ...ids, ...origin };
+  let size = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64 + (changes.origin?.length ?? 0);
+  if (!("bulk" in entry) && changes.logValues !== false) {
+    const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
+    if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
+      entry = { ...entry, j: [...values] };
+      size += valuesSize;
+    }
+  }
+  return { entry, size };
+}
+
+/** One room's change-log ring. */
+export class LogRing {
+  readonly #ctx: KvContext;
+  readonly #size: number;
+
+  constructor(ctx: KvContext, size: number) {
+    this.#ctx = ctx;
+    this.#size = size;
+  }
+
+  /** Clocks the ring reaches back. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The slot key of `clock`. */
+  key(roomId: string, clock: number): Deno.KvKey {
+    return this.#ctx.key(roomId, "ring", clock % this.#size);
+  }
+
+  /** Packs the entries of a commit's consecutive clocks into slots (see {@link LogSlots}). */
+  slots(roomId: string): LogSlots {
+    return new LogSlots(this, roomId);
+  }
+
+  /**
+   * The entries of the clocks `(since, clock]`, in order, or `undefined` when one of them is no
+   * longer there (its slot holds a later clock), was logged as bulk, or the range is longer than
+   * the ring. One or two range reads (the ring may wrap inside it).
+   */
+  async read(
+    roomId: string,
+    since: number,
+    clock: number,
+  ): Promise<(IdsEntry & { c: number })[] | undefined> {
+    const size = this.#size;
+    if (clock - since > size) return undefined;
+    const first = (since + 1) % size;
+    const last = clock % size;
+    const ranges = first <= last ? [[first, last + 1]] : [[first, size], [0, last + 1]];
+    const entries: (IdsEntry & { c: number })[] = [];
+    let expected = since + 1;
+    for (const [start, end] of ranges) {
+      const iter = this.#ctx.reader().list<LogSlot>({
+        start: this.#ctx.key(roomId, "ring", start!),
+        end: this.#ctx.key(roomId, "ring", end!),
+      });
+      for await (const { key, value } of iter) {
+        // The clock of the range this slot stands for: its entries are ours only if they end there.
+        const slotClock = since + 1 + ((Number(key.at(-1)) - first + size) % size);
+        if (value.c !== slotClock) continue;
+        if (value.f > expected) return undefined;
+        for (let at = expected; at <= value.c; at++) {
+          const entry = value.s[at - value.f];
+          if (!entry || "bulk" in entry) return undefined;
+          entries.push({ ...entry, c: at });
+        }
+        expected = value.c + 1;
+      }
+    }
+    return expected === clock + 1 ? entries : undefined;
+  }
+}
+
+/**
+ * The slots of one commit's clocks, filled in clock order: an entry that would make the open slot
+ * larger than a KV value may be starts the next one. {@link tryAdd} checks the caller's size budget.
+ */
+export class LogSlots {
+  readonly #ring: LogRing;
+  readonly #roomId: string;
+  readonly #closed: { slot: LogSlot; size: number }[] = [];
+  #open: { slot: LogSlot; size: number } | undefined;
+
+  constructor(ring: LogRing, roomId: string) {
+    this.#ring = ring;
+    this.#roomId = roomId;
+  }
+
+  /** Slots written so far (mutations) and their bytes. */
+  get mutations(): number {
+    return this.#closed.length + (this.#open ? 1 : 0);
+  }
+
+  get bytes(): number {
+    let bytes = this.#open?.size ?? 0;
+    for (const { size } of this.#closed) bytes += size;
+    return bytes;
+  }
+
+  /**
+   * What adding the entry of `clock` would cost: mutations and bytes of the slots afterwards.
+   * Pure: {@link add} does it.
+   */
+  costWith(size: number): { mutations: number; bytes: number } {
+    const open = this.#open;
+    if (open && open.size + size <= MAX_LOG_SLOT_BYTES) {
+      return { mutations: this.mutations, bytes: this.bytes + size };
+    }
+    return { mutations: this.mutations + 1, bytes: this.bytes + size + 64 };
+  }
+
+  /** Adds the entry of `clock` (the clock after the last one added). */
+  add(clock: number, entry: LogEntry, size: number): void {
+    const open = this.#open;
+    if (open && open.size + size <= MAX_LOG_SLOT_BYTES) {
+      open.slot.c = clock;
+      open.slot.s.push(entry);
+      open.size += size;
+      return;
+    }
+    if (open) this.#closed.push(open);
+    this.#open = { slot: { f: clock, c: clock, s: [entry] }, size: size + 64 };
+  }
+
+  /** The slots as mutations. */
+  writes(): Writes {
+    const writes = new Writes();
+    const all = this.#open ? [...this.#closed, this.#open] : this.#closed;
+    for (const { slot, size } of all) {
+      writes.set(this.#ring.key(this.#roomId, slot.c), slot, size);
+    }
+    return writes;
+  }
+}
