@@ -40,6 +40,28 @@ async function freshCheckout(): Promise<{ dir: string; [Symbol.asyncDispose](): 
   return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
 }
 
+/**
+ * How this machine reaches the package registry (certificate authorities, proxies): a bare machine
+ * has its network settings too, so they pass through the cleared environment.
+ */
+const NETWORK_SETTINGS = [
+  "NODE_EXTRA_CA_CERTS",
+  "DENO_CERT",
+  "DENO_TLS_CA_STORE",
+  "HTTPS_PROXY",
+  "HTTP_PROXY",
+  "NO_PROXY",
+];
+
+function networkEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of NETWORK_SETTINGS) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
 /** `deno task dev` with a bare PATH, its output collected into one text. */
 function startDev(bin: string, env: Record<string, string>, cwd: string | URL = ROOT) {
   const child = new Deno.Command(`${bin}/deno`, {
@@ -51,6 +73,7 @@ function startDev(bin: string, env: Record<string, string>, cwd: string | URL = 
       HOME: Deno.env.get("HOME") ?? "/tmp",
       NO_COLOR: "1",
       ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+      ...networkEnv(),
       ...env,
     },
     stdin: "null",
