@@ -23,6 +23,10 @@
  * acknowledged push cost (the load generator runs on the same cores), compared with the single
  * isolate's throughput.
  *
+ * Before and after a change, in one run: with `BENCH_BASELINE_DIR=<dir>` (a checkout of the earlier
+ * code, e.g. `git worktree add /tmp/base <commit>`) its server runs every scenario too, alternating
+ * which goes first, and the tables have a row for each (`server`: ours / baseline).
+ *
  * @module
  */
 import process from "node:process";
@@ -167,7 +171,7 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function startServer(dataDir: string): Promise<Server> {
+async function startServer(dataDir: string, root: URL): Promise<Server> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -177,7 +181,7 @@ async function startServer(dataDir: string): Promise<Server> {
       "--isolates",
       "2",
     ],
-    cwd: ROOT,
+    cwd: root,
     env: { PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info" },
     stdin: "null",
     stdout: "piped",
@@ -232,6 +236,8 @@ function percentile(sorted: number[], p: number): number {
 }
 
 interface Result {
+  /** `ours`, or `baseline` (BENCH_BASELINE_DIR). */
+  server: string;
   scenario: string;
   isolates: number;
   pushes: number;
@@ -293,7 +299,7 @@ async function run(
   isolates: number,
   thinkMs: number,
   spread: "clients" | "rooms" = "clients",
-): Promise<Result> {
+): Promise<Omit<Result, "server">> {
   const stats = new Stats();
   const clients: BenchClient[] = [];
   const tag = crypto.randomUUID().slice(0, 6);
@@ -364,26 +370,41 @@ function fmt(n: number, digits = 1): string {
 }
 
 const dataDir = await Deno.makeTempDir({ prefix: "rooms-bench-" });
-const server = await startServer(dataDir);
+const baselineDir = Deno.env.get("BENCH_BASELINE_DIR");
+const servers: { name: string; server: Server }[] = [
+  { name: "ours", server: await startServer(`${dataDir}/ours`, ROOT) },
+];
+if (baselineDir) {
+  const root = new URL(`file://${await Deno.realPath(baselineDir)}/`);
+  servers.push({ name: "baseline", server: await startServer(`${dataDir}/baseline`, root) });
+}
 const results: Result[] = [];
 const only = new Set(values.only.split(",").filter(Boolean));
 const wanted = (key: string) => only.size === 0 || only.has(key);
+let turn = 0;
+/** Runs one scenario on every server, alternating which goes first. */
+async function each(run: (server: Server) => Promise<Omit<Result, "server">>): Promise<void> {
+  const order = turn++ % 2 === 0 ? servers : [...servers].reverse();
+  const measured: Result[] = [];
+  for (const { name, server } of order) measured.push({ server: name, ...await run(server) });
+  results.push(...measured.sort((a, b) => a.server.localeCompare(b.server)).reverse());
+}
 try {
   for (const isolates of [1, 2]) {
     if (!wanted(`1x50-${isolates}`)) continue;
-    results.push(await run(server, "1 room × 50 clients", 1, 50, isolates, 50));
+    await each((server) => run(server, "1 room × 50 clients", 1, 50, isolates, 50));
   }
   for (const isolates of [1, 2]) {
     if (!wanted(`200x5-${isolates}`)) continue;
-    results.push(await run(server, "200 rooms × 5 clients", 200, 5, isolates, 0));
+    await each((server) => run(server, "200 rooms × 5 clients", 200, 5, isolates, 0));
   }
   if (wanted("200x5-split")) {
-    results.push(
-      await run(server, "200 rooms × 5 clients, rooms split", 200, 5, 2, 0, "rooms"),
+    await each((server) =>
+      run(server, "200 rooms × 5 clients, rooms split", 200, 5, 2, 0, "rooms")
     );
   }
 } finally {
-  await server.stop();
+  for (const { server } of servers) await server.stop();
   await Deno.remove(dataDir, { recursive: true });
 }
 
@@ -392,6 +413,7 @@ console.log(
     `${navigator.hardwareConcurrency} cores; latencies in ms; CPU in cores)`,
 );
 const header = [
+  "server",
   "scenario",
   "isolates",
   "pushes/s",
@@ -408,6 +430,7 @@ const header = [
   "fallbacks/s",
 ];
 const rows = results.map((r) => [
+  r.server,
   r.scenario,
   String(r.isolates),
   fmt(r.pushes, 0),
@@ -433,6 +456,7 @@ console.log(
     "the load generator, the machine's idle share, and its load average as the run began",
 );
 const threadHeader = [
+  "server",
   "scenario",
   "isolates",
   "isolate 0 JS",
@@ -463,6 +487,7 @@ const threadRows = results.map((r) => {
   const known = t(isolate0) + t(isolate1) + t("sw-0") + t("deno") + t("V8 DefaultWorke");
   const all = [...r.threads.values()].reduce((a, b) => a + b, 0);
   return [
+    r.server,
     r.scenario,
     String(r.isolates),
     fmt(t(isolate0), 2),
@@ -485,16 +510,21 @@ console.log(threadLine(threadHeader));
 console.log(threadWidths.map((w) => "-".repeat(w)).join("-|-"));
 for (const row of threadRows) console.log(threadLine(row));
 console.log();
-for (const scenario of new Set(results.map((r) => r.scenario))) {
-  const one = results.find((r) => scenario.startsWith(r.scenario) && r.isolates === 1);
-  const two = results.find((r) => r.scenario === scenario && r.isolates === 2);
-  if (!one || !two) continue;
-  console.log(
-    `${scenario}: 2 isolates deliver ${fmt(two.delivered / one.delivered, 2)}× the single ` +
-      `isolate; the bus adds ${fmt(two.crossP50 - two.sameP50)} ms at p50, ` +
-      `${fmt(two.crossP99 - two.sameP99)} ms at p99 (cross p99 = ` +
-      `${fmt(two.crossP99 / two.sameP99, 2)}× same-isolate p99)`,
-  );
+for (const { name } of servers) {
+  for (const scenario of new Set(results.map((r) => r.scenario))) {
+    const mine = results.filter((r) => r.server === name);
+    const one = mine.find((r) => scenario.startsWith(r.scenario) && r.isolates === 1);
+    const two = mine.find((r) => r.scenario === scenario && r.isolates === 2);
+    if (!one || !two) continue;
+    console.log(
+      `${name}, ${scenario}: 2 isolates deliver ${
+        fmt(two.delivered / one.delivered, 2)
+      }× the single ` +
+        `isolate; the bus adds ${fmt(two.crossP50 - two.sameP50)} ms at p50, ` +
+        `${fmt(two.crossP99 - two.sameP99)} ms at p99 (cross p99 = ` +
+        `${fmt(two.crossP99 / two.sameP99, 2)}× same-isolate p99)`,
+    );
+  }
 }
 
 // What this machine can give the many-room runs at all: the load generator shares its cores, so
@@ -506,12 +536,14 @@ console.log(
 );
 for (const r of results) {
   if (r.isolates !== 2 || !r.scenario.startsWith("200 rooms")) continue;
-  const one = results.find((o) => r.scenario.startsWith(o.scenario) && o.isolates === 1);
+  const one = results.find((o) =>
+    o.server === r.server && r.scenario.startsWith(o.scenario) && o.isolates === 1
+  );
   if (!one) continue;
   const perPush = (r.serverCpu + r.clientCpu) / r.pushes;
   const ceiling = cores / perPush;
   console.log(
-    `${r.scenario}: ${fmt(perPush * 1e6, 0)} µs of CPU per push (single isolate: ` +
+    `${r.server}, ${r.scenario}: ${fmt(perPush * 1e6, 0)} µs of CPU per push (single isolate: ` +
       `${fmt((one.serverCpu + one.clientCpu) / one.pushes * 1e6, 0)} µs, using ` +
       `${fmt(100 * (1 - one.idle), 0)} % of the machine): at most ${fmt(ceiling, 0)} push/s, ` +
       `${fmt(ceiling / one.pushes, 2)}× the single isolate (measured ` +

@@ -54,7 +54,9 @@ const { values: flags } = parseArgs({
     only: { type: "string", default: "" },
     /**
      * Comma list of servers: ours, reference, and for diagnosis ours-memkv (our engine on an
-     * in-memory KV: no fsync, so the gap to `ours` is the cost of durable commits).
+     * in-memory KV: no fsync, so the gap to `ours` is the cost of durable commits) and baseline
+     * (our server from the checkout in BENCH_BASELINE_DIR, e.g. `git worktree add /tmp/base
+     * <commit>`: before and after a change, in one run).
      */
     servers: { type: "string", default: "ours,reference" },
     /** Write a V8 CPU profile of our server into this directory (`deno run --cpu-prof`). */
@@ -233,10 +235,16 @@ async function startServers(dataDir: string): Promise<ServerProcess[]> {
         entry: new URL("./reference_server.ts", import.meta.url),
       });
     }
-    if (name !== "ours" && name !== "ours-memkv") throw new Error(`unknown server ${name}`);
+    if (name !== "ours" && name !== "ours-memkv" && name !== "baseline") {
+      throw new Error(`unknown server ${name}`);
+    }
+    const baseline = Deno.env.get("BENCH_BASELINE_DIR");
+    if (name === "baseline" && !baseline) throw new Error("baseline needs BENCH_BASELINE_DIR");
     return ServerProcess.start({
       name,
-      entry: new URL("./our_server.ts", import.meta.url),
+      entry: name === "baseline"
+        ? new URL(`file://${Deno.realPathSync(baseline!)}/bench/our_server.ts`)
+        : new URL("./our_server.ts", import.meta.url),
       env: {
         DATA_DIR: `${dataDir}/${name}`,
         ...(name === "ours-memkv" ? { BENCH_KV_PATH: ":memory:" } : {}),

@@ -7,6 +7,7 @@
  * @module
  */
 import { createTLSchema, InstancePresenceRecordType } from "@tldraw/tlschema";
+import { geoShape as baseGeoShape } from "../tests/helpers/tldraw_fixtures.ts";
 
 /** A record as it travels on the wire. */
 export type WireRecord = { id: string; typeName: string } & Record<string, unknown>;
@@ -43,43 +44,16 @@ export function shapeIndex(n: number): string {
   return `a1${n.toString(36)}V`;
 }
 
-/** A valid geo shape on `page:page` (the default page of a new room). */
+/** A valid geo shape on `page:page` at (`x`, `y`), labelled with its id. */
 export function geoShape(id: string, x: number, y: number, index = "a1"): WireRecord {
-  return {
-    id,
-    typeName: "shape",
-    type: "geo",
-    x,
-    y,
-    rotation: 0,
-    index,
-    parentId: "page:page",
-    isLocked: false,
-    opacity: 1,
-    meta: {},
-    props: {
-      w: 100,
-      h: 100,
-      geo: "rectangle",
-      color: "black",
-      labelColor: "black",
-      fill: "none",
-      dash: "draw",
-      size: "m",
-      font: "draw",
-      align: "middle",
-      verticalAlign: "middle",
-      growY: 0,
-      url: "",
-      richText: {
-        type: "doc",
-        content: [{ type: "paragraph", content: [{ type: "text", text: `shape ${id}` }] }],
-      },
-      scale: 1,
-      flipX: false,
-      flipY: false,
-    },
+  const shape = baseGeoShape(id, { x, y, index }) as WireRecord & {
+    props: Record<string, unknown>;
   };
+  shape.props.richText = {
+    type: "doc",
+    content: [{ type: "paragraph", content: [{ type: "text", text: `shape ${id}` }] }],
+  };
+  return shape;
 }
 
 /**

@@ -4,10 +4,11 @@
  * database, so each has its own and no bus: the clock poll still converges them).
  */
 import assert from "node:assert/strict";
+import { pushUntilStopped } from "./helpers/acked_pushes.ts";
 import { createShapeId, type TLRecord } from "@tldraw/tlschema";
 import { until } from "./helpers/fake_socket.ts";
 import { openTestDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
-import { connectRaw, type Frame, geoShape, type RawSocket } from "./helpers/raw_socket.ts";
+import { connectRaw, geoShape, type RawSocket } from "./helpers/raw_socket.ts";
 import { type ServerProcess, startServerProcess } from "./helpers/server_process.ts";
 import { connectClient, documentRecords, type TestClient } from "./helpers/tldraw_client.ts";
 
@@ -35,21 +36,9 @@ Deno.test("kill -9 of a server process: acknowledged pushes survive; its clients
     await Promise.all(clients.map((c) => c.loaded));
     for (let i = 0; i < 2; i++) pushers.push((await connectRaw(url(i))).socket);
     const acked = new Set<string>();
-    const streams = pushers.map(async (socket, i) => {
-      for (let n = 0; !stop && socket.ws.readyState === WebSocket.OPEN; n++) {
-        const id = `shape:k${i}-${n}`;
-        socket.send({ type: "push", clientClock: n, diff: { [id]: ["put", geoShape(id)] } });
-        try {
-          const result = await socket.waitForEvent(
-            (e: Frame) => e.type === "push_result" && e.clientClock === n,
-            5_000,
-          );
-          if (result.action === "commit" || result.action.rebaseWithDiff) acked.add(id);
-        } catch {
-          return; // its process died
-        }
-      }
-    });
+    const streams = pushers.map((socket, i) =>
+      pushUntilStopped(socket, `k${i}-`, acked, () => stop)
+    );
     for (let n = 0; n < 5; n++) {
       clients.forEach((c, i) =>
         c.store.put([geoShape(createShapeId(`kc${i}-${n}`)) as unknown as TLRecord])

@@ -9,16 +9,25 @@ import { type Bus, type BusEnvelope, encodeEnvelope, newEndpointId, TopicHandler
 /** Decides whether one delivery is dropped (fault injection). */
 export type DropRule = (envelope: BusEnvelope, to: string) => boolean;
 
+/** How long one delivery takes (ms): different delays reorder messages (fault injection). */
+export type DelayRule = (envelope: BusEnvelope, to: string) => number;
+
 /** Connects in-process bus endpoints. */
 export class MemoryBusHub {
   readonly #endpoints = new Map<string, TopicHandlers>();
   #drop: DropRule = () => false;
+  #delay: DelayRule = () => 0;
   /** Deliveries dropped by the drop rule so far. */
   dropped = 0;
 
   /** Drops every delivery for which `rule` returns true (until replaced). */
   setDropRule(rule: DropRule): void {
     this.#drop = rule;
+  }
+
+  /** Delays each delivery by what `rule` returns (until replaced); default: none. */
+  setDelayRule(rule: DelayRule): void {
+    this.#delay = rule;
   }
 
   /** A new endpoint (one per simulated isolate). */
@@ -41,7 +50,7 @@ export class MemoryBusHub {
             continue;
           }
           const copy = structuredClone(envelope);
-          setTimeout(() => target.deliver(copy), 0);
+          setTimeout(() => target.deliver(copy), this.#delay(envelope, to));
         }
       },
       subscribe: (topic, handler) => handlers.add(topic, handler),

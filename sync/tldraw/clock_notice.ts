@@ -25,15 +25,20 @@ export interface ClockNotice {
   steps?: LogStep[];
   /** Another isolate keeps losing commit races here and asks for a turn. */
   contended?: boolean;
-  /** An isolate that joined the room says where it is (see TldrawRoom.notePeer). */
+  /** An isolate that joined the room says where it is (see room_presence.ts). */
   hello?: boolean;
 }
 
 type NoticeStep = { c: number; p: WireRecord[]; d: string[]; o?: string };
 
 /** The notice of a commit that reached `clock`, with its `steps` if they are small enough. */
-export function commitNotice(clock: number, writer: string, steps: readonly LogStep[] = []): Json {
-  const body: { clock: number; w: string; steps?: NoticeStep[] } = { clock, w: writer };
+export function commitNotice(
+  clock: number,
+  writer: string | undefined,
+  steps: readonly LogStep[] = [],
+): Json {
+  const body: { clock: number; w?: string; steps?: NoticeStep[] } = { clock };
+  if (writer !== undefined) body.w = writer;
   let bytes = 0;
   const encoded: NoticeStep[] = [];
   for (const step of steps) {

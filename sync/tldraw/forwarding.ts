@@ -169,10 +169,10 @@ export class OriginIndex {
   }
 }
 
-/** A push waiting for (or sent to) the writer. `S` is the engine's session type. */
-export interface ForwardItem<S> {
+/** A push waiting for (or sent to) the writer. `P` is the engine's push type. */
+export interface ForwardItem<P> {
   origin: string;
-  session: S;
+  push: P;
   sessionId: string;
   /** The push as the client sent it. */
   message: PushRequest;
@@ -184,10 +184,10 @@ export interface ForwardItem<S> {
   forwardable: boolean;
 }
 
-interface InFlight<S> {
+interface InFlight<P> {
   batch: number;
   to: string;
-  items: Map<string, ForwardItem<S>>;
+  items: Map<string, ForwardItem<P>>;
   firstSentAt: number;
   sentAt: number;
   /** When the writer was last heard from while this batch was out. */
@@ -198,10 +198,10 @@ interface InFlight<S> {
  * The forwarding side of one room on one isolate: the pushes not sent yet, in arrival order, and
  * the one batch in flight.
  */
-export class Forwarder<S> {
+export class Forwarder<P> {
   readonly #isolateId: string;
-  #queue: ForwardItem<S>[] = [];
-  #inFlight: InFlight<S> | null = null;
+  #queue: ForwardItem<P>[] = [];
+  #inFlight: InFlight<P> | null = null;
   #batch = 0;
 
   constructor(isolateId: string) {
@@ -218,7 +218,7 @@ export class Forwarder<S> {
     return this.#inFlight?.to;
   }
 
-  enqueue(item: ForwardItem<S>): void {
+  enqueue(item: ForwardItem<P>): void {
     this.#queue.push(item);
   }
 
@@ -229,7 +229,7 @@ export class Forwarder<S> {
   next(to: string, base: number, now: number): ForwardMessage | "direct" | null {
     if (this.#inFlight || this.#queue.length === 0) return null;
     if (!this.#queue[0]!.forwardable) return "direct";
-    const items = new Map<string, ForwardItem<S>>();
+    const items = new Map<string, ForwardItem<P>>();
     let bytes = 0;
     while (this.#queue.length > 0) {
       const item = this.#queue[0]!;
@@ -265,7 +265,7 @@ export class Forwarder<S> {
     return this.#message(flight, base);
   }
 
-  #message(flight: InFlight<S>, base: number): ForwardMessage {
+  #message(flight: InFlight<P>, base: number): ForwardMessage {
     const pushes: ForwardedPush[] = [];
     for (const item of flight.items.values()) {
       pushes.push({ origin: item.origin, session: item.sessionId, diff: item.diff });
@@ -304,7 +304,7 @@ export class Forwarder<S> {
   }
 
   /** The sent push with this origin, if it waits for its outcome. */
-  pending(origin: string): ForwardItem<S> | undefined {
+  pending(origin: string): ForwardItem<P> | undefined {
     return this.#inFlight?.items.get(origin);
   }
 
@@ -313,10 +313,10 @@ export class Forwarder<S> {
    * batch in order, so when the step of `origin` is read, these were not committed (or their steps
    * would have come first): they were discarded (or rejected, which their reply will tell).
    */
-  unansweredBefore(origin: string): ForwardItem<S>[] {
+  unansweredBefore(origin: string): ForwardItem<P>[] {
     const flight = this.#inFlight;
     if (!flight?.items.has(origin)) return [];
-    const before: ForwardItem<S>[] = [];
+    const before: ForwardItem<P>[] = [];
     for (const [key, item] of flight.items) {
       if (key === origin) break;
       before.push(item);
@@ -325,7 +325,7 @@ export class Forwarder<S> {
   }
 
   /** Takes the sent push with this origin out (its outcome is known); ends a batch fully answered. */
-  resolve(origin: string): ForwardItem<S> | undefined {
+  resolve(origin: string): ForwardItem<P> | undefined {
     const flight = this.#inFlight;
     const item = flight?.items.get(origin);
     if (!flight || !item) return undefined;
@@ -335,7 +335,7 @@ export class Forwarder<S> {
   }
 
   /** Every push not answered yet, in order (the batch in flight first), leaving the forwarder idle. */
-  takeAll(): ForwardItem<S>[] {
+  takeAll(): ForwardItem<P>[] {
     const items = [...(this.#inFlight?.items.values() ?? []), ...this.#queue];
     this.#inFlight = null;
     this.#queue = [];
@@ -351,9 +351,10 @@ export class Forwarder<S> {
 export class ForwardReplies {
   readonly #byBatch = new Map<string, { to: string; batch: number; outcomes: ForwardOutcome[] }>();
 
-  add(push: { remote: { from: string; batch: number } }, outcome: ForwardOutcome): void {
+  /** The outcome of a push of `batch` from the isolate `from`. */
+  add(push: { from: string; batch: number }, outcome: ForwardOutcome): void {
     if ("committed" in outcome) return;
-    const { from, batch } = push.remote;
+    const { from, batch } = push;
     const key = `${from}\0${batch}`;
     let reply = this.#byBatch.get(key);
     if (!reply) this.#byBatch.set(key, reply = { to: from, batch, outcomes: [] });

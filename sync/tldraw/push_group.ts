@@ -8,12 +8,12 @@
 import {
   type CachedRecord,
   planPush,
-  type PlanSession,
   type PushPlan,
   type RecordSchema,
   SessionRejection,
 } from "./push_plan.ts";
-import { CloseReason, LimitReason, type PushRequest, type SyncCloseReason } from "./protocol.ts";
+import { CloseReason, LimitReason, type SyncCloseReason } from "./protocol.ts";
+import type { QueuedPush } from "./queued_push.ts";
 import type { ChangeSet } from "./room_store.ts";
 import type { WireRecord } from "./protocol.ts";
 import { recordJson } from "./record_json.ts";
@@ -21,24 +21,16 @@ import { recordJson } from "./record_json.ts";
 /** Most pushes handled together as one atomic store write. */
 export const MAX_GROUP_PUSHES = 200;
 
-/** How the group sees one queued push. */
-export interface GroupPush {
-  message: PushRequest;
-  session: PlanSession;
-  /** Pushes with the same key come from one client: after one is rejected, the rest are skipped. */
-  key: unknown;
-  /** Set for pushes that were (or may have been) forwarded: the step carries it (forwarding.ts). */
-  origin?: string | undefined;
-}
-
 /** A push of a group, planned against the group's speculative state. */
-export interface GroupItem<E> {
-  entry: E;
+export interface GroupItem<P> {
+  push: P;
   plan?: PushPlan;
   /** The clock its change is committed as (changing pushes only). */
   clock?: number;
   /** Why the push closes its session (it contributes nothing to the group). */
   rejection?: SyncCloseReason;
+  /** Set with `rejection` when the reason was not the client's (an error to log). */
+  error?: unknown;
   /** JSON length of each put record (serialized once). */
   sizes?: number[];
   /** Its origin was committed already, at this clock (it contributes nothing to the group). */
@@ -46,7 +38,7 @@ export interface GroupItem<E> {
 }
 
 /** What planning a group reads. */
-export interface GroupContext<E> {
+export interface GroupContext {
   schema: RecordSchema;
   records: ReadonlyMap<string, CachedRecord>;
   presences: ReadonlyMap<string, WireRecord>;
@@ -56,11 +48,8 @@ export interface GroupContext<E> {
   maxRecordChars: number;
   maxRecordIdChars: number;
   legacyAppend: boolean;
-  describe(entry: E): GroupPush;
   /** The clock an origin was committed at, if it was. */
   committedAt(origin: string): number | undefined;
-  /** A push failed for a reason that is not the client's (logged; it closes the session). */
-  onError(entry: E, error: unknown): void;
 }
 
 /** The cache as changed by the pushes planned before, within a group. */
@@ -81,15 +70,15 @@ class Overlay<V> {
 }
 
 /**
- * Plans up to `take` of `entries` in order against the cache as changed by the ones before. `steps`
+ * Plans up to `take` of `pushes` in order against the cache as changed by the ones before. `steps`
  * holds one change set per changing push, to be committed as the clocks after `ctx.clock` (the
  * store may commit a prefix of them; the pushes after it are planned again).
  */
-export function planGroup<E>(
-  ctx: GroupContext<E>,
-  entries: readonly E[],
+export function planGroup<P extends QueuedPush>(
+  ctx: GroupContext,
+  pushes: readonly P[],
   take: number,
-): { items: GroupItem<E>[]; steps: ChangeSet[] } {
+): { items: GroupItem<P>[]; steps: ChangeSet[] } {
   const records = new Overlay(ctx.records);
   const presences = new Overlay(ctx.presences);
   const planContext = {
@@ -100,37 +89,37 @@ export function planGroup<E>(
     maxRecordIdChars: ctx.maxRecordIdChars,
     legacyAppend: ctx.legacyAppend,
   };
-  const items: GroupItem<E>[] = [];
+  const items: GroupItem<P>[] = [];
   const steps: ChangeSet[] = [];
   const rejected = new Set<unknown>();
   let clock = ctx.clock;
   let roomChars = ctx.roomChars;
-  for (const entry of entries) {
+  for (const push of pushes) {
     if (items.length >= take) break;
-    const push = ctx.describe(entry);
     if (rejected.has(push.key)) {
-      items.push({ entry });
+      items.push({ push });
       continue;
     }
     const committedAt = push.origin === undefined ? undefined : ctx.committedAt(push.origin);
     if (committedAt !== undefined) {
-      items.push({ entry, committedAt });
+      items.push({ push, committedAt });
       continue;
     }
     let plan: PushPlan;
     try {
-      plan = planPush(planContext, push.session, push.message);
+      plan = planPush(planContext, push.client, push.message);
       if (
         plan.docDiff && plan.bytesDelta > 0 && roomChars + plan.bytesDelta > ctx.maxRoomBytes
       ) {
         throw new SessionRejection(LimitReason.ROOM_TOO_LARGE);
       }
     } catch (error) {
-      let reason: SyncCloseReason = CloseReason.UNKNOWN_ERROR;
-      if (error instanceof SessionRejection) reason = error.reason;
-      else ctx.onError(entry, error);
       rejected.add(push.key);
-      items.push({ entry, rejection: reason });
+      items.push(
+        error instanceof SessionRejection
+          ? { push, rejection: error.reason }
+          : { push, rejection: CloseReason.UNKNOWN_ERROR, error },
+      );
       continue;
     }
     let stepClock: number | undefined;
@@ -146,10 +135,10 @@ export function planGroup<E>(
       if (push.origin !== undefined) plan.changeSet.origin = push.origin;
       steps.push(plan.changeSet);
     }
-    if (plan.presence && push.session.presenceId) {
-      presences.set(push.session.presenceId, plan.presence.record);
+    if (plan.presence && push.client.presenceId) {
+      presences.set(push.client.presenceId, plan.presence.record);
     }
-    items.push({ entry, plan, clock: stepClock, sizes });
+    items.push({ push, plan, clock: stepClock, sizes });
   }
   return { items, steps };
 }

@@ -6,20 +6,20 @@
  */
 import type { Logger } from "../../log.ts";
 import { withSpan } from "../../telemetry.ts";
-import { type Bus, isJsonObject, type Json } from "../bus/bus.ts";
+import type { Bus } from "../bus/bus.ts";
 import { CloseReason, SYNC_ERROR_CLOSE_CODE, type SyncCloseReason } from "./protocol.ts";
 import {
   type AttachOptions,
-  type PresenceChange,
   type RoomHooks,
   type RoomLimits,
   type RoomSocket,
   type RoomTimeouts,
   TldrawRoom,
 } from "./room.ts";
+import { BusRoomLink } from "./room_link.ts";
 import type { RoomStore } from "./room_store.ts";
-import { type ForwardMessage, parseForwardMessage } from "./forwarding.ts";
-import { commitNotice, parseClockNotice } from "./clock_notice.ts";
+
+export { busTopic, forwardTopic, presenceTopic } from "./room_link.ts";
 
 /** Options for {@link RoomManager}. */
 export interface RoomManagerOptions {
@@ -32,9 +32,9 @@ export interface RoomManagerOptions {
   /** Passed to every room (the manager adds its own unloading on top). */
   hooks?: RoomHooks;
   /**
-   * Cross-isolate notices: after each commit the room's new clock is published on `tldraw:<roomId>`;
-   * a notice from another isolate makes the local room catch up from the store. Lost notices are
-   * repaired by the rooms' periodic clock check (`timeouts.poll`).
+   * The rooms' link to other isolates (room_link.ts): commit notices, presence and forwarded
+   * pushes. Lost messages are repaired by the rooms' periodic clock check (`timeouts.poll`).
+   * Without a bus every isolate commits its own pushes and learns of others' commits by polling.
    */
   bus?: Bus;
   /**
@@ -61,9 +61,6 @@ export interface RoomConnection {
   message(data: string | ArrayBuffer | Uint8Array): void;
   close(): void;
 }
-
-/** How long a room holds its commits back when another isolate reports contention (ms). */
-const CONTENTION_YIELD_MS = 25;
 
 /** Rooms per isolate. */
 export class RoomManager {
@@ -116,83 +113,46 @@ export class RoomManager {
 
   /** The room, loading it from the store on first use. */
   get(roomId: string): Promise<TldrawRoom> {
-    let room = this.#rooms.get(roomId);
-    if (!room) {
-      const hooks = this.#options.hooks ?? {};
-      const bus = this.#options.bus;
-      const log = this.#options.log;
-      room = withSpan("tldraw.room.load", { "sync.room_id": roomId }, async (span) => {
-        const loaded = await this.#load(roomId, hooks, bus);
-        span.setAttribute("tldraw.clock", loaded.clock);
-        log.debug("room loaded", { roomId, clock: loaded.clock });
-        return loaded;
+    const existing = this.#rooms.get(roomId);
+    if (existing) return existing;
+    const { bus, log } = this.#options;
+    const link = bus ? new BusRoomLink(bus, roomId, log) : undefined;
+    const room = withSpan("tldraw.room.load", { "sync.room_id": roomId }, async (span) => {
+      const loaded = await this.#load(roomId, link);
+      span.setAttribute("tldraw.clock", loaded.clock);
+      log.debug("room loaded", { roomId, clock: loaded.clock });
+      return loaded;
+    });
+    this.#rooms.set(roomId, room);
+    room.then((r) => {
+      if (this.#rooms.get(roomId) === room) this.#ready.set(roomId, r);
+    }, () => {});
+    if (link) {
+      // A room's messages are handed to it once it is loaded.
+      const unsubscribe = link.listen((message) => {
+        room.then((r) => {
+          if (message.kind === "commit") {
+            this.#options.onClockNotice?.({
+              roomId,
+              clock: message.clock,
+              late: message.clock <= r.clock,
+            });
+          }
+          r.receive(message);
+        }, () => {});
       });
-      this.#rooms.set(roomId, room);
-      const settled = room;
-      room.then((r) => {
-        if (this.#rooms.get(roomId) === settled) this.#ready.set(roomId, r);
-      }, () => {});
-      if (bus) {
-        const loaded = room;
-        // A room's messages: parsed (anything else on the topic is ignored), then handed to the
-        // room once it is loaded; any message also tells it another isolate is there.
-        const on = <T>(
-          topic: string,
-          parse: (body: Json) => T | null,
-          deliver: (room: TldrawRoom, message: T) => void,
-        ) =>
-          bus.subscribe(topic, (body) => {
-            const message = parse(body);
-            if (message === null) return;
-            loaded.then((r) => {
-              r.notePeer();
-              deliver(r, message);
-            }, () => {});
-          });
-        const unsubscribes = [
-          on(busTopic(roomId), parseClockNotice, (r, notice) => {
-            // Another isolate lost commit races here twice or more in a row: give it a turn.
-            if (notice.contended) r.yieldCommits(CONTENTION_YIELD_MS);
-            else if (!notice.hello) {
-              this.#options.onClockNotice?.({
-                roomId,
-                clock: notice.clock,
-                late: notice.clock <= r.clock,
-              });
-            }
-            r.noticeClock(notice.clock, notice);
-          }),
-          on(
-            presenceTopic(roomId),
-            parsePresenceChange,
-            (r, change) => r.applyRemotePresence(change),
-          ),
-          on(forwardTopic(roomId), parseForwardMessage, (r, message) => r.receiveForward(message)),
-        ];
-        this.#unsubscribe.set(roomId, () => unsubscribes.forEach((unsubscribe) => unsubscribe()));
-      }
-      // A failed load is not cached: the next socket tries again.
-      room.catch(() => {
-        if (this.#rooms.get(roomId) === room) this.#forget(roomId);
-      });
+      this.#unsubscribe.set(roomId, unsubscribe);
     }
+    // A failed load is not cached: the next socket tries again.
+    room.catch(() => {
+      if (this.#rooms.get(roomId) === room) this.#forget(roomId);
+    });
     return room;
   }
 
-  /**
-   * "This isolate serves `roomId`, at `clock`": to isolates that may think they are alone in it
-   * (see TldrawRoom.hasPeers), and so that a commit they did not announce is caught up. Not counted
-   * as a late notice when the clock is known already.
-   */
-  #hello(roomId: string, clock: number): void {
-    this.#options.bus?.publish(busTopic(roomId), { clock, hello: true }).catch((error) =>
-      this.#options.log.warn("bus publish failed", { roomId, error })
-    );
-  }
-
-  /** Loads a room with the manager's hooks (unloading, bus notices) on top of the host's. */
-  #load(roomId: string, hooks: RoomHooks, bus: Bus | undefined): Promise<TldrawRoom> {
-    const log = this.#options.log;
+  /** Loads a room with the manager's unloading and logging on top of the host's hooks. */
+  #load(roomId: string, link: BusRoomLink | undefined): Promise<TldrawRoom> {
+    const { log, hooks = {} } = this.#options;
     return TldrawRoom.load({
       roomId,
       store: this.#options.store,
@@ -200,6 +160,7 @@ export class RoomManager {
       isolateId: this.isolateId,
       ...(this.#options.limits ? { limits: this.#options.limits } : {}),
       ...(this.#options.timeouts ? { timeouts: this.#options.timeouts } : {}),
+      ...(link ? { link } : {}),
       hooks: {
         ...hooks,
         onSessionAdded: (info) => {
@@ -215,45 +176,6 @@ export class RoomManager {
             remaining: info.remaining,
           });
           if (info.remaining === 0) this.#maybeUnload(roomId);
-        },
-        onPresenceChanged: (change) => {
-          hooks.onPresenceChanged?.(change);
-          const { sessionId, presenceId, record } = change;
-          // Alone in the room: nobody would read it (the session entries carry presence for
-          // isolates that join later).
-          if (this.#ready.get(roomId)?.hasPeers === false) return;
-          bus?.publish(presenceTopic(roomId), { sessionId, presenceId, record } as Json).catch(
-            (error) => this.#options.log.warn("presence publish failed", { roomId, error }),
-          );
-        },
-        onDocumentChanged: (info) => {
-          hooks.onDocumentChanged?.(info);
-          // Alone in the room: an isolate that joins later loads from KV and polls the clock.
-          if (this.#ready.get(roomId)?.hasPeers === false) return;
-          bus?.publish(busTopic(roomId), commitNotice(info.clock, this.isolateId, info.steps))
-            .catch((error) => this.#options.log.warn("bus publish failed", { roomId, error }));
-        },
-        onPeerFound: (info) => {
-          hooks.onPeerFound?.(info);
-          // Commits made while this isolate thought it was alone were not announced.
-          this.#hello(roomId, info.clock);
-        },
-        // Without a bus nothing can be forwarded: every isolate commits its own pushes.
-        ...(bus
-          ? {
-            onForward: (info: { roomId: string; message: ForwardMessage }) => {
-              hooks.onForward?.(info);
-              bus.publish(forwardTopic(roomId), info.message as unknown as Json).catch((error) =>
-                this.#options.log.warn("forward publish failed", { roomId, error })
-              );
-            },
-          }
-          : {}),
-        onContention: (info) => {
-          hooks.onContention?.(info);
-          bus?.publish(busTopic(roomId), { clock: info.clock, contended: true }).catch((error) =>
-            this.#options.log.warn("bus publish failed", { roomId, error })
-          );
         },
       },
     });
@@ -345,35 +267,8 @@ export class RoomManager {
   }
 }
 
-/** The bus topic of a room's clock notices. */
-export function busTopic(roomId: string): string {
-  return `tldraw:${roomId}`;
-}
-
-/** The bus topic on which a room's isolates forward pushes to its writer (forwarding.ts). */
-export function forwardTopic(roomId: string): string {
-  return `tldraw-fwd:${roomId}`;
-}
-
-/** The bus topic of a room's presence changes. */
-export function presenceTopic(roomId: string): string {
-  return `tldraw-presence:${roomId}`;
-}
-
 /** `{userId}` when a session's host data names its user (file rooms), for log lines. */
 function userOf(meta: unknown): { userId?: string } {
   const userId = (meta as { userId?: unknown } | null | undefined)?.userId;
   return typeof userId === "string" ? { userId } : {};
-}
-
-function parsePresenceChange(body: Json): PresenceChange | null {
-  if (!isJsonObject(body)) return null;
-  const { sessionId, presenceId, record } = body;
-  if (typeof sessionId !== "string" || typeof presenceId !== "string") return null;
-  if (record !== null && (typeof record !== "object" || Array.isArray(record))) return null;
-  return {
-    sessionId,
-    presenceId,
-    record: record as PresenceChange["record"],
-  };
 }

@@ -9,7 +9,7 @@
 import type { Logger } from "../../log.ts";
 import { encodeDataFrame } from "./data_frame.ts";
 import type { DataEvent, PushRequest, PushResultAction, ServerMessage } from "./protocol.ts";
-import { OPEN, type Session, SessionState } from "./session.ts";
+import { isConnected, OPEN, type Session } from "./session.ts";
 
 /** Options for {@link SessionSender}. */
 export interface SessionSenderOptions {
@@ -66,7 +66,7 @@ export class SessionSender {
    * otherwise the first goes out at once, later ones within the batch window go together.
    */
   sendData(session: Session, event: DataEvent): void {
-    if (session.state !== SessionState.connected) return;
+    if (!isConnected(session)) return;
     if (this.#holding) {
       session.outbox.push(event);
       this.#held.add(session);
@@ -91,7 +91,7 @@ export class SessionSender {
     this.#batching.clear();
     for (const session of sessions) {
       session.batchOpen = false;
-      if (session.state === SessionState.connected) this.flush(session);
+      if (isConnected(session)) this.flush(session);
     }
   }
 
@@ -117,7 +117,7 @@ export class SessionSender {
   release(): void {
     this.#holding = false;
     for (const session of this.#held) {
-      if (session.state === SessionState.connected) this.flush(session);
+      if (isConnected(session)) this.flush(session);
     }
     this.#held.clear();
   }

@@ -169,10 +169,8 @@ Deno.test(`${engine} recovery: the owner restores a deleted file within the wind
   const aliceToken = await server.token("alice");
   await draw(server, `${server.wsUrl}/app/file/keep?token=${aliceToken}`, ["shape:k"]);
   await draw(server, `${server.wsUrl}/app/file/lose?token=${aliceToken}`, ["shape:l"]);
-  await using alice = await server.connect("alice");
-  await alice.initialData();
-  await using bob = await server.connect("bob");
-  await bob.initialData();
+  await using users = await server.users("alice", "bob");
+  const { alice, bob } = users;
 
   for (const id of ["keep", "lose"]) {
     const deleted = await alice.mutate(`del-${id}`, [{

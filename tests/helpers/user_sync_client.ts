@@ -169,6 +169,13 @@ export interface AuthServer extends TestServer {
       pathUserId?: string;
     },
   ): Promise<UserSyncClient>;
+  /**
+   * Connects each of `userIds` past its initial data: `await using users = await
+   * server.users("alice", "bob"); const { alice, bob } = users;` closes them all at the end.
+   */
+  users<const U extends string>(
+    ...userIds: U[]
+  ): Promise<Record<U, UserSyncClient> & AsyncDisposable>;
 }
 
 /** Options of {@link startAuthServer}. */
@@ -233,7 +240,19 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     await client.opened;
     return client;
   };
-  return Object.assign(server, { token, connect });
+  const users: AuthServer["users"] = async <const U extends string>(...userIds: U[]) => {
+    const clients = {} as Record<U, UserSyncClient>;
+    for (const userId of userIds) {
+      clients[userId] = await connect(userId);
+      await clients[userId].initialData();
+    }
+    return Object.assign(clients, {
+      [Symbol.asyncDispose]: async () => {
+        for (const client of Object.values<UserSyncClient>(clients)) await client.close();
+      },
+    });
+  };
+  return Object.assign(server, { token, connect, users });
 }
 
 /** A JWKS server with its own RS256 keys, standing in for Clerk. */

@@ -4,6 +4,7 @@
  * with no gaps, concurrent writers, a crashed isolate, room-wide limits and presence, eviction.
  */
 import assert from "node:assert/strict";
+import { pushUntilStopped } from "../helpers/acked_pushes.ts";
 import { createShapeId, type TLRecord } from "@tldraw/tlschema";
 import { until } from "../helpers/fake_socket.ts";
 import { type Cluster, startCluster } from "../helpers/isolate_cluster.ts";
@@ -200,21 +201,9 @@ Deno.test("a killed isolate: acknowledged pushes survive; its clients reconnect 
     await Promise.all(clients.map((c) => c.loaded));
     for (let i = 0; i < 2; i++) pushers.push((await connectRaw(cluster.roomUrl(i, room))).socket);
     // A stream of pushes on both isolates; an id counts once its push_result commits it.
-    const streams = pushers.map(async (socket, i) => {
-      for (let n = 0; !stop && socket.ws.readyState === WebSocket.OPEN; n++) {
-        const id = `shape:p${i}-${n}`;
-        socket.send({ type: "push", clientClock: n, diff: { [id]: ["put", geoShape(id)] } });
-        try {
-          const result = await socket.waitForEvent(
-            (e: Frame) => e.type === "push_result" && e.clientClock === n,
-            5_000,
-          );
-          if (result.action === "commit" || result.action.rebaseWithDiff) acked.add(id);
-        } catch {
-          return; // the isolate died
-        }
-      }
-    });
+    const streams = pushers.map((socket, i) =>
+      pushUntilStopped(socket, `p${i}-`, acked, () => stop)
+    );
     // Real clients edit too.
     for (let n = 0; n < 5; n++) {
       clients.forEach((c, i) =>

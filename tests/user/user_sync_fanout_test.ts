@@ -77,10 +77,8 @@ Deno.test(`${engine} concurrent mutations from two sockets of one user are seria
 
 Deno.test(`${engine} a guest sees the owner's rename, and loses the file on unshare`, async () => {
   await using server = await startAuthServer();
-  await using alice = await server.connect("alice");
-  await using bob = await server.connect("bob");
-  await alice.initialData();
-  await bob.initialData();
+  await using users = await server.users("alice", "bob");
+  const { alice, bob } = users;
   await alice.mutate("m1", [{
     table: "file",
     event: "insert",
@@ -144,10 +142,8 @@ Deno.test(`${engine} a guest sees the owner's rename, and loses the file on unsh
 
 Deno.test(`${engine} a deleted file leaves owner's and guests' data`, async () => {
   await using server = await startAuthServer();
-  await using alice = await server.connect("alice");
-  await using bob = await server.connect("bob");
-  await alice.initialData();
-  await bob.initialData();
+  await using users = await server.users("alice", "bob");
+  const { alice, bob } = users;
   await alice.mutate("m1", [{
     table: "file",
     event: "insert",
@@ -168,10 +164,8 @@ Deno.test(`${engine} a deleted file leaves owner's and guests' data`, async () =
 
 Deno.test(`${engine} a direct SQL update reaches open sockets within a second`, async () => {
   await using server = await startAuthServer();
-  await using alice = await server.connect("alice");
-  await using bob = await server.connect("bob");
-  await alice.initialData();
-  await bob.initialData();
+  await using users = await server.users("alice", "bob");
+  const { alice, bob } = users;
   await alice.mutate("m1", [{
     table: "file",
     event: "insert",
@@ -327,10 +321,8 @@ Deno.test(`${engine} file events and admission for the room side`, async () => {
 
 Deno.test(`${engine} REST: /app/files lists own and guest files; /app/file/:id/meta follows the admission rules`, async () => {
   await using server = await startAuthServer();
-  await using alice = await server.connect("alice");
-  await using bob = await server.connect("bob");
-  await alice.initialData();
-  await bob.initialData();
+  await using users = await server.users("alice", "bob");
+  const { alice, bob } = users;
   await alice.mutate("m1", [
     { table: "file", event: "insert", row: fileRow("mine", "alice") },
     { table: "file", event: "insert", row: fileRow("gone", "alice", { isDeleted: true }) },

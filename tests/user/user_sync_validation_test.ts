@@ -15,10 +15,8 @@ async function fileById(server: AuthServer, id: string) {
 
 Deno.test(`${engine} validation: user rows, file creation and changes, file states`, async () => {
   await using server = await startAuthServer();
-  await using alice = await server.connect("alice");
-  await using bob = await server.connect("bob");
-  await alice.initialData();
-  await bob.initialData();
+  await using users = await server.users("alice", "bob");
+  const { alice, bob } = users;
   const expect = async (
     client: typeof alice,
     id: string,

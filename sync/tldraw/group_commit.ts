@@ -1,0 +1,225 @@
+/**
+ * Group commit of a room's queued pushes (spec 5): every push of a group is planned against the
+ * state left by the ones before it (push_group.ts), the changing ones are committed with one store
+ * write (one clock step each, as many as fit), then every push is settled and the patches go out,
+ * in order. A lost race catches up and re-plans; racing isolates back off; a store that fails
+ * settles what waits as failed. While another isolate is the room's writer, the pushes go there.
+ *
+ * @module
+ */
+import type { DocumentCatchUp } from "./document_catch_up.ts";
+import type { DocumentCore } from "./document_core.ts";
+import { type GroupContext, type GroupItem, MAX_GROUP_PUSHES, planGroup } from "./push_group.ts";
+import type { QueuedPush } from "./queued_push.ts";
+import type { RoomQueue } from "./room_queue.ts";
+import { type LogStep, RoomStoreError } from "./room_store.ts";
+
+// Clients' pushes are not given up after a number of lost races but after this long losing them:
+// under load a loser's catch-up takes long enough for the winner to commit again many times, and
+// giving up closes sockets (the clients reconnect and push again, which only adds load).
+const COMMIT_RACE_BUDGET_MS = 15_000;
+// Pause before a retry after the second lost race: up to this many ms times the attempt, random,
+// and at most RETRY_JITTER_MAX_MS: shorter than the turn other isolates give (see yieldCommits).
+// (Pauses growing to 64 ms and turns growing with the loser's attempts cut the 200-rooms-spread
+// benchmark's throughput from 0.52x to 0.33x of one isolate: waiting costs more than racing.)
+const RETRY_JITTER_MS = 2;
+const RETRY_JITTER_MAX_MS = 8;
+// Longest a room holds its commits back when another isolate reports contention.
+const MAX_YIELD_MS = 100;
+
+/** The group commit of one room's document. */
+export class GroupCommit {
+  readonly #core: DocumentCore;
+  readonly #catchUp: DocumentCatchUp;
+  readonly #queue: RoomQueue<QueuedPush>;
+  /** Commits wait until then (epoch ms): another isolate asked for a turn. */
+  #yieldUntil = 0;
+
+  constructor(core: DocumentCore, catchUp: DocumentCatchUp, queue: RoomQueue<QueuedPush>) {
+    this.#core = core;
+    this.#catchUp = catchUp;
+    this.#queue = queue;
+  }
+
+  /** Holds this isolate's commits back for `ms` (see RoomDocument.yieldCommits). */
+  yieldCommits(ms: number): void {
+    this.#yieldUntil = Math.max(this.#yieldUntil, Date.now() + Math.min(ms, MAX_YIELD_MS));
+  }
+
+  /** Handles queued pushes in arrival order, as groups (inside a task of the room's queue). */
+  async handle(pushes: QueuedPush[]): Promise<void> {
+    const state = { remaining: pushes };
+    try {
+      await this.#commitGroups(state);
+    } catch (error) {
+      // The store failed (KV unreachable): the pushes not settled yet fail.
+      const failure = RoomStoreError.from(error);
+      for (const push of state.remaining) {
+        if (push.live()) push.settle({ kind: "failed", error: failure });
+      }
+    } finally {
+      this.#core.taker?.flush();
+      this.#core.sink.releaseFrames(this.#queue.waiting > 0);
+    }
+  }
+
+  async #commitGroups(state: { remaining: QueuedPush[] }): Promise<void> {
+    const core = this.#core;
+    let remaining = state.remaining;
+    let attempt = 1;
+    let losingSince = 0;
+    while (remaining.length > 0) {
+      remaining = state.remaining = remaining.filter((push) => push.live());
+      if (remaining.length === 0) return;
+      const sender = core.sender;
+      // (Pushes queued behind forwarded ones follow them, also while the room closes.)
+      if (sender && (sender.busy || (!core.closing && sender.active(core.writer)))) {
+        // Another isolate is the room's writer: local pushes go there, forwarded ones go back.
+        for (const push of remaining) push.redirect(sender);
+        sender.pump(core.writer?.isolateId);
+        state.remaining = [];
+        return;
+      }
+      const wait = this.#yieldUntil - Date.now();
+      if (wait > 0) {
+        core.sink.releaseFrames(false); // nothing waits behind a pause
+        await sleep(wait);
+        await this.#catchUp.now();
+        continue;
+      }
+      let { items, steps } = planGroup(this.#context(), remaining, MAX_GROUP_PUSHES);
+      const expected = core.cache.clock;
+      if (steps.length > 0) {
+        // Alone in the room: nobody reads the log's copies of the values now.
+        const logValues = core.options.peers.present;
+        for (const step of steps) {
+          if (!logValues) step.logValues = false;
+          step.writer = core.options.isolateId;
+        }
+        const result = await core.store.commitSteps(core.roomId, expected, steps);
+        if (!result.ok) {
+          losingSince ||= Date.now();
+          if (Date.now() - losingSince > COMMIT_RACE_BUDGET_MS) {
+            for (const { push } of items) push.settle({ kind: "abandoned", attempts: attempt });
+            remaining = state.remaining = remaining.slice(items.length);
+            attempt = 1;
+            losingSince = 0;
+            continue;
+          }
+          // Another isolate committed first: take its changes, then re-plan against them. From
+          // the second loss on, wait a random moment so that racing writers stop colliding.
+          if (attempt >= 2) {
+            core.sink.releaseFrames(false);
+            core.options.link?.publish({ kind: "contention", clock: core.cache.clock });
+            await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
+          }
+          attempt++;
+          await this.#catchUp.now();
+          continue;
+        }
+        core.writer = { isolateId: core.options.isolateId, at: Date.now() };
+        // The store committed as many steps as fit one write: the pushes from the first step it
+        // left out on are planned again, against what was committed.
+        const committed = result.clock - expected;
+        if (committed < steps.length) {
+          items = items.slice(0, items.findIndex((item) => item.clock === result.clock + 1));
+          steps = steps.slice(0, committed);
+        }
+      }
+      remaining = state.remaining = remaining.slice(items.length);
+      attempt = 1;
+      losingSince = 0;
+      // After a commit, each session gets the group's events as one data frame (the batch window
+      // is the commit), sent at once unless more pushes wait right behind.
+      if (steps.length > 0) core.sink.holdFrames();
+      try {
+        for (const item of items) this.#settle(item);
+      } finally {
+        core.sink.releaseFrames(remaining.length > 0 || this.#queue.waiting > 0);
+      }
+      if (steps.length > 0) this.#committed(items);
+    }
+  }
+
+  /** How a group sees the room (push_group.ts). */
+  #context(): GroupContext {
+    const core = this.#core;
+    const { schema, limits, presences } = core.options;
+    return {
+      schema,
+      records: core.cache.records,
+      presences,
+      clock: core.cache.clock,
+      roomChars: core.cache.roomChars,
+      maxRoomBytes: limits.maxRoomBytes,
+      maxRecordChars: limits.maxRecordChars,
+      maxRecordIdChars: limits.maxRecordIdChars,
+      legacyAppend: core.sink.legacyAppend,
+      committedAt: (origin) => core.origins.clockOf(origin),
+    };
+  }
+
+  /** A push's outcome after its group's commit (or without one), in group order. */
+  #settle(item: GroupItem<QueuedPush>): void {
+    const { push, plan, clock } = item;
+    if (item.committedAt !== undefined) {
+      return push.settle({ kind: "duplicate", clock: item.committedAt });
+    }
+    if (item.rejection) {
+      if (item.error) this.#core.log.error("push failed", { error: item.error });
+      return push.settle({ kind: "rejected", reason: item.rejection });
+    }
+    if (!plan) return push.settle({ kind: "skipped" });
+    if (clock !== undefined) {
+      this.#core.cache.applyCommitted(plan.changeSet, clock, item.sizes);
+      if (push.origin !== undefined) this.#core.origins.add(push.origin, clock);
+    }
+    push.settle({ kind: "planned", plan, clock });
+  }
+
+  /** A group was committed: the host and the other isolates learn of it. */
+  #committed(items: readonly GroupItem<QueuedPush>[]): void {
+    const core = this.#core;
+    core.announce(core.cache.clock, committedSteps(items));
+    if (core.cache.tombstones.size > core.options.limits.maxTombstones) {
+      void this.#queue.run(() => this.#pruneTombstones());
+    }
+  }
+
+  /** Spec 7.3: drop the oldest tombstones (whole clock values) and move the history cutoff. */
+  async #pruneTombstones(): Promise<void> {
+    const { cache, store, roomId, options } = this.#core;
+    const { maxTombstones, tombstonePruneBuffer } = options.limits;
+    const excess = cache.tombstones.size - maxTombstones;
+    if (excess <= 0) return;
+    const clocks = [...cache.tombstones.values()].sort((a, b) => a - b);
+    const drop = Math.min(clocks.length, excess + tombstonePruneBuffer);
+    // Everything below the first kept clock goes; ties with the last dropped one go too.
+    const lastDropped = clocks[drop - 1]!;
+    const firstKept = clocks.find((c) => c > lastDropped);
+    const startsAt = firstKept ?? cache.clock;
+    if (await store.pruneTombstones(roomId, cache.clock, startsAt)) {
+      cache.applyHistoryStart(startsAt);
+    }
+  }
+}
+
+/** The steps a group committed, as another isolate reads them from the log. */
+function committedSteps(items: readonly GroupItem<QueuedPush>[]): LogStep[] {
+  const steps: LogStep[] = [];
+  for (const { plan, clock } of items) {
+    if (!plan || clock === undefined) continue;
+    const { puts, deletes, origin } = plan.changeSet;
+    steps.push({
+      clock,
+      puts: puts.map(({ record }) => ({ state: record, lastChangedClock: clock })),
+      deletes: deletes.map(({ id }) => id),
+      ...(origin === undefined ? {} : { origin }),
+    });
+  }
+  return steps;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

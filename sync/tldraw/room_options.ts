@@ -1,0 +1,93 @@
+/**
+ * What a host configures on a room: limits, timers and the hooks through which it learns what the
+ * room does. Shared by the room's parts (document, sessions, presence).
+ *
+ * @module
+ */
+import { type PushRequest, Timeouts } from "./protocol.ts";
+import type { LogStep } from "./room_store.ts";
+
+/** Limits enforced per room. */
+export interface RoomLimits {
+  /** Sessions per room, counted across isolates via the store's session entries. */
+  maxSessions: number;
+  /** Total JSON size of the document records (characters). */
+  maxRoomBytes: number;
+  /** One client message, whole or reassembled (characters). */
+  maxMessageChars: number;
+  /** One record's JSON (characters). */
+  maxRecordChars: number;
+  /** Longest record id (KV keys are at most 2 KiB). */
+  maxRecordIdChars: number;
+  /** Tombstones kept before the oldest are pruned (clients older than the cutoff get wipe_all). */
+  maxTombstones: number;
+  /** How many extra tombstones a prune removes, so it does not run on every delete. */
+  tombstonePruneBuffer: number;
+}
+
+/** Timers (milliseconds); injectable so tests can use short values. */
+export interface RoomTimeouts {
+  connect: number;
+  idle: number;
+  removal: number;
+  batch: number;
+  /** How often idle / connect deadlines are checked. */
+  prune: number;
+  /** Lifetime of a session entry in the store; refreshed every {@link heartbeat}. */
+  sessionTtl: number;
+  heartbeat: number;
+  /**
+   * While sessions are connected, how often the store's clock is checked for commits made by other
+   * isolates (repairs lost bus notices; 0 disables).
+   */
+  poll: number;
+  /**
+   * How often (at most) the session entries are re-read to drop presence of sessions whose isolate
+   * stopped refreshing them, and to learn presence whose bus notice was lost. A crashed isolate's
+   * presence disappears within `sessionTtl + presenceSweep + poll`.
+   */
+  presenceSweep: number;
+  /** A presence change is mirrored into the session entry at most this often. */
+  presenceWrite: number;
+}
+
+/** What the host learns from a room (app layer: persistence hooks, metering, unloading). */
+export interface RoomHooks {
+  onSessionAdded?(info: { roomId: string; sessionId: string; meta: unknown }): void;
+  onSessionRemoved?(
+    info: { roomId: string; sessionId: string; meta: unknown; remaining: number },
+  ): void;
+  /** After every commit made by this room (client pushes and server-side changes). */
+  onDocumentChanged?(info: { roomId: string; clock: number; steps?: LogStep[] }): void;
+  /** Forwarded pushes got no answer from the writer (or could not go): committed here instead. */
+  onForwardFallback?(info: { roomId: string; pushes: number }): void;
+  /** A push frame arrived from a session (metrics: the push's latency starts here). */
+  onPushReceived?(push: PushRequest): void;
+  /** `push` (as given to onPushReceived) got its push_result, queued for its session's socket. */
+  onPushAnswered?(push: PushRequest, action: "commit" | "discard" | "rebase"): void;
+}
+
+/** The default limits (the config narrows them). */
+export const DEFAULT_LIMITS: RoomLimits = {
+  maxSessions: 50,
+  maxRoomBytes: 25 * 1024 * 1024,
+  maxMessageChars: 4 * 1024 * 1024,
+  maxRecordChars: 4 * 1024 * 1024,
+  maxRecordIdChars: 512,
+  maxTombstones: 5_000,
+  tombstonePruneBuffer: 1_000,
+};
+
+/** The default timers (the reference's where it has them). */
+export const DEFAULT_TIMEOUTS: RoomTimeouts = {
+  connect: Timeouts.connect,
+  idle: Timeouts.idle,
+  removal: Timeouts.removal,
+  batch: Timeouts.batch,
+  prune: 2_000,
+  sessionTtl: 10_000,
+  heartbeat: 3_000,
+  poll: 1_000,
+  presenceSweep: 2_000,
+  presenceWrite: 1_000,
+};

@@ -1,0 +1,81 @@
+/**
+ * A room's serial queue: everything that reads or advances the document (admissions, handshakes,
+ * push groups, catch-ups) runs one task at a time, in order. Pushes queued back to back join one
+ * open group, handled as one task (group commit); any other task closes the group, so pushes never
+ * jump ahead of it.
+ *
+ * @module
+ */
+import type { Logger } from "../../log.ts";
+
+/** The queue of one room. `P`: a queued push. */
+export class RoomQueue<P> {
+  readonly #log: Logger;
+  #tail: Promise<void> = Promise.resolve();
+  #pending = 0;
+  /** Pushes waiting in the queue as one group that later pushes may still join. */
+  #open: P[] | null = null;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  /** Tasks queued or running. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** Pushes waiting in the open group (they run right after what runs now). */
+  get waiting(): number {
+    return this.#open?.length ?? 0;
+  }
+
+  /** Queues a task; its failure is logged (the queue goes on). */
+  run(task: () => Promise<void> | void): Promise<void> {
+    return this.runResult(task).catch((error) => {
+      this.#log.error("room task failed", { error });
+    });
+  }
+
+  /** Queues a task; the returned promise rejects if it fails (the queue goes on). */
+  runResult(task: () => Promise<void> | void): Promise<void> {
+    // Pushes after this task must not join a group queued before it.
+    this.#open = null;
+    return this.#enqueue(task);
+  }
+
+  #enqueue(task: () => Promise<void> | void): Promise<void> {
+    this.#pending++;
+    const run = this.#tail.then(task);
+    this.#tail = run.then(() => {}, () => {}).finally(() => this.#pending--);
+    return run;
+  }
+
+  /**
+   * Adds `push` to the open group, or opens a group and queues `handle` for it. Before the group
+   * closes, `hold` may keep it open a little longer (a promise to wait for) so more pushes join.
+   */
+  submit(
+    push: P,
+    handle: (group: P[]) => Promise<void>,
+    hold: (group: readonly P[]) => Promise<void> | undefined = () => undefined,
+  ): void {
+    if (this.#open) {
+      this.#open.push(push);
+      return;
+    }
+    const group: P[] = [push];
+    void this.#enqueue(async () => {
+      const wait = this.#open === group ? hold(group) : undefined;
+      if (wait) await wait;
+      if (this.#open === group) this.#open = null;
+      return handle(group);
+    }).catch((error) => this.#log.error("room task failed", { error }));
+    this.#open = group;
+  }
+
+  /** Resolves when nothing is queued (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.#pending > 0) await this.#tail;
+  }
+}
