@@ -93,6 +93,7 @@ const envSchema = z.object({
   BUS: z.enum(BUS_KINDS, { error: `expected one of ${BUS_KINDS.join(", ")}` }).default("auto"),
   ROOM_SESSION_TTL_MS: intFromEnv(1_000, 600_000).default(10_000),
   ROOM_POLL_MS: intFromEnv(0, 60_000).default(1_000),
+  KV_COMMITS_IN_FLIGHT: intFromEnv(1, 64).optional(),
   LIVESTORE_PATH_PREFIX: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, {
     error: "expected a path like /livestore",
   }).default("/livestore"),
@@ -183,6 +184,12 @@ export interface Config {
     sessionTtlMs: number;
     /** How often a room with sessions checks KV for commits whose bus notice was lost (0: never). */
     pollMs: number;
+    /**
+     * KV atomic operations one isolate keeps in flight (merged commits of its rooms, session
+     * entries): 2 for a local KV file (one writer at a time), 8 for Deno Deploy's KV, which is a
+     * network away (more rooms commit per round trip).
+     */
+    kvCommitsInFlight: number;
   };
 }
 
@@ -344,7 +351,11 @@ export function loadConfig(
       anonymous: e.LIVESTORE_ANONYMOUS ?? dev,
       pushesPerMinute: e.LIVESTORE_PUSHES_PER_MINUTE,
     },
-    rooms: { sessionTtlMs: e.ROOM_SESSION_TTL_MS, pollMs: e.ROOM_POLL_MS },
+    rooms: {
+      sessionTtlMs: e.ROOM_SESSION_TTL_MS,
+      pollMs: e.ROOM_POLL_MS,
+      kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? (platform === "deploy" ? 8 : 2),
+    },
     zeroCacheUrl: e.ZERO_CACHE_URL,
     content: {
       blobStore: e.BLOB_STORE === "s3"

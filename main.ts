@@ -50,6 +50,8 @@ export interface ServeOptions {
   directPort?: boolean;
   /** The KV write lock shared by the isolates of this process (see sync/kv_write_lock.ts). */
   kvWriteLock?: SharedArrayBuffer;
+  /** Wraps the opened KV handle (benchmarks: a remote KV's latency, bench/latent_kv.ts). */
+  wrapKv?: (kv: Deno.Kv) => Deno.Kv;
 }
 
 /** Opens storage, migrates, and serves the app according to `config`. */
@@ -60,7 +62,11 @@ export async function startServer(
 ): Promise<RunningServer> {
   // Before the slow parts (database, migrations): a port in use is the commonest start-up problem.
   if (!options.reusePort) ensurePortFree(config);
-  const kv = await openKv(config, options.kvWriteLock ? { writeLock: options.kvWriteLock } : {});
+  const opened = await openKv(
+    config,
+    options.kvWriteLock ? { writeLock: options.kvWriteLock } : {},
+  );
+  const kv = options.wrapKv ? options.wrapKv(opened) : opened;
   let database: Database | undefined;
   try {
     database = await openDatabase(config, log);

@@ -3,6 +3,8 @@
  * `loadConfig`), file-backed Deno KV and embedded PGlite in `DATA_DIR` (a temp dir the benchmark makes
  * and removes), one isolate, logs at `warn`.
  *
+ * With `BENCH_KV_LATENCY_MS=20` every KV read and commit takes 20 ms longer (bench/latent_kv.ts).
+ *
  * Run: `DATA_DIR=/tmp/x deno run -A --v8-flags=--expose-gc bench/our_server.ts` — prints
  * `{"ready":{"port":…,"controlPort":…}}` once listening.
  *
@@ -11,10 +13,14 @@
 import { loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { startServer } from "../main.ts";
+import { withLatency } from "./latent_kv.ts";
 import { announce, serveControl } from "./server_control.ts";
 
 if (import.meta.main) {
   const env = Deno.env.toObject();
+  // `BENCH_KV_LATENCY_MS`: every KV read and commit takes this much longer, as Deno Deploy's
+  // remote KV does; the server then keeps as many operations in flight as it does there.
+  const kvLatencyMs = Number(env.BENCH_KV_LATENCY_MS ?? "0");
   // Only what the benchmark chooses: a stray DATABASE_URL / KV_PATH from the shell must not point the
   // benchmark at shared storage.
   const config = loadConfig({
@@ -29,9 +35,12 @@ if (import.meta.main) {
     HOST: "127.0.0.1",
     LOG_LEVEL: env.LOG_LEVEL ?? "warn",
     ISOLATES: "1",
+    KV_COMMITS_IN_FLIGHT: env.KV_COMMITS_IN_FLIGHT ?? (kvLatencyMs > 0 ? "8" : undefined),
   });
   const log = createLogger(config.logLevel);
-  const server = await startServer(config, log);
+  const server = await startServer(config, log, {
+    ...(kvLatencyMs > 0 ? { wrapKv: (kv: Deno.Kv) => withLatency(kv, kvLatencyMs) } : {}),
+  });
   const controlPort = await serveControl();
   Deno.addSignalListener("SIGTERM", async () => {
     await server.shutdown("benchmark done");

@@ -56,7 +56,8 @@ const { values: flags } = parseArgs({
      * Comma list of servers: ours, reference, and for diagnosis ours-memkv (our engine on an
      * in-memory KV: no fsync, so the gap to `ours` is the cost of durable commits) and baseline
      * (our server from the checkout in BENCH_BASELINE_DIR, e.g. `git worktree add /tmp/base
-     * <commit>`: before and after a change, in one run).
+     * <commit>`: before and after a change, in one run), and ours-kv<ms> (ours with every KV
+     * read and commit taking <ms> longer, as Deno Deploy's remote KV does, e.g. ours-kv20).
      */
     servers: { type: "string", default: "ours,reference" },
     /** Write a V8 CPU profile of our server into this directory (`deno run --cpu-prof`). */
@@ -235,7 +236,8 @@ async function startServers(dataDir: string): Promise<ServerProcess[]> {
         entry: new URL("./reference_server.ts", import.meta.url),
       });
     }
-    if (name !== "ours" && name !== "ours-memkv" && name !== "baseline") {
+    const kvLatency = /^ours-kv(\d+)$/.exec(name)?.[1];
+    if (name !== "ours" && name !== "ours-memkv" && name !== "baseline" && !kvLatency) {
       throw new Error(`unknown server ${name}`);
     }
     const baseline = Deno.env.get("BENCH_BASELINE_DIR");
@@ -248,6 +250,7 @@ async function startServers(dataDir: string): Promise<ServerProcess[]> {
       env: {
         DATA_DIR: `${dataDir}/${name}`,
         ...(name === "ours-memkv" ? { BENCH_KV_PATH: ":memory:" } : {}),
+        ...(kvLatency ? { BENCH_KV_LATENCY_MS: kvLatency } : {}),
         ...(Deno.env.get("BENCH_DATABASE_URL")
           ? { BENCH_DATABASE_URL: Deno.env.get("BENCH_DATABASE_URL")! }
           : {}),

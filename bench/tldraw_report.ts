@@ -44,6 +44,7 @@ export function renderReport(results: BenchResults): string {
   if (results.saturation) parts.push(saturationSteps(results));
   if (results.joins) parts.push(joinTable(results));
   parts.push(`targets (issue 3):\n${judgeTargets(results).join("\n")}`);
+  parts.push(`targets (issue 17):\n${judgeLoadTargets(results).join("\n")}`);
   return "\n" + parts.join("\n\n");
 }
 
@@ -202,6 +203,63 @@ export function judgeTargets(results: BenchResults): string[] {
       o !== undefined && r !== undefined ? o <= r : undefined,
       `cold join no slower: ${o !== undefined ? formatMs(o) : "?"} vs ` +
         `${r !== undefined ? formatMs(r) : "?"} ms (p50)`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * Production-shaped load (issue 17): many small rooms against the reference, and each `ours-kv<ms>`
+ * server (a remote KV's latency) against `ours`.
+ */
+export function judgeLoadTargets(results: BenchResults): string[] {
+  const steady = (key: string, name: string) =>
+    results.steady.find((s) => s.key === key)?.results.get(name);
+  const lines: string[] = [];
+  const verdict = (ok: boolean | undefined, text: string) =>
+    lines.push(`  ${ok === undefined ? "n/a " : ok ? "MET " : "MISS"}  ${text}`);
+  {
+    const o = steady("100r", "ours"), r = steady("100r", "reference");
+    verdict(
+      o && r ? o.cpuPercent <= r.cpuPercent : undefined,
+      `100×5×2/s server CPU ≤ reference: ${o?.cpuPercent.toFixed(0) ?? "?"}% vs ` +
+        `${r?.cpuPercent.toFixed(0) ?? "?"}% (${
+          o && r ? ratio(o.cpuPercent, r.cpuPercent) : "n/a"
+        })`,
+    );
+    verdict(
+      o && r ? o.phase.fanout.p99 <= r.phase.fanout.p99 / 2 : undefined,
+      `100×5×2/s fan-out p99 ≤ ½ reference: ${o ? formatMs(o.phase.fanout.p99) : "?"} vs ` +
+        `${r ? formatMs(r.phase.fanout.p99) : "?"} ms`,
+    );
+  }
+  if (results.joins) {
+    const o = results.joins.get("ours"), r = results.joins.get("reference");
+    verdict(
+      o && r ? o.perRoomBytes <= r.perRoomBytes : undefined,
+      `RSS per loaded ${results.shapes}-shape room ≤ reference: ` +
+        `${o ? formatMb(o.perRoomBytes) : "?"} vs ${r ? formatMb(r.perRoomBytes) : "?"} MB`,
+    );
+    const oj = o?.result.coldJoin?.p50, rj = r?.result.coldJoin?.p50;
+    verdict(
+      oj !== undefined && rj !== undefined ? oj <= rj / 2 : undefined,
+      `cold join ≤ ½ reference: ${oj !== undefined ? formatMs(oj) : "?"} vs ` +
+        `${rj !== undefined ? formatMs(rj) : "?"} ms (p50)`,
+    );
+  }
+  for (const name of results.servers.filter((n) => /^ours-kv\d+$/.test(n))) {
+    const o = steady("50x10", name);
+    verdict(
+      o ? o.phase.ack.p50 <= 25 : undefined,
+      `${name}: 1×50×10/s push→ack p50 ≤ 25 ms: ${o ? formatMs(o.phase.ack.p50) : "?"} ms`,
+    );
+    const sat = results.saturation;
+    const best = sat?.get(name)?.best?.phase.offeredPerSec;
+    const base = sat?.get("ours")?.best?.phase.offeredPerSec;
+    verdict(
+      best !== undefined && base !== undefined ? best >= 0.7 * base : undefined,
+      `${name}: saturation ≥ 0.7× ours without delay: ${formatCount(best ?? 0)} vs ` +
+        `${formatCount(base ?? 0)} push/s (${ratio(best ?? 0, base ?? 0)})`,
     );
   }
   return lines;

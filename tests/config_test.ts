@@ -79,3 +79,14 @@ Deno.test("on Deno Deploy KV uses the platform default and DATABASE_URL is requi
   assert.equal(config.platform, "deploy");
   assert.equal(config.kvPath, undefined);
 });
+
+Deno.test("KV operations in flight: 2 on a local file, 8 on Deno Deploy's remote KV, or as set", () => {
+  assert.equal(loadConfig({}).rooms.kvCommitsInFlight, 2);
+  const deploy = { DENO_DEPLOYMENT_ID: "abc123", DATABASE_URL: "postgres://h/db" };
+  assert.equal(loadConfig(deploy).rooms.kvCommitsInFlight, 8);
+  assert.equal(loadConfig({ ...deploy, KV_COMMITS_IN_FLIGHT: "16" }).rooms.kvCommitsInFlight, 16);
+  assert.deepEqual(
+    configError({ KV_COMMITS_IN_FLIGHT: "0" }).issues.map((i) => i.variable),
+    ["KV_COMMITS_IN_FLIGHT"],
+  );
+});

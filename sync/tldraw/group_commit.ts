@@ -34,6 +34,8 @@ export class GroupCommit {
   readonly #queue: RoomQueue<QueuedPush>;
   /** Commits wait until then (epoch ms): another isolate asked for a turn. */
   #yieldUntil = 0;
+  /** How long the last commit took (ms): when the group behind it will be settled. */
+  #commitMs = 0;
 
   constructor(core: DocumentCore, catchUp: DocumentCatchUp, queue: RoomQueue<QueuedPush>) {
     this.#core = core;
@@ -59,8 +61,13 @@ export class GroupCommit {
       }
     } finally {
       this.#core.taker?.flush();
-      this.#core.sink.releaseFrames(this.#queue.waiting > 0);
+      this.#core.sink.releaseFrames(this.#nextIn(this.#queue.waiting > 0));
     }
+  }
+
+  /** When a following group (if `more`) will be settled, for the held frames. */
+  #nextIn(more: boolean): number | null {
+    return more ? this.#commitMs : null;
   }
 
   async #commitGroups(state: { remaining: QueuedPush[] }): Promise<void> {
@@ -82,7 +89,7 @@ export class GroupCommit {
       }
       const wait = this.#yieldUntil - Date.now();
       if (wait > 0) {
-        core.sink.releaseFrames(false); // nothing waits behind a pause
+        core.sink.releaseFrames(null); // nothing waits behind a pause
         await sleep(wait);
         await this.#catchUp.now();
         continue;
@@ -96,7 +103,9 @@ export class GroupCommit {
           if (!logValues) step.logValues = false;
           step.writer = core.options.isolateId;
         }
+        const started = performance.now();
         const result = await core.store.commitSteps(core.roomId, expected, steps);
+        this.#commitMs = performance.now() - started;
         if (!result.ok) {
           losingSince ||= Date.now();
           if (Date.now() - losingSince > COMMIT_RACE_BUDGET_MS) {
@@ -109,7 +118,7 @@ export class GroupCommit {
           // Another isolate committed first: take its changes, then re-plan against them. From
           // the second loss on, wait a random moment so that racing writers stop colliding.
           if (attempt >= 2) {
-            core.sink.releaseFrames(false);
+            core.sink.releaseFrames(null);
             core.options.link?.publish({ kind: "contention", clock: core.cache.clock });
             await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
           }
@@ -135,7 +144,7 @@ export class GroupCommit {
       try {
         for (const item of items) this.#settle(item);
       } finally {
-        core.sink.releaseFrames(remaining.length > 0 || this.#queue.waiting > 0);
+        core.sink.releaseFrames(this.#nextIn(remaining.length > 0 || this.#queue.waiting > 0));
       }
       if (steps.length > 0) this.#committed(items);
     }

@@ -72,6 +72,8 @@ export interface KvRoomStoreOptions {
    * into one atomic operation (group commit, see kv_batcher.ts). Default `true`.
    */
   groupCommit?: boolean;
+  /** Atomic operations in flight at once (see `BatchLimits.inFlight`; default 2). */
+  commitsInFlight?: number;
   /**
    * Another handle on the same KV file, for reads. On a local SQLite file a handle runs its
    * operations one after another, so reads on the writing handle wait behind its writes — and
@@ -106,7 +108,9 @@ export class KvRoomStore implements RoomStore {
   constructor(kv: Deno.Kv, options: KvRoomStoreOptions = {}) {
     this.#kv = kv;
     this.#prefix = options.prefix ?? ["tldraw"];
-    this.#batcher = options.groupCommit === false ? undefined : new KvBatcher(kv);
+    this.#batcher = options.groupCommit === false
+      ? undefined
+      : new KvBatcher(kv, options.commitsInFlight ? { inFlight: options.commitsInFlight } : {});
     this.#readKv = kv;
     this.#openingReader = options.readKv
       ? Promise.resolve(options.readKv).then((readKv) => this.#readKv = readKv, () => undefined)

@@ -340,8 +340,8 @@ export class RoomSessions implements DocumentSink, PresenceSink, LocalPushOwner 
     this.#sender.hold();
   }
 
-  releaseFrames(more: boolean): void {
-    this.#sender.releaseUnless(more);
+  releaseFrames(nextInMs: number | null): void {
+    this.#sender.releaseUnless(nextInMs);
   }
 
   presenceChanged(forward: ForwardDiff): void {

@@ -103,13 +103,15 @@ export class SessionSender {
   }
 
   /**
-   * Ends holding, unless more pushes follow at once (`more`) and the batch window has not passed:
-   * under load, a session then gets one frame for several groups instead of one per commit. The
-   * group that follows releases them (it always runs to its end).
+   * Ends holding, unless another group will be settled within `nextInMs` (null: none follows)
+   * and that is still inside the batch window: under load, a session then gets one frame for
+   * several groups instead of one per commit. The group that follows releases them (it always
+   * runs to its end). When commits are slow (a remote store), frames do not wait for the next.
    */
-  releaseUnless(more: boolean): void {
+  releaseUnless(nextInMs: number | null): void {
     if (!this.#holding) return;
-    if (more && performance.now() - this.#holdingSince < this.#options.batchMs) return;
+    const elapsed = performance.now() - this.#holdingSince;
+    if (nextInMs !== null && elapsed + nextInMs < this.#options.batchMs) return;
     this.release();
   }
 

@@ -52,7 +52,10 @@ export function createRoomManager(
   // platform KV are left alone (a second `:memory:` handle is another database).
   const path = deps.config.kvPath;
   const readKv = path && path !== ":memory:" ? Deno.openKv(path) : undefined;
-  const store = new KvRoomStore(deps.kv, readKv ? { readKv } : {});
+  const store = new KvRoomStore(deps.kv, {
+    ...(readKv ? { readKv } : {}),
+    commitsInFlight: roomConfig.kvCommitsInFlight,
+  });
   const metrics = deps.metrics && serverMetrics(deps.metrics);
   const hooks: RoomHooks | undefined = metrics
     ? {
