@@ -75,6 +75,13 @@ export interface AssetTable {
   userId: string | null;
 }
 
+/** The `room_asset` table: uploads to anonymous rooms (routes/uploads.ts). */
+export interface RoomAssetTable {
+  objectName: string;
+  roomId: string;
+  createdAt: Generated<Date>;
+}
+
 /** The `room_history` table: compressed versions of a room's document (sync/content/history.ts). */
 export interface RoomHistoryTable {
   id: Generated<number>;
@@ -164,6 +171,7 @@ export interface DB {
   file: FileTable;
   file_state: FileStateTable;
   asset: AssetTable;
+  room_asset: RoomAssetTable;
   user_mutation_number: UserMutationNumberTable;
   room_history: RoomHistoryTable;
   room_snapshot: RoomSnapshotTable;

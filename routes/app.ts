@@ -153,7 +153,13 @@ export function createApp(input: AppDeps): Hono {
   app.route("/", adminRoutes(deps, rooms, userData.auth, adminCommands));
   app.route("/", historyRoutes(deps, rooms, userData, content));
   app.route("/", snapshotRoutes(deps, userData, content, readonlyIds));
-  app.route("/", uploadRoutes(deps, userData, content));
+  app.route(
+    "/",
+    uploadRoutes(deps, userData, content, {
+      readonlyRoomOf: (id) => readonlyIds.roomOf(id),
+      roomExists: async (roomId) => await rooms.store.readClock(roomId) >= 0,
+    }),
+  );
   app.route("/", unfurlRoutes(content.unfurler, userData.auth, content.limits.unfurl));
   // LiveStore: a JWT in the sync payload gets the per-store rule tied to our users, and `user:` and
   // `file:` stores need one; other stores take the shared token, or anyone when configured so.

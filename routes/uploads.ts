@@ -1,5 +1,6 @@
 /**
- * Assets: `POST /app/uploads/:objectName?fileId=…` stores an upload (authenticated; the caller must be
+ * Assets: `POST /uploads/:objectName?roomId=…` stores an upload to an anonymous room (anyone with its
+ * edit link; not with a read-only id). `POST /app/uploads/:objectName?fileId=…` stores an upload (authenticated; the caller must be
  * able to edit the file; size limit; content-type allow-list; object names are one safe path segment,
  * so traversal is impossible by construction) and links it to the file and the user in `asset`.
  * `GET /app/uploads/:objectName` serves it with its content type, a strong ETag (304 on a match),
@@ -9,13 +10,14 @@
  *
  * @module
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { type ByteRange, isValidObjectName } from "../sync/assets/blob_store.ts";
 import type { Content } from "../sync/content/setup.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
 import { readBodyCapped } from "./body.ts";
 import { FILE_ID_PATTERN } from "./file_rooms.ts";
+import { ROOM_ID_PATTERN } from "./rooms.ts";
 import type { UserData } from "./user_sync.ts";
 
 /** Content types accepted for uploads (what the editor embeds: images and videos). */
@@ -32,18 +34,33 @@ export const ALLOWED_UPLOAD_TYPES: readonly string[] = [
   "video/quicktime",
 ];
 
-/** Asset routes. */
-export function uploadRoutes(deps: AppDeps, userData: UserData, content: Content): Hono {
+/** How the room upload route tells an anonymous room's id from a read-only one, and finds rooms. */
+export interface RoomUploadDeps {
+  /** The room a read-only id opens, or `null` for any other id. */
+  readonlyRoomOf(id: string): Promise<string | null>;
+  /** Whether the anonymous room exists (someone has opened it). */
+  roomExists(roomId: string): Promise<boolean>;
+}
+
+/**
+ * Asset routes: uploads to files (`/app/uploads/…?fileId=`, signed in, edit access) and to
+ * anonymous rooms (`/uploads/…?roomId=`: whoever has the room's edit link may add to it, as they
+ * may draw in it; same size, type and rate limits, counted per room), both served from
+ * `GET /app/uploads/:objectName`.
+ */
+export function uploadRoutes(
+  deps: AppDeps,
+  userData: UserData,
+  content: Content,
+  rooms: RoomUploadDeps,
+): Hono {
   const { database, config } = deps;
   const maxBytes = config.content.maxUploadBytes;
   const app = new Hono();
 
-  app.post("/app/uploads/:objectName", async (c) => {
-    const identity = await userData.auth.required(c);
-    if (await content.limits.upload.isLimited(identity.userId)) {
-      throw new HttpError("rate_limited", "too many uploads");
-    }
-    const objectName = c.req.param("objectName");
+  /** The checks every upload passes before its bytes are read. */
+  const acceptUpload = (c: Context) => {
+    const objectName = c.req.param("objectName") ?? "";
     if (!isValidObjectName(objectName)) {
       throw new HttpError("bad_request", "invalid object name", { reason: "invalid_name" });
     }
@@ -53,13 +70,15 @@ export function uploadRoutes(deps: AppDeps, userData: UserData, content: Content
         allowed: ALLOWED_UPLOAD_TYPES,
       });
     }
-    const fileId = c.req.query("fileId") ?? "";
-    if (!FILE_ID_PATTERN.test(fileId)) throw new HttpError("bad_request", "fileId is required");
-    const access = await userData.fileAccess(fileId, identity);
-    if (access.kind === "not_found") throw new HttpError("not_found", "No such file");
-    if (access.kind !== "ok" || access.readonly) {
-      throw new HttpError("forbidden", "You cannot add assets to this file");
-    }
+    return { objectName, contentType };
+  };
+
+  /** Reads the body (capped) and stores it under a name neither table has; `link` records it. */
+  const storeUpload = async (
+    c: Context,
+    { objectName, contentType }: { objectName: string; contentType: string },
+    link: () => Promise<unknown>,
+  ) => {
     const bytes = await readBodyCapped(c.req.raw, maxBytes).catch((error) => {
       if (error instanceof HttpError && error.code === "payload_too_large") {
         throw new HttpError("payload_too_large", `uploads are limited to ${maxBytes} bytes`, {
@@ -70,14 +89,17 @@ export function uploadRoutes(deps: AppDeps, userData: UserData, content: Content
     });
     if (bytes.byteLength === 0) throw new HttpError("bad_request", "empty upload");
     // Object names are never reused: a cached copy anywhere stays correct forever.
-    const taken = await database.db.selectFrom("asset").select("objectName")
-      .where("objectName", "=", objectName).executeTakeFirst();
-    if (taken || await content.blobs.head(objectName)) {
+    const [fileAsset, roomAsset] = await Promise.all([
+      database.db.selectFrom("asset").select("objectName")
+        .where("objectName", "=", objectName).executeTakeFirst(),
+      database.db.selectFrom("room_asset").select("objectName")
+        .where("objectName", "=", objectName).executeTakeFirst(),
+    ]);
+    if (fileAsset || roomAsset || await content.blobs.head(objectName)) {
       throw new HttpError("conflict", "an object with this name exists");
     }
     const info = await content.blobs.put(objectName, bytes, contentType);
-    await database.db.insertInto("asset")
-      .values({ objectName, fileId, userId: identity.userId }).execute();
+    await link();
     return c.json({
       objectName,
       url: `/app/uploads/${objectName}`,
@@ -85,6 +107,45 @@ export function uploadRoutes(deps: AppDeps, userData: UserData, content: Content
       contentType: info.contentType,
       etag: info.etag,
     }, 201);
+  };
+
+  app.post("/app/uploads/:objectName", async (c) => {
+    const identity = await userData.auth.required(c);
+    if (await content.limits.upload.isLimited(identity.userId)) {
+      throw new HttpError("rate_limited", "too many uploads");
+    }
+    const accepted = acceptUpload(c);
+    const fileId = c.req.query("fileId") ?? "";
+    if (!FILE_ID_PATTERN.test(fileId)) throw new HttpError("bad_request", "fileId is required");
+    const access = await userData.fileAccess(fileId, identity);
+    if (access.kind === "not_found") throw new HttpError("not_found", "No such file");
+    if (access.kind !== "ok" || access.readonly) {
+      throw new HttpError("forbidden", "You cannot add assets to this file");
+    }
+    return await storeUpload(c, accepted, () =>
+      database.db.insertInto("asset")
+        .values({ objectName: accepted.objectName, fileId, userId: identity.userId }).execute());
+  });
+
+  app.post("/uploads/:objectName", async (c) => {
+    const roomId = c.req.query("roomId") ?? "";
+    if (!ROOM_ID_PATTERN.test(roomId)) throw new HttpError("bad_request", "roomId is required");
+    if (await content.limits.upload.isLimited(`room:${roomId}`)) {
+      throw new HttpError("rate_limited", "too many uploads to this room");
+    }
+    const accepted = acceptUpload(c);
+    // A read-only link's id opens the room too, but may not add to it.
+    if (await rooms.readonlyRoomOf(roomId) !== null) {
+      throw new HttpError("forbidden", "A read-only link cannot add assets");
+    }
+    if (!await rooms.roomExists(roomId)) throw new HttpError("not_found", "No such room");
+    return await storeUpload(
+      c,
+      accepted,
+      () =>
+        database.db.insertInto("room_asset").values({ objectName: accepted.objectName, roomId })
+          .execute(),
+    );
   });
 
   app.get("/app/uploads/:objectName", async (c) => {

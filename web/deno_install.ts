@@ -66,9 +66,15 @@ async function installOnce(dir: string, options: InstallOptions): Promise<void> 
   for (;;) {
     try {
       await Deno.mkdir(lockDir);
+      await Deno.writeTextFile(`${lockDir}/owner`, String(Deno.pid));
       break;
     } catch (error) {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      // An install that was killed (Ctrl-C, a test stopping `deno task dev`) leaves its lock.
+      if (await ownerIsGone(lockDir)) {
+        await Deno.remove(lockDir, { recursive: true }).catch(() => {});
+        continue;
+      }
       if (Date.now() > deadline) throw new Error(`stale install lock ${lockDir}; remove it`);
       await new Promise((resolve) => setTimeout(resolve, 500));
       if (await exists(marker)) return;
@@ -92,6 +98,22 @@ async function installOnce(dir: string, options: InstallOptions): Promise<void> 
     }
     await Deno.writeTextFile(marker, new Date().toISOString());
   } finally {
-    await Deno.remove(lockDir).catch(() => {});
+    await Deno.remove(lockDir, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * Whether the process that took `lockDir` has ended (Linux: its /proc entry is gone). Elsewhere the
+ * lock is presumed held (and called stale after the deadline).
+ */
+async function ownerIsGone(lockDir: string): Promise<boolean> {
+  const owner = await Deno.readTextFile(`${lockDir}/owner`).catch(() => undefined);
+  if (owner === undefined) {
+    // No pid written a minute after the lock was taken: a lock from before pids were written.
+    const since = (await Deno.stat(lockDir).catch(() => undefined))?.mtime?.getTime();
+    return since !== undefined && Date.now() - since > 60_000;
+  }
+  const pid = Number(owner);
+  if (!Number.isInteger(pid) || pid <= 0 || !await exists("/proc/self")) return false;
+  return !await exists(`/proc/${pid}`);
 }

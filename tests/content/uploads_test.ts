@@ -10,6 +10,7 @@ import { ConfigError, loadConfig, testConfig } from "../../config.ts";
 import { S3BlobStore } from "../../sync/assets/s3_blob_store.ts";
 import { startS3Server } from "../helpers/s3_server.ts";
 import { parseRange } from "../../routes/uploads.ts";
+import { connectRaw } from "../helpers/raw_socket.ts";
 
 const engine = `[${TEST_ENGINE}]`;
 const png = (size: number) => {
@@ -256,4 +257,47 @@ Deno.test("uploads: BLOB_STORE=s3 needs its endpoint, bucket and credentials", (
   assert.deepEqual(local.content.blobStore, { kind: "fs", dir: "/srv/data/blobs" });
   assert.equal(local.content.historyIntervalMs, 8_000);
   assert.throws(() => loadConfig({ BLOB_STORE: "gcs" }), ConfigError);
+});
+
+Deno.test(`${engine} uploads to anonymous rooms: the edit link may add, a read-only id may not; limits apply`, async () => {
+  await using blobs = await tempBlobs();
+  await using server = await startServer(blobs);
+  const roomUpload = (roomId: string, name: string, bytes: Uint8Array, type = "image/png") =>
+    api(server, `/uploads/${name}?roomId=${encodeURIComponent(roomId)}`, {
+      method: "POST",
+      body: bytes as Uint8Array<ArrayBuffer>,
+      headers: { "content-type": type },
+    });
+  // No such room yet: nobody has opened it.
+  assert.equal((await roomUpload("room-a", "early.png", png(10))).status, 404);
+  const { socket } = await connectRaw(`${server.wsUrl}/r/room-a`);
+  await using _socket = socket;
+
+  const bytes = png(5_000);
+  const created = await roomUpload("room-a", "room-photo.png", bytes);
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body.url, "/app/uploads/room-photo.png");
+  const row = await server.deps.database.db.selectFrom("room_asset")
+    .select(["objectName", "roomId"]).where("objectName", "=", "room-photo.png")
+    .executeTakeFirstOrThrow();
+  assert.deepEqual(row, { objectName: "room-photo.png", roomId: "room-a" });
+  const got = await api(server, "/app/uploads/room-photo.png");
+  assert.equal(got.status, 200);
+  assert.deepEqual(got.bytes, bytes);
+
+  // The room's read-only id opens it, but cannot add to it.
+  const slug = await api(server, "/readonly-slug/room-a");
+  const readonly = await roomUpload(slug.body.slug, "from-viewer.png", png(10));
+  assert.equal(readonly.status, 403);
+  assert.equal(readonly.body.error.code, "forbidden");
+  // Names are unique across file and room uploads; type, size and the room id are checked.
+  assert.equal((await roomUpload("room-a", "room-photo.png", png(10))).status, 409);
+  assert.equal((await roomUpload("room-a", "page.html", png(10), "text/html")).status, 415);
+  assert.equal((await roomUpload("room-a", "big.png", png(64 * 1024 + 1))).status, 413);
+  assert.equal((await roomUpload("bad:id", "x.png", png(10))).status, 400);
+  assert.equal((await roomUpload("room-a", "..%2Fx.png", png(10))).status, 400);
+  // Nothing refused was stored.
+  const names = (await server.deps.database.db.selectFrom("room_asset").select("objectName")
+    .execute()).map((r) => r.objectName);
+  assert.deepEqual(names, ["room-photo.png"]);
 });

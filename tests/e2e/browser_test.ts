@@ -55,6 +55,8 @@ async function startServer(
     database: Database;
     webDir: string;
     config?: Partial<Config>;
+    /** A loopback port the server may unfurl (the test's page; production refuses loopback). */
+    unfurlPort?: number;
   },
 ): Promise<Server & { port: number }> {
   const config = { ...testConfig(), ...options.config };
@@ -67,6 +69,16 @@ async function startServer(
     log: silentLogger,
     lifecycle,
     web: { dir: options.webDir },
+    ...(options.unfurlPort
+      ? {
+        content: {
+          unfurl: {
+            policy: (address: string, port: number) =>
+              address === "127.0.0.1" && port === options.unfurlPort,
+          },
+        },
+      }
+      : {}),
   });
   let resolvePort: (port: number) => void;
   const listening = new Promise<number>((resolve) => (resolvePort = resolve));
@@ -127,12 +139,70 @@ function createRectangle(page: Page, x: number, y: number): Promise<string> {
 }
 
 /**
+ * Puts an image (a PNG drawn in the page) on the board the way a drop does: through the editor's
+ * external content, hence the asset store. Returns the image shape's id.
+ */
+async function dropImage(page: Page, name: string): Promise<string> {
+  const before = new Set(await shapeIds(page));
+  await page.evaluate(async (name) => {
+    // Runs in the page; Deno's types have no DOM.
+    // deno-lint-ignore no-explicit-any
+    const g = globalThis as any;
+    const canvas = g.document.createElement("canvas");
+    canvas.width = 64;
+    canvas.height = 48;
+    const context = canvas.getContext("2d");
+    context.fillStyle = "#3a7";
+    context.fillRect(0, 0, 64, 48);
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+    const file = new g.File([blob], name, { type: "image/png" });
+    await g.editor.putExternalContent({ type: "files", files: [file], point: { x: 500, y: 400 } });
+  }, name);
+  let added: string[] = [];
+  await eventually(
+    async () => {
+      added = (await shapeIds(page)).filter((id) => !before.has(id));
+      return added.length === 1;
+    },
+    WAIT_MS,
+    "an image shape",
+  );
+  return added[0]!;
+}
+
+/** The `src` of the asset behind the image shape `shapeId` (empty until uploaded). */
+function imageSource(page: Page, shapeId: string): Promise<string> {
+  return page.evaluate((shapeId) => {
+    // deno-lint-ignore no-explicit-any
+    const editor = (globalThis as any).editor;
+    const shape = editor.getShape(shapeId);
+    return shape?.props.assetId ? editor.getAsset(shape.props.assetId)?.props.src ?? "" : "";
+  }, shapeId);
+}
+
+/** Waits until the image shape's asset is the server's upload URL; returns it. */
+async function uploadedSource(page: Page, shapeId: string, url: string): Promise<string> {
+  await page.waitForFunction(
+    ([shapeId, prefix]) => {
+      // deno-lint-ignore no-explicit-any
+      const editor = (globalThis as any).editor;
+      const shape = editor?.getShape(shapeId);
+      const src = shape?.props.assetId ? editor.getAsset(shape.props.assetId)?.props.src : "";
+      return typeof src === "string" && src.startsWith(prefix);
+    },
+    [shapeId, `${url}/app/uploads/`] as const,
+    { timeout: WAIT_MS },
+  );
+  return await imageSource(page, shapeId);
+}
+
+/**
  * Signed in with the dev identity provider: create a file and open it as it is (it keeps its name),
  * rename, share; a signed-out visitor of the share link is asked to sign in and lands on the file;
  * the guest's board shows the file's name and their list has it; duplicate, delete and restore;
  * deleting the shared file closes the guest's board.
  */
-async function signedInFiles(browser: Browser, url: string): Promise<void> {
+async function signedInFiles(browser: Browser, url: string, database: Database): Promise<void> {
   // Separate contexts: each has its own localStorage, hence its own session.
   const ownerContext = await browser.newContext();
   const guestContext = await browser.newContext();
@@ -200,6 +270,15 @@ async function signedInFiles(browser: Browser, url: string): Promise<void> {
     await copy.getByRole("button", { name: "Roadmap (copy)" }).click();
     await waitForStatus(owner, "online");
     await waitForShapes(owner, [shape]);
+    // A file's board uploads with the signed-in user's token (the file's asset).
+    const image = await dropImage(owner, "diagram.png");
+    const source = await uploadedSource(owner, image, url);
+    const objectName = source.split("/app/uploads/")[1]!;
+    const assets = await database.db.selectFrom("asset").select(["fileId", "userId"])
+      .where("objectName", "=", objectName).execute();
+    assert.equal(assets.length, 1, objectName);
+    assert.equal(assets[0]!.userId, "carol");
+    assert.notEqual(assets[0]!.fileId, fileId, "the copy's asset belongs to the copy");
 
     await owner.goto(`${url}/#/`);
     const original = owner.getByTestId("file-item").filter({
@@ -242,7 +321,21 @@ Deno.test({
     let server: Server | undefined;
     try {
       await buildApp(webDir);
-      let current = await startServer({ port: 0, kvPath, database, webDir });
+      // A page on loopback for a bookmark (the server may unfurl this one port only).
+      const pageServer = Deno.serve(
+        { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+        (request) =>
+          new URL(request.url).pathname === "/"
+            ? new Response(
+              `<html><head><title>A page for bookmarks</title>` +
+                `<meta property="og:description" content="Served by the browser test"></head></html>`,
+              { headers: { "content-type": "text/html" } },
+            )
+            : new Response(null, { status: 204 }),
+      );
+      await using _pageServer = { [Symbol.asyncDispose]: () => pageServer.shutdown() };
+      const unfurlPort = pageServer.addr.port;
+      let current = await startServer({ port: 0, kvPath, database, webDir, unfurlPort });
       server = current;
       const { port } = current;
 
@@ -331,13 +424,58 @@ Deno.test({
       await current.close();
       server = undefined;
       await waitForStatus(alice, "offline");
-      current = await startServer({ port, kvPath, database, webDir });
+      current = await startServer({ port, kvPath, database, webDir, unfurlPort });
       server = current;
       await waitForStatus(alice, "online");
       await waitForStatus(bob, "online");
       const afterRestart = await createRectangle(alice, 200, 350);
       await waitForShapes(bob, [drawn, created, marker, afterRestart]);
       await waitForShapes(alice, [drawn, created, marker, afterRestart]);
+
+      // An image dropped on the board is uploaded: the document holds the server's URL, not the
+      // bytes, also after a reload, and the image loads from there.
+      const image = await dropImage(alice, "photo.png");
+      const source = await uploadedSource(alice, image, current.url);
+      await waitForShapes(bob, [drawn, created, marker, afterRestart, image]);
+      await bob.reload();
+      await waitForStatus(bob, "online");
+      assert.equal(await uploadedSource(bob, image, current.url), source);
+      const inline = await bob.evaluate(() =>
+        // deno-lint-ignore no-explicit-any
+        (globalThis as any).editor.getAssets().filter((asset: any) =>
+          String(asset.props.src ?? "").startsWith("data:")
+        ).length
+      );
+      assert.equal(inline, 0, "an asset is stored inline");
+      await bob.locator(`img[src="${source}"]`).first().waitFor({ timeout: WAIT_MS });
+      const uploaded = await fetch(source);
+      assert.equal(uploaded.status, 200);
+      assert.equal(uploaded.headers.get("content-type"), "image/png");
+      await uploaded.body?.cancel();
+
+      // A pasted link becomes a bookmark described by the server's unfurl.
+      const pageUrl = `http://127.0.0.1:${unfurlPort}/`;
+      await alice.evaluate((url) => {
+        // deno-lint-ignore no-explicit-any
+        const editor = (globalThis as any).editor;
+        return editor.putExternalContent({ type: "url", url, point: { x: 700, y: 300 } });
+      }, pageUrl);
+      await bob.waitForFunction(
+        (url) => {
+          // deno-lint-ignore no-explicit-any
+          const editor = (globalThis as any).editor;
+          return editor?.getAssets().some((
+            asset: { type: string; props: Record<string, string> },
+          ) =>
+            asset.type === "bookmark" && asset.props.src === url &&
+            asset.props.title === "A page for bookmarks" &&
+            asset.props.description === "Served by the browser test"
+          );
+        },
+        pageUrl,
+        { timeout: WAIT_MS },
+      );
+      await alice.getByText("A page for bookmarks").first().waitFor({ timeout: WAIT_MS });
 
       await Deno.mkdir(ARTIFACTS, { recursive: true });
       await alice.screenshot({
@@ -355,7 +493,7 @@ Deno.test({
       assert.match(mask, /\/assets\/0_merged-[A-Z0-9]+\.svg#/);
       await context.close();
 
-      await signedInFiles(browser, current.url);
+      await signedInFiles(browser, current.url, database);
     } finally {
       await server?.close();
       await Deno.remove(dataDir, { recursive: true });

@@ -84,6 +84,7 @@ function FileBoard(
   return (
     <Board
       uri={fileSocketUrl(fileId, token)}
+      uploads={{ kind: "file", fileId, token }}
       title={name === undefined ? "…" : name || "Untitled"}
       links={[{ label: "share", href: appLink(`/file/${encodeURIComponent(fileId)}`) }]}
     />
@@ -113,6 +114,7 @@ function RoomBoard({ roomId, readonly }: { roomId: string; readonly: boolean }) 
   return (
     <Board
       uri={roomSocketUrl(roomId, readonly)}
+      uploads={readonly ? { kind: "none" } : { kind: "room", roomId }}
       title={readonly ? "room (read-only)" : `room ${roomId}`}
       links={links}
     />

@@ -7,30 +7,14 @@
  */
 import { useSync } from "@tldraw/sync";
 import { getAssetUrlsByImport } from "@tldraw/assets/imports";
-import { type Editor, type TLAssetStore, Tldraw } from "tldraw";
+import { useMemo } from "react";
+import { type Editor, Tldraw } from "tldraw";
+import { registerUnfurl, serverAssetStore, type UploadTarget } from "./assets.ts";
 
 const assetUrls = getAssetUrlsByImport();
 
 // Replaced at build time (`TLDRAW_LICENSE_KEY`); tldraw needs a key on hosts other than localhost.
 declare const TLDRAW_LICENSE_KEY: string;
-
-/**
- * Images and videos dropped on the board are stored inline as data URLs: enough for a demo page, and
- * it keeps the page independent of the server's upload configuration.
- */
-const inlineAssets: TLAssetStore = {
-  upload: async (_asset, file) => ({ src: await readAsDataUrl(file) }),
-  resolve: (asset) => asset.props.src,
-};
-
-function readAsDataUrl(file: File): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result as string);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
-}
 
 /** Props of {@link Board}. */
 export interface BoardProps {
@@ -40,11 +24,16 @@ export interface BoardProps {
   title: string;
   /** Share links shown in the status line. */
   links?: { label: string; href: string }[];
+  /** Where dropped images and videos are uploaded. */
+  uploads: UploadTarget;
 }
 
 /** The editor on one room, with a status line (`data-sync-status` is what the browser test waits on). */
-export function Board({ uri, title, links = [] }: BoardProps) {
-  const store = useSync({ uri, assets: inlineAssets });
+export function Board({ uri, title, links = [], uploads }: BoardProps) {
+  // One store per target (`uploads` is a new object on each render; its value is what counts).
+  const uploadKey = JSON.stringify(uploads);
+  const assets = useMemo(() => serverAssetStore(JSON.parse(uploadKey)), [uploadKey]);
+  const store = useSync({ uri, assets });
   const status = store.status === "synced-remote" ? store.connectionStatus : store.status;
   return (
     <div className="board">
@@ -64,12 +53,18 @@ export function Board({ uri, title, links = [] }: BoardProps) {
               store={store}
               assetUrls={assetUrls}
               licenseKey={TLDRAW_LICENSE_KEY || undefined}
-              onMount={exposeEditor}
+              onMount={onMount}
             />
           </div>
         )}
     </div>
   );
+}
+
+/** Pasted links become bookmarks described by the server; `window.editor` is exposed. */
+function onMount(editor: Editor): () => void {
+  registerUnfurl(editor);
+  return exposeEditor(editor);
 }
 
 /** `window.editor`: handy in the console, and how the browser test draws and inspects shapes. */
