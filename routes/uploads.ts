@@ -11,7 +11,8 @@
  * @module
  */
 import { type Context, Hono } from "hono";
-import { type ByteRange, isValidObjectName } from "../sync/assets/blob_store.ts";
+import { type BlobInfo, type ByteRange, isValidObjectName } from "../sync/assets/blob_store.ts";
+import { ImageVariants } from "../sync/assets/image_variants.ts";
 import type { Content } from "../sync/content/setup.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
@@ -153,6 +154,8 @@ export function uploadRoutes(
     if (!isValidObjectName(objectName)) throw new HttpError("not_found", "No such object");
     const info = await content.blobs.head(objectName);
     if (!info) throw new HttpError("not_found", "No such object");
+    const variant = await imageVariant(c, objectName, info);
+    if (variant) return variant;
     const headers: Record<string, string> = {
       "Content-Type": info.contentType,
       ETag: info.etag,
@@ -196,6 +199,42 @@ export function uploadRoutes(
       headers: { ...headers, "Content-Length": String(info.size) },
     });
   });
+
+  /**
+   * `?w=<px>`: a PNG or JPEG wider than the next width step is served resized to it (its own ETag,
+   * cached like the original); otherwise, or with a Range, `undefined` (the original is served).
+   */
+  const imageVariant = async (c: Context, objectName: string, info: BlobInfo) => {
+    const requested = Number(c.req.query("w") ?? "");
+    if (!Number.isInteger(requested) || requested <= 0 || c.req.header("range")) return undefined;
+    const step = ImageVariants.stepFor(requested);
+    if (step === null || !ImageVariants.resizes(info.contentType)) return undefined;
+    const variant = await content.imageVariants.variant(
+      objectName,
+      info.contentType,
+      step,
+      async () => {
+        const object = await content.blobs.get(objectName);
+        if (!object) throw new HttpError("not_found", "No such object");
+        return new Uint8Array(await new Response(object.body).arrayBuffer());
+      },
+    );
+    if (!variant) return undefined;
+    const etag = `${info.etag.slice(0, -1)}-w${step}"`;
+    const headers = {
+      "Content-Type": variant.contentType,
+      ETag: etag,
+      "Cache-Control": "public, max-age=31536000, immutable",
+      "X-Content-Type-Options": "nosniff",
+    };
+    if (matchesEtag(c.req.header("if-none-match"), etag)) {
+      return new Response(null, { status: 304, headers });
+    }
+    return new Response(variant.bytes as Uint8Array<ArrayBuffer>, {
+      status: 200,
+      headers: { ...headers, "Content-Length": String(variant.bytes.byteLength) },
+    });
+  };
 
   return app;
 }

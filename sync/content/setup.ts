@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { ImageVariants } from "../assets/image_variants.ts";
 import type { Config } from "../../config.ts";
 import type { Database } from "../../db/database.ts";
 import type { Logger } from "../../log.ts";
@@ -78,6 +79,8 @@ export interface Content {
   blobs: BlobStore;
   deletion: DeletionWorker;
   unfurler: Unfurler;
+  /** Resized copies of uploaded images (`GET /app/uploads/…?w=`). */
+  imageVariants: ImageVariants;
   /** Rate limiters of the content routes. */
   limits: Record<keyof ContentRates, KvRateLimiter>;
   /** Stops the deletion worker and writes pending history versions (register after the rooms). */
@@ -134,6 +137,7 @@ export function createContent(deps: ContentDeps, options: ContentOptions = {}): 
     blobs,
     deletion,
     unfurler,
+    imageVariants: new ImageVariants(),
     limits: {
       unfurl: new KvRateLimiter(deps.kv, "unfurl", rates.unfurl, onLimited),
       snapshot: new KvRateLimiter(deps.kv, "snapshot", rates.snapshot, onLimited),

@@ -11,6 +11,8 @@ import { S3BlobStore } from "../../sync/assets/s3_blob_store.ts";
 import { startS3Server } from "../helpers/s3_server.ts";
 import { parseRange } from "../../routes/uploads.ts";
 import { connectRaw } from "../helpers/raw_socket.ts";
+import { decode, Image } from "imagescript";
+import { imageSize } from "../../sync/assets/image_variants.ts";
 
 const engine = `[${TEST_ENGINE}]`;
 const png = (size: number) => {
@@ -300,4 +302,65 @@ Deno.test(`${engine} uploads to anonymous rooms: the edit link may add, a read-o
   const names = (await server.deps.database.db.selectFrom("room_asset").select("objectName")
     .execute()).map((r) => r.objectName);
   assert.deepEqual(names, ["room-photo.png"]);
+});
+
+Deno.test(`${engine} uploads: ?w= serves PNG and JPEG resized to the next width step, cached`, async () => {
+  await using blobs = await tempBlobs();
+  const base = testConfig();
+  await using server = await startAuthServer({
+    config: { content: { ...base.content, maxUploadBytes: 4 * 1024 * 1024 } },
+    content: { blobs: blobs.blobs },
+  });
+  await seedFiles(server, { f1: {} });
+  // A noisy photo-like image: resizing it really makes it smaller.
+  const photo = new Image(900, 600);
+  for (let y = 1; y <= 600; y++) {
+    for (let x = 1; x <= 900; x++) {
+      photo.setPixelAt(x, y, ((x * 7919 + y * 104729) * 2654435761) | 0xff);
+    }
+  }
+  const png = await photo.encode(1);
+  const jpeg = await photo.encodeJPEG(90);
+  assert.equal((await upload(server, "photo.png", png)).status, 201);
+  assert.equal((await upload(server, "photo.jpg", jpeg, { type: "image/jpeg" })).status, 201);
+
+  const small = await api(server, "/app/uploads/photo.png?w=200");
+  assert.equal(small.status, 200);
+  assert.equal(small.headers.get("content-type"), "image/png");
+  const decoded = await decode(small.bytes) as Image;
+  assert.equal(decoded.width, 256);
+  assert.ok(Math.abs(decoded.height - 600 * 256 / 900) < 1, `height ${decoded.height}`);
+  assert.ok(small.bytes.byteLength < png.byteLength);
+  const original = await api(server, "/app/uploads/photo.png");
+  const etag = small.headers.get("etag")!;
+  assert.notEqual(etag, original.headers.get("etag"));
+  assert.match(small.headers.get("cache-control") ?? "", /immutable/);
+  const again = await api(server, "/app/uploads/photo.png?w=256", {
+    headers: { "if-none-match": etag },
+  });
+  assert.equal(again.status, 304);
+
+  const jpegSmall = await api(server, "/app/uploads/photo.jpg?w=500");
+  assert.equal(jpegSmall.headers.get("content-type"), "image/jpeg");
+  assert.equal(((await decode(jpegSmall.bytes)) as Image).width, 512);
+
+  // Wider than the image, past the last step, not a width, or a range: the upload as it is.
+  for (const query of ["w=1000", "w=5000", "w=abc", "w=0"]) {
+    const got = await api(server, `/app/uploads/photo.png?${query}`);
+    assert.deepEqual(got.bytes, png, query);
+  }
+  const ranged = await api(server, "/app/uploads/photo.png?w=200", {
+    headers: { range: "bytes=0-9" },
+  });
+  assert.equal(ranged.status, 206);
+});
+
+Deno.test("uploads: image sizes are read from headers, so a huge claimed size is never decoded", () => {
+  const header = new Uint8Array(33);
+  header.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52]);
+  new DataView(header.buffer).setUint32(16, 100_000);
+  new DataView(header.buffer).setUint32(20, 100_000);
+  assert.deepEqual(imageSize(header, "image/png"), { width: 100_000, height: 100_000 });
+  assert.equal(imageSize(new Uint8Array([1, 2, 3]), "image/png"), null);
+  assert.equal(imageSize(header, "image/gif"), null);
 });

@@ -447,7 +447,10 @@ Deno.test({
         ).length
       );
       assert.equal(inline, 0, "an asset is stored inline");
-      await bob.locator(`img[src="${source}"]`).first().waitFor({ timeout: WAIT_MS });
+      const shown = bob.locator(`img[src^="${source}"]`).first();
+      await shown.waitFor({ timeout: WAIT_MS });
+      // Fetched at the width it is drawn at (the server resizes wider PNGs and JPEGs).
+      assert.match(await shown.getAttribute("src") ?? "", /\?w=\d+$/);
       const uploaded = await fetch(source);
       assert.equal(uploaded.status, 200);
       assert.equal(uploaded.headers.get("content-type"), "image/png");

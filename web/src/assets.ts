@@ -1,7 +1,8 @@
 /**
  * Images, videos and bookmarks through this server: dropped files are uploaded (a file's board to
  * `/app/uploads/…?fileId=`, an anonymous room's to `/uploads/…?roomId=`) and the document keeps only
- * their URL, so a cold join does not carry the bytes; pasted links are described by `/unfurl`.
+ * their URL, so a cold join does not carry the bytes; images are fetched at the width they are drawn
+ * at (`?w=`); pasted links are described by `/unfurl`.
  *
  * @module
  */
@@ -46,9 +47,30 @@ export function serverAssetStore(target: UploadTarget): TLAssetStore {
       const stored = await response.json() as { url: string };
       return { src: new URL(stored.url, location.origin).href };
     },
-    resolve: (asset) => asset.props.src,
+    resolve: (asset, context) => {
+      const src = asset.props.src;
+      // Our PNG and JPEG uploads come resized for the width they are drawn at (`?w=`); the rest,
+      // and exports (which leave the board), get the original.
+      if (
+        !src || asset.type !== "image" || context.shouldResolveToOriginal ||
+        !RESIZED_TYPES.has(asset.props.mimeType ?? "") ||
+        !src.startsWith(`${location.origin}/app/uploads/`)
+      ) return src;
+      const slowNetwork = context.networkEffectiveType !== null &&
+        context.networkEffectiveType !== "4g";
+      const width = Math.ceil(
+        Math.min(
+          asset.props.w * context.steppedScreenScale * context.dpr * (slowNetwork ? 0.5 : 1),
+          asset.props.w,
+        ),
+      );
+      return `${src}?w=${width}`;
+    },
   };
 }
+
+/** What the server resizes (sync/assets/image_variants.ts). */
+const RESIZED_TYPES: ReadonlySet<string> = new Set(["image/png", "image/jpeg"]);
 
 function uploadRequest(
   target: UploadTarget,
