@@ -271,6 +271,7 @@ async function signedInFiles(browser: Browser, url: string, database: Database):
     await waitForStatus(owner, "online");
     await waitForShapes(owner, [shape]);
     // A file's board uploads with the signed-in user's token (the file's asset).
+    const beforeImage = Date.now();
     const image = await dropImage(owner, "diagram.png");
     const source = await uploadedSource(owner, image, url);
     const objectName = source.split("/app/uploads/")[1]!;
@@ -279,6 +280,62 @@ async function signedInFiles(browser: Browser, url: string, database: Database):
     assert.equal(assets.length, 1, objectName);
     assert.equal(assets[0]!.userId, "carol");
     assert.notEqual(assets[0]!.fileId, fileId, "the copy's asset belongs to the copy");
+    // Committed: a second page of the owner's loads it from the server.
+    const second = await ownerContext.newPage();
+    await second.goto(owner.url());
+    await waitForStatus(second, "online");
+    await waitForShapes(second, [shape, image]);
+    await second.close();
+
+    // The board's panel: the owner publishes, and the published link shows the copy read-only.
+    const panel = owner.getByTestId("file-panel");
+    await panel.getByRole("button", { name: "Publish" }).click();
+    const publishedLink = await panel.getByTestId("published-link").textContent();
+    assert.match(publishedLink ?? "", new RegExp(`^${url}/#/p/[A-Za-z0-9_-]+$`));
+    const reader = await guestContext.newPage();
+    await reader.goto(publishedLink!);
+    await reader.locator('[data-testid="published-page"][data-state="ready"]').waitFor();
+    await eventually(
+      async () => await reader.locator(".tl-shape").count() === 2,
+      WAIT_MS,
+      "2 shapes",
+    );
+    await reader.screenshot({
+      path: decodeURIComponent(new URL("browser_published.png", ARTIFACTS).pathname),
+    });
+    await reader.close();
+
+    // History: a version with the image is kept; the image is deleted; restoring brings it back.
+    const history = panel.getByTestId("history");
+    let withImage: string | undefined;
+    await eventually(
+      async () => {
+        await history.getByRole("button", { name: "Refresh" }).click();
+        await owner.waitForTimeout(200);
+        for (const version of await history.getByTestId("history-version").all()) {
+          const createdAt = Number(await version.getAttribute("data-created-at"));
+          if (createdAt >= beforeImage) {
+            withImage = await version.getAttribute("data-version-id") ?? "";
+          }
+        }
+        return withImage !== undefined;
+      },
+      WAIT_MS,
+      "a version with the image",
+    );
+    await owner.evaluate((id) => {
+      // deno-lint-ignore no-explicit-any
+      (globalThis as any).editor.deleteShapes([id]);
+    }, image);
+    await waitForShapes(owner, [shape]);
+    const version = history.locator(`[data-version-id="${withImage}"]`);
+    await version.getByRole("button").first().click();
+    await history.getByTestId("version-preview").locator(".tl-shape").first().waitFor();
+    await owner.screenshot({
+      path: decodeURIComponent(new URL("browser_history.png", ARTIFACTS).pathname),
+    });
+    await history.getByRole("button", { name: "Restore this version" }).click();
+    await waitForShapes(owner, [shape, image]);
 
     await owner.goto(`${url}/#/`);
     const original = owner.getByTestId("file-item").filter({
@@ -335,7 +392,9 @@ Deno.test({
       );
       await using _pageServer = { [Symbol.asyncDispose]: () => pageServer.shutdown() };
       const unfurlPort = pageServer.addr.port;
-      let current = await startServer({ port: 0, kvPath, database, webDir, unfurlPort });
+      // Versions every half second, so the history panel has some to show.
+      const config = { content: { ...testConfig().content, historyIntervalMs: 500 } };
+      let current = await startServer({ port: 0, kvPath, database, webDir, unfurlPort, config });
       server = current;
       const { port } = current;
 
@@ -424,7 +483,7 @@ Deno.test({
       await current.close();
       server = undefined;
       await waitForStatus(alice, "offline");
-      current = await startServer({ port, kvPath, database, webDir, unfurlPort });
+      current = await startServer({ port, kvPath, database, webDir, unfurlPort, config });
       server = current;
       await waitForStatus(alice, "online");
       await waitForStatus(bob, "online");

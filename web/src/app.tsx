@@ -6,6 +6,8 @@
 import { useEffect, useState } from "react";
 import { Board } from "./board.tsx";
 import { FileList } from "./file_list.tsx";
+import { FilePanel } from "./file_panel.tsx";
+import { PublishedPage } from "./snapshot_view.tsx";
 import { RoomPicker } from "./room_picker.tsx";
 import { type Session, useSession } from "./auth.ts";
 import { useRoute } from "./routes.ts";
@@ -51,10 +53,12 @@ export function App() {
         <FileBoard
           key={route.fileId}
           fileId={route.fileId}
-          token={session.token}
-          listedName={data.files.find((file) => file.id === route.fileId)?.name}
+          session={session}
+          data={data}
         />
       );
+    case "published":
+      return <PublishedPage key={route.slug} slug={route.slug} />;
     case "home":
       return <Home session={session} signIn={signIn} signOut={signOut} data={data} />;
   }
@@ -65,8 +69,11 @@ export function App() {
  * visit, before the list has it) from the file's metadata.
  */
 function FileBoard(
-  { fileId, token, listedName }: { fileId: string; token: string; listedName?: string },
+  { fileId, session, data }: { fileId: string; session: Session; data: UserData },
 ) {
+  const token = session.token;
+  const file = data.files.find((row) => row.id === fileId);
+  const listedName = file?.name;
   const [metaName, setMetaName] = useState<string>();
   useEffect(() => {
     if (listedName !== undefined) return;
@@ -87,6 +94,15 @@ function FileBoard(
       uploads={{ kind: "file", fileId, token }}
       title={name === undefined ? "…" : name || "Untitled"}
       links={[{ label: "share", href: appLink(`/file/${encodeURIComponent(fileId)}`) }]}
+      panel={
+        <FilePanel
+          fileId={fileId}
+          token={token}
+          file={file}
+          mine={file?.ownerId === session.userId}
+          data={data}
+        />
+      }
     />
   );
 }

@@ -7,7 +7,7 @@
  */
 import { useSync } from "@tldraw/sync";
 import { getAssetUrlsByImport } from "@tldraw/assets/imports";
-import { useMemo } from "react";
+import { type ReactNode, useMemo } from "react";
 import { type Editor, Tldraw } from "tldraw";
 import { registerUnfurl, serverAssetStore, type UploadTarget } from "./assets.ts";
 
@@ -26,10 +26,12 @@ export interface BoardProps {
   links?: { label: string; href: string }[];
   /** Where dropped images and videos are uploaded. */
   uploads: UploadTarget;
+  /** Shown beside the editor (a file's sharing, publishing and history). */
+  panel?: ReactNode;
 }
 
 /** The editor on one room, with a status line (`data-sync-status` is what the browser test waits on). */
-export function Board({ uri, title, links = [], uploads }: BoardProps) {
+export function Board({ uri, title, links = [], uploads, panel }: BoardProps) {
   // One store per target (`uploads` is a new object on each render; its value is what counts).
   const uploadKey = JSON.stringify(uploads);
   const assets = useMemo(() => serverAssetStore(JSON.parse(uploadKey)), [uploadKey]);
@@ -48,13 +50,16 @@ export function Board({ uri, title, links = [], uploads }: BoardProps) {
       {store.status === "error"
         ? <div className="board-error">Could not connect: {store.error.message}</div>
         : (
-          <div className="board-canvas">
-            <Tldraw
-              store={store}
-              assetUrls={assetUrls}
-              licenseKey={TLDRAW_LICENSE_KEY || undefined}
-              onMount={onMount}
-            />
+          <div className="board-body">
+            <div className="board-canvas">
+              <Tldraw
+                store={store}
+                assetUrls={assetUrls}
+                licenseKey={TLDRAW_LICENSE_KEY || undefined}
+                onMount={onMount}
+              />
+            </div>
+            {panel}
           </div>
         )}
     </div>

@@ -37,12 +37,21 @@ export function FileList({ session, data }: FileListProps) {
         />
         <button type="submit">Create file</button>
       </form>
-      <ul>
-        {data.files.map((file) => (
-          <FileItem key={file.id} file={file} mine={file.ownerId === session.userId} data={data} />
-        ))}
-      </ul>
+      <FileSection
+        title="My files"
+        testId="my-files"
+        files={byLastEdit(data.files.filter((file) => file.ownerId === session.userId))}
+        mine
+        data={data}
+      />
       {data.files.length === 0 && data.status === "online" && <p>No files yet.</p>}
+      <FileSection
+        title="Shared with me"
+        testId="shared-files"
+        files={byLastEdit(data.files.filter((file) => file.ownerId !== session.userId))}
+        mine={false}
+        data={data}
+      />
       {data.deletedFiles.length > 0 && (
         <details data-testid="deleted-files">
           <summary>Recently deleted ({data.deletedFiles.length})</summary>
@@ -68,6 +77,40 @@ export function FileList({ session, data }: FileListProps) {
   );
 }
 
+/** Most recently edited first. */
+function byLastEdit(files: FileRow[]): FileRow[] {
+  return [...files].sort((a, b) => b.updatedAt - a.updatedAt);
+}
+
+function FileSection(
+  { title, testId, files, mine, data }: {
+    title: string;
+    testId: string;
+    files: FileRow[];
+    mine: boolean;
+    data: UserData;
+  },
+) {
+  if (files.length === 0) return null;
+  return (
+    <>
+      <h3>{title}</h3>
+      <ul data-testid={testId}>
+        {files.map((file) => <FileItem key={file.id} file={file} mine={mine} data={data} />)}
+      </ul>
+    </>
+  );
+}
+
+/** "5 min ago", "yesterday", or a date. */
+function editedAgo(at: number): string {
+  const seconds = Math.max(0, (Date.now() - at) / 1000);
+  if (seconds < 60) return "just now";
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)} h ago`;
+  return new Date(at).toLocaleDateString();
+}
+
 function FileItem({ file, mine, data }: { file: FileRow; mine: boolean; data: UserData }) {
   const sharing = file.shared ? file.sharedLinkType : "off";
   return (
@@ -79,6 +122,9 @@ function FileItem({ file, mine, data }: { file: FileRow; mine: boolean; data: Us
       >
         {file.name || "Untitled"}
       </button>
+      <span className="muted" title={new Date(file.updatedAt).toLocaleString()}>
+        edited {editedAgo(file.updatedAt)}
+      </span>
       {mine
         ? (
           <span className="actions">

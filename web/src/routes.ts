@@ -1,5 +1,5 @@
 /**
- * The app's pages as hash routes (`#/r/<id>`, `#/ro/<id>`, `#/file/<id>`): the server's `/r/<id>` paths
+ * The app's pages as hash routes (`#/r/<id>`, `#/ro/<id>`, `#/file/<id>`, `#/p/<published slug>`): the server's `/r/<id>` paths
  * are WebSocket endpoints, so page addresses live in the fragment.
  *
  * @module
@@ -10,7 +10,8 @@ import { useEffect, useState } from "react";
 export type Route =
   | { page: "home" }
   | { page: "room"; roomId: string; readonly: boolean }
-  | { page: "file"; fileId: string };
+  | { page: "file"; fileId: string }
+  | { page: "published"; slug: string };
 
 /** Parses `location.hash`; anything unknown is the home page. */
 export function parseRoute(hash: string): Route {
@@ -19,6 +20,7 @@ export function parseRoute(hash: string): Route {
   if (!id) return { page: "home" };
   if (kind === "r" || kind === "ro") return { page: "room", roomId: id, readonly: kind === "ro" };
   if (kind === "file") return { page: "file", fileId: id };
+  if (kind === "p") return { page: "published", slug: id };
   return { page: "home" };
 }
 
@@ -31,6 +33,8 @@ export function routePath(route: Route): string {
       return `/${route.readonly ? "ro" : "r"}/${encodeURIComponent(route.roomId)}`;
     case "file":
       return `/file/${encodeURIComponent(route.fileId)}`;
+    case "published":
+      return `/p/${encodeURIComponent(route.slug)}`;
   }
 }
 

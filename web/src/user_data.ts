@@ -20,6 +20,8 @@ export interface FileRow {
   isDeleted: boolean;
   createdAt: number;
   updatedAt: number;
+  published?: boolean;
+  publishedSlug?: string;
 }
 
 type RowChange = {
