@@ -154,6 +154,16 @@ export class Histogram extends Metric<HistogramValue> {
     series.value.sum += value;
     series.value.count++;
   }
+  /** Every series added up (the operator page charts rates and latencies of all actions). */
+  merged(): HistogramValue {
+    const total: HistogramValue = { buckets: this.bounds.map(() => 0), sum: 0, count: 0 };
+    for (const { value } of this.all()) {
+      value.buckets.forEach((count, i) => total.buckets[i]! += count);
+      total.sum += value.sum;
+      total.count += value.count;
+    }
+    return total;
+  }
   /** Number of observations (tests). */
   count(labels: Labels = {}): number {
     return this.series(labels, () => ({ buckets: [], sum: 0, count: 0 })).value.count;

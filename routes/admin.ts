@@ -2,7 +2,10 @@
  * The admin API, for operators: `Authorization: Bearer <ADMIN_TOKEN>`, or a user token whose subject
  * is in `ADMIN_USER_IDS`. Everyone else gets 401 (no credentials) or 403.
  *
+ * - `GET /admin` (a browser): the operator page of the web app (`/#/admin`).
  * - `GET /admin/health`: this isolate, its bus, KV and database.
+ * - `GET /admin/stats`: this isolate's sockets, rooms, sessions and push latency histogram
+ *   (cumulative; the operator page charts the differences).
  * - `GET /admin/rooms`: rooms loaded on this isolate with their sessions and clocks.
  * - `GET /admin/rooms/:roomId`: a room's clock and its sessions on every isolate (KV session entries).
  * - `GET /admin/rooms/:roomId/snapshot`: the room's document.
@@ -40,7 +43,15 @@ export function adminRoutes(
   commands: AdminCommands,
 ): Hono {
   const { config, kv, database } = deps;
+  const metrics = serverMetrics(deps.metrics ?? new MetricsRegistry());
   const app = new Hono();
+  // The operator page (a page of the web app): a browser asks for it without credentials, which
+  // the page then asks for.
+  app.get("/admin", (c, next) => {
+    if (!c.req.header("accept")?.includes("text/html")) return next();
+    return c.redirect("/#/admin", 302);
+  });
+
   app.use("/admin/*", async (c, next) => {
     await requireAdmin(c, config, auth);
     c.header("Cache-Control", "no-store");
@@ -64,6 +75,24 @@ export function adminRoutes(
       db: await check(() => database.ping()),
       openSockets: deps.lifecycle.openSockets,
       roomsLoaded: rooms.size,
+    });
+  });
+
+  app.get("/admin/stats", (c) => {
+    const pushes = metrics.pushDuration.merged();
+    return c.json({
+      isolate: rooms.isolateId,
+      at: Date.now(),
+      openSockets: deps.lifecycle.openSockets,
+      roomsLoaded: rooms.size,
+      sessions: rooms.list().reduce((sum, room) => sum + room.getSessions().length, 0),
+      // push received → its push_result sent, cumulative since start (seconds).
+      pushes: {
+        count: pushes.count,
+        sum: pushes.sum,
+        bounds: metrics.pushDuration.bounds,
+        buckets: pushes.buckets,
+      },
     });
   });
 
@@ -123,7 +152,7 @@ export function adminRoutes(
       debugTailHandler({
         log: deps.log,
         lifecycle: deps.lifecycle,
-        dropped: serverMetrics(deps.metrics ?? new MetricsRegistry()).debugTailDropped,
+        dropped: metrics.debugTailDropped,
       }, deps.debugTail),
     );
   }

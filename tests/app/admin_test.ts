@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { testConfig } from "../../config.ts";
 import { MemoryBusHub } from "../../sync/bus/memory_bus.ts";
-import { connectRaw } from "../helpers/raw_socket.ts";
+import { connectRaw, geoShape } from "../helpers/raw_socket.ts";
 import { startTestServer } from "../helpers/server.ts";
 import { eventually, startAuthServer } from "../helpers/user_sync_client.ts";
 
@@ -127,4 +127,43 @@ Deno.test("admin: force-reloading a user closes their data sockets with 1012", a
   });
   assert.deepEqual(await response.json(), { closedHere: 1 });
   assert.deepEqual(await client.closed, { code: 1012, reason: "reload" });
+});
+
+Deno.test("admin: the operator page's stats count pushes and their latency; /admin opens the page", async () => {
+  await using server = await startTestServer({ config: adminAuth() });
+  const headers = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+  const stats = async () => await (await fetch(`${server.url}/admin/stats`, { headers })).json();
+  const before = await stats();
+  assert.equal(before.pushes.count, 0);
+  const { socket } = await connectRaw(`${server.wsUrl}/r/stats-room?sessionId=s`);
+  await using _socket = socket;
+  socket.send({
+    type: "push",
+    clientClock: 1,
+    diff: { "shape:one": ["put", geoShape("shape:one")] },
+  });
+  await socket.waitFor((f) => f.type === "data" || f.type === "push_result");
+  await eventually(async () => (await stats()).pushes.count === 1);
+  const after = await stats();
+  assert.equal(after.sessions, 1);
+  assert.equal(after.roomsLoaded, 1);
+  assert.equal(after.pushes.buckets.length, after.pushes.bounds.length);
+  assert.equal(after.pushes.buckets.at(-1), 1);
+  assert.ok(after.pushes.sum > 0);
+  // Without credentials: 401, as every admin route.
+  const refused = await fetch(`${server.url}/admin/stats`);
+  assert.equal(refused.status, 401);
+  await refused.body?.cancel();
+
+  // A browser asking for /admin gets the web app's operator page; an API client is refused.
+  const page = await fetch(`${server.url}/admin`, {
+    headers: { accept: "text/html" },
+    redirect: "manual",
+  });
+  assert.equal(page.status, 302);
+  assert.equal(page.headers.get("location"), "/#/admin");
+  await page.body?.cancel();
+  const api = await fetch(`${server.url}/admin`);
+  assert.equal(api.status, 401);
+  await api.body?.cancel();
 });

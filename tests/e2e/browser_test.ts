@@ -23,6 +23,7 @@ import { logicalPostgresAvailability, startLogicalPostgres } from "../helpers/lo
 import { eventually } from "../helpers/wait.ts";
 import { openTestDatabase } from "../helpers/db.ts";
 
+const ADMIN_TOKEN = "operator-token-for-the-browser-test";
 const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url);
 /** Every browser-side wait is bounded by this. */
 const WAIT_MS = 15_000;
@@ -393,7 +394,10 @@ Deno.test({
       await using _pageServer = { [Symbol.asyncDispose]: () => pageServer.shutdown() };
       const unfurlPort = pageServer.addr.port;
       // Versions every half second, so the history panel has some to show.
-      const config = { content: { ...testConfig().content, historyIntervalMs: 500 } };
+      const config = {
+        content: { ...testConfig().content, historyIntervalMs: 500 },
+        auth: { ...testConfig().auth, adminToken: ADMIN_TOKEN },
+      };
       let current = await startServer({ port: 0, kvPath, database, webDir, unfurlPort, config });
       server = current;
       const { port } = current;
@@ -543,6 +547,29 @@ Deno.test({
       await alice.screenshot({
         path: decodeURIComponent(new URL("browser_e2e.png", ARTIFACTS).pathname),
       });
+
+      // The operator page: asked for the admin token, it lists the room with its three sessions
+      // and charts the pushes (more arrive while it is open).
+      const operator = await context.newPage();
+      await operator.goto(`${current.url}/admin`);
+      await operator.getByLabel("Admin token").fill(ADMIN_TOKEN);
+      await operator.getByRole("button", { name: "Open" }).click();
+      const adminRoom = operator.locator(`[data-testid="admin-room"][data-room-id="${roomId}"]`);
+      await eventually(
+        async () => await adminRoom.getByTestId("admin-session").count() === 3,
+        WAIT_MS,
+        "the room's three sessions on the operator page",
+      );
+      for (let i = 0; i < 3; i++) {
+        await createRectangle(bob, 100 + i * 50, 500);
+        await operator.waitForTimeout(2_100);
+      }
+      await operator.locator("polyline").first().waitFor();
+      await operator.screenshot({
+        path: decodeURIComponent(new URL("browser_admin.png", ARTIFACTS).pathname),
+        fullPage: true,
+      });
+      await operator.close();
       assert.deepEqual(external, [], "the page fetched from outside this server");
       assert.deepEqual(failed, [], "requests failed");
       // The icons are drawn from our sprite (an icon without it renders as an empty box).

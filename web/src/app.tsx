@@ -7,6 +7,7 @@ import { useEffect, useState } from "react";
 import { Board } from "./board.tsx";
 import { FileList } from "./file_list.tsx";
 import { FilePanel } from "./file_panel.tsx";
+import { AdminPage } from "./admin_page.tsx";
 import { PublishedPage } from "./snapshot_view.tsx";
 import { RoomPicker } from "./room_picker.tsx";
 import { type Session, useSession } from "./auth.ts";
@@ -57,6 +58,8 @@ export function App() {
           data={data}
         />
       );
+    case "admin":
+      return <AdminPage session={session} />;
     case "published":
       return <PublishedPage key={route.slug} slug={route.slug} />;
     case "home":

@@ -11,12 +11,14 @@ export type Route =
   | { page: "home" }
   | { page: "room"; roomId: string; readonly: boolean }
   | { page: "file"; fileId: string }
-  | { page: "published"; slug: string };
+  | { page: "published"; slug: string }
+  | { page: "admin" };
 
 /** Parses `location.hash`; anything unknown is the home page. */
 export function parseRoute(hash: string): Route {
   const [kind, rawId] = hash.replace(/^#\/?/, "").split("/", 2);
   const id = rawId ? decodeURIComponent(rawId) : "";
+  if (kind === "admin") return { page: "admin" };
   if (!id) return { page: "home" };
   if (kind === "r" || kind === "ro") return { page: "room", roomId: id, readonly: kind === "ro" };
   if (kind === "file") return { page: "file", fileId: id };
@@ -35,6 +37,8 @@ export function routePath(route: Route): string {
       return `/file/${encodeURIComponent(route.fileId)}`;
     case "published":
       return `/p/${encodeURIComponent(route.slug)}`;
+    case "admin":
+      return "/admin";
   }
 }
 
