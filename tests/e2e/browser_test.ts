@@ -338,6 +338,28 @@ async function signedInFiles(browser: Browser, url: string, database: Database):
     await history.getByRole("button", { name: "Restore this version" }).click();
     await waitForShapes(owner, [shape, image]);
 
+    // The sidebar: rename the open file in place; a new file; delete it and undo.
+    const sidebar = owner.getByTestId("file-sidebar");
+    const current = sidebar.locator('[data-testid="sidebar-file"].current');
+    await current.getByRole("button", { name: "Rename" }).click();
+    await current.getByLabel("File name").fill("Roadmap v2");
+    await current.getByLabel("File name").press("Enter");
+    await owner.getByTestId("sync-status").getByText("Roadmap v2", { exact: true }).waitFor();
+    await sidebar.getByRole("button", { name: "+ New file" }).click();
+    await waitForStatus(owner, "online");
+    await owner.getByTestId("sync-status").getByText("Untitled", { exact: true }).waitFor();
+    await sidebar.getByRole("button", { name: "Roadmap v2" }).click();
+    await owner.getByTestId("sync-status").getByText("Roadmap v2", { exact: true }).waitFor();
+    await waitForStatus(owner, "online");
+    const untitled = sidebar.getByTestId("sidebar-file").filter({ hasText: "Untitled" });
+    await untitled.getByRole("button", { name: "Delete" }).click();
+    await untitled.waitFor({ state: "detached" });
+    await owner.getByTestId("undo-delete").getByRole("button", { name: "Undo" }).click();
+    await untitled.waitFor();
+    await owner.screenshot({
+      path: decodeURIComponent(new URL("browser_sidebar.png", ARTIFACTS).pathname),
+    });
+
     await owner.goto(`${url}/#/`);
     const original = owner.getByTestId("file-item").filter({
       has: owner.getByRole("button", { name: "Roadmap", exact: true }),

@@ -7,6 +7,7 @@ import { useEffect, useState } from "react";
 import { Board } from "./board.tsx";
 import { FileList } from "./file_list.tsx";
 import { FilePanel } from "./file_panel.tsx";
+import { FileSidebar } from "./file_sidebar.tsx";
 import { AdminPage } from "./admin_page.tsx";
 import { PublishedPage } from "./snapshot_view.tsx";
 import { RoomPicker } from "./room_picker.tsx";
@@ -97,6 +98,7 @@ function FileBoard(
       uploads={{ kind: "file", fileId, token }}
       title={name === undefined ? "…" : name || "Untitled"}
       links={[{ label: "share", href: appLink(`/file/${encodeURIComponent(fileId)}`) }]}
+      sidebar={<FileSidebar userId={session.userId} currentFileId={fileId} data={data} />}
       panel={
         <FilePanel
           fileId={fileId}

@@ -28,10 +28,12 @@ export interface BoardProps {
   uploads: UploadTarget;
   /** Shown beside the editor (a file's sharing, publishing and history). */
   panel?: ReactNode;
+  /** Shown left of the editor (the user's files). */
+  sidebar?: ReactNode;
 }
 
 /** The editor on one room, with a status line (`data-sync-status` is what the browser test waits on). */
-export function Board({ uri, title, links = [], uploads, panel }: BoardProps) {
+export function Board({ uri, title, links = [], uploads, panel, sidebar }: BoardProps) {
   // One store per target (`uploads` is a new object on each render; its value is what counts).
   const uploadKey = JSON.stringify(uploads);
   const assets = useMemo(() => serverAssetStore(JSON.parse(uploadKey)), [uploadKey]);
@@ -51,6 +53,7 @@ export function Board({ uri, title, links = [], uploads, panel }: BoardProps) {
         ? <div className="board-error">Could not connect: {store.error.message}</div>
         : (
           <div className="board-body">
+            {sidebar}
             <div className="board-canvas">
               <Tldraw
                 store={store}
