@@ -112,6 +112,7 @@ const envSchema = z.object({
   UNFURL_TIMEOUT_MS: intFromEnv(100, 60_000).default(5_000),
   FILE_RECOVERY_DAYS: intFromEnv(0, 3650).default(30),
   ZERO_CACHE_URL: urlString.optional(),
+  WEB_DIR: z.string().min(1).optional(),
   DENO_DEPLOYMENT_ID: z.string().optional(),
 });
 
@@ -174,6 +175,8 @@ export interface Config {
    * when it is set, through the user-data channel otherwise.
    */
   zeroCacheUrl: string | undefined;
+  /** The built web app served at `/` (`WEB_DIR`; default: web/dist of this checkout). */
+  webDir: string | undefined;
   /** tldraw rooms across isolates. */
   rooms: {
     /**
@@ -357,6 +360,7 @@ export function loadConfig(
       kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? (platform === "deploy" ? 8 : 2),
     },
     zeroCacheUrl: e.ZERO_CACHE_URL,
+    webDir: e.WEB_DIR,
     content: {
       blobStore: e.BLOB_STORE === "s3"
         ? {

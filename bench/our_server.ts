@@ -35,6 +35,8 @@ if (import.meta.main) {
     HOST: "127.0.0.1",
     LOG_LEVEL: env.LOG_LEVEL ?? "warn",
     ISOLATES: "1",
+    // bench/web_bench.ts: the page build to serve.
+    WEB_DIR: env.BENCH_WEB_DIR,
     KV_COMMITS_IN_FLIGHT: env.KV_COMMITS_IN_FLIGHT ?? (kvLatencyMs > 0 ? "8" : undefined),
   });
   const log = createLogger(config.logLevel);

@@ -181,7 +181,7 @@ export function createApp(input: AppDeps): Hono {
   );
   app.route("/", clientConfigRoutes(deps.config));
   // The web app at `/` (a static build; see routes/web.ts).
-  app.route("/", webRoutes(deps.web));
+  app.route("/", webRoutes(deps.web ?? { dir: deps.config.webDir }));
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
   return app;

@@ -80,6 +80,11 @@ Deno.test("on Deno Deploy KV uses the platform default and DATABASE_URL is requi
   assert.equal(config.kvPath, undefined);
 });
 
+Deno.test("WEB_DIR names the web app's build; unset, the checkout's web/dist is served", () => {
+  assert.equal(loadConfig({ WEB_DIR: "/srv/page" }).webDir, "/srv/page");
+  assert.equal(loadConfig({}).webDir, undefined);
+});
+
 Deno.test("KV operations in flight: 2 on a local file, 8 on Deno Deploy's remote KV, or as set", () => {
   assert.equal(loadConfig({}).rooms.kvCommitsInFlight, 2);
   const deploy = { DENO_DEPLOYMENT_ID: "abc123", DATABASE_URL: "postgres://h/db" };
