@@ -102,8 +102,21 @@ function startDev(bin: string, env: Record<string, string>, cwd: string | URL = 
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     },
+    /**
+     * The exit status, once the output has ended too. A process the launcher left behind (it would
+     * hold the output pipes open) fails the test instead of hanging it.
+     */
     async finished(): Promise<Deno.CommandStatus> {
-      const [status] = await Promise.all([child.status, reading]);
+      const status = await child.status;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const ended = await Promise.race([
+        reading.then(() => true),
+        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 10_000)),
+      ]);
+      clearTimeout(timer);
+      if (!ended) {
+        throw new Error(`output still open 10 s after exit: a process was left running\n${output}`);
+      }
       return status;
     },
   };

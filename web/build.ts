@@ -240,7 +240,22 @@ async function main(): Promise<void> {
   }
   // Development: readable output with source maps, rebuilt on every change under web/src.
   console.error("web: building, then rebuilding on changes under web/src");
-  await watchWeb({ ...(outDir ? { outDir } : {}), production: false, onBuild });
+  const watching = watchWeb({ ...(outDir ? { outDir } : {}), production: false, onBuild });
+  // Stopped by `deno task dev` (SIGTERM) or Ctrl-C, also during the first build: esbuild's service
+  // process goes too. Left running, it would keep the launcher's output pipes open after
+  // everything else has exited.
+  const stop = async () => {
+    await watching.then((w) => w[Symbol.asyncDispose]()).catch(() => {});
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(signal, () => void stop());
+    } catch {
+      // SIGTERM cannot be listened for on Windows; Ctrl-C still can.
+    }
+  }
+  await watching;
 }
 
 if (import.meta.main) await main();
