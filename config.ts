@@ -94,6 +94,7 @@ const envSchema = z.object({
   ROOM_SESSION_TTL_MS: intFromEnv(1_000, 600_000).default(10_000),
   ROOM_POLL_MS: intFromEnv(0, 60_000).default(1_000),
   KV_COMMITS_IN_FLIGHT: intFromEnv(1, 64).optional(),
+  KV_REMOTE: booleanFromEnv.optional(),
   LIVESTORE_PATH_PREFIX: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, {
     error: "expected a path like /livestore",
   }).default("/livestore"),
@@ -188,9 +189,14 @@ export interface Config {
     /** How often a room with sessions checks KV for commits whose bus notice was lost (0: never). */
     pollMs: number;
     /**
+     * KV is a network away (`KV_REMOTE`; default: on Deno Deploy): more operations in flight, and
+     * committed patches go out without waiting for the next commit.
+     */
+    kvRemote: boolean;
+    /**
      * KV atomic operations one isolate keeps in flight (merged commits of its rooms, session
-     * entries): 2 for a local KV file (one writer at a time), 8 for Deno Deploy's KV, which is a
-     * network away (more rooms commit per round trip).
+     * entries): 2 for a local KV file (one writer at a time), 8 for a remote KV (more rooms
+     * commit per round trip).
      */
     kvCommitsInFlight: number;
   };
@@ -357,7 +363,8 @@ export function loadConfig(
     rooms: {
       sessionTtlMs: e.ROOM_SESSION_TTL_MS,
       pollMs: e.ROOM_POLL_MS,
-      kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? (platform === "deploy" ? 8 : 2),
+      kvRemote: e.KV_REMOTE ?? platform === "deploy",
+      kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? ((e.KV_REMOTE ?? platform === "deploy") ? 8 : 2),
     },
     zeroCacheUrl: e.ZERO_CACHE_URL,
     webDir: e.WEB_DIR,

@@ -19,7 +19,7 @@ import { announce, serveControl } from "./server_control.ts";
 if (import.meta.main) {
   const env = Deno.env.toObject();
   // `BENCH_KV_LATENCY_MS`: every KV read and commit takes this much longer, as Deno Deploy's
-  // remote KV does; the server then keeps as many operations in flight as it does there.
+  // remote KV does; the server then runs as it does there (KV_REMOTE).
   const kvLatencyMs = Number(env.BENCH_KV_LATENCY_MS ?? "0");
   // Only what the benchmark chooses: a stray DATABASE_URL / KV_PATH from the shell must not point the
   // benchmark at shared storage.
@@ -37,7 +37,8 @@ if (import.meta.main) {
     ISOLATES: "1",
     // bench/web_bench.ts: the page build to serve.
     WEB_DIR: env.BENCH_WEB_DIR,
-    KV_COMMITS_IN_FLIGHT: env.KV_COMMITS_IN_FLIGHT ?? (kvLatencyMs > 0 ? "8" : undefined),
+    KV_REMOTE: env.KV_REMOTE ?? (kvLatencyMs > 0 ? "true" : undefined),
+    KV_COMMITS_IN_FLIGHT: env.KV_COMMITS_IN_FLIGHT,
   });
   const log = createLogger(config.logLevel);
   const server = await startServer(config, log, {

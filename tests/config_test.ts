@@ -87,8 +87,12 @@ Deno.test("WEB_DIR names the web app's build; unset, the checkout's web/dist is 
 
 Deno.test("KV operations in flight: 2 on a local file, 8 on Deno Deploy's remote KV, or as set", () => {
   assert.equal(loadConfig({}).rooms.kvCommitsInFlight, 2);
+  assert.equal(loadConfig({}).rooms.kvRemote, false);
   const deploy = { DENO_DEPLOYMENT_ID: "abc123", DATABASE_URL: "postgres://h/db" };
   assert.equal(loadConfig(deploy).rooms.kvCommitsInFlight, 8);
+  assert.equal(loadConfig(deploy).rooms.kvRemote, true);
+  assert.equal(loadConfig({ KV_REMOTE: "true" }).rooms.kvCommitsInFlight, 8);
+  assert.equal(loadConfig({ ...deploy, KV_REMOTE: "false" }).rooms.kvRemote, false);
   assert.equal(loadConfig({ ...deploy, KV_COMMITS_IN_FLIGHT: "16" }).rooms.kvCommitsInFlight, 16);
   assert.deepEqual(
     configError({ KV_COMMITS_IN_FLIGHT: "0" }).issues.map((i) => i.variable),

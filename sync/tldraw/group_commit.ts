@@ -65,9 +65,14 @@ export class GroupCommit {
     }
   }
 
-  /** When a following group (if `more`) will be settled, for the held frames. */
+  /**
+   * When a following group (if `more`) will be settled, for the held frames. With a local store a
+   * slow commit means a busy isolate, where one frame for several groups saves the most CPU: the
+   * next group counts as immediate. With a remote one it is a round trip away.
+   */
   #nextIn(more: boolean): number | null {
-    return more ? this.#commitMs : null;
+    if (!more) return null;
+    return this.#core.store.remote ? this.#commitMs : 0;
   }
 
   async #commitGroups(state: { remaining: QueuedPush[] }): Promise<void> {

@@ -74,6 +74,8 @@ export interface KvRoomStoreOptions {
   groupCommit?: boolean;
   /** Atomic operations in flight at once (see `BatchLimits.inFlight`; default 2). */
   commitsInFlight?: number;
+  /** The KV is a network away (see {@link DocumentStore.remote}). Default `false`. */
+  remote?: boolean;
   /**
    * Another handle on the same KV file, for reads. On a local SQLite file a handle runs its
    * operations one after another, so reads on the writing handle wait behind its writes — and
@@ -95,6 +97,7 @@ export class KvRoomStore implements RoomStore {
   readonly #ctx: KvContext;
   readonly #prefix: Deno.KvKey;
   readonly #batcher: KvBatcher | undefined;
+  readonly remote: boolean;
   #readKv: Deno.Kv;
   readonly #openingReader: Promise<Deno.Kv | undefined> | undefined;
   /** Last meta this isolate saw per room, to skip a read before committing. */
@@ -108,6 +111,7 @@ export class KvRoomStore implements RoomStore {
   constructor(kv: Deno.Kv, options: KvRoomStoreOptions = {}) {
     this.#kv = kv;
     this.#prefix = options.prefix ?? ["tldraw"];
+    this.remote = options.remote ?? false;
     this.#batcher = options.groupCommit === false
       ? undefined
       : new KvBatcher(kv, options.commitsInFlight ? { inFlight: options.commitsInFlight } : {});

@@ -165,6 +165,11 @@ export interface SessionEntry {
  * be called by several isolates concurrently.
  */
 export interface DocumentStore {
+  /**
+   * Commits cross a network (Deno Deploy's KV): a committed group's patches then go out at once
+   * instead of waiting, under load, for the group behind it (which is a round trip away).
+   */
+  readonly remote?: boolean;
   /** Loads a room, or `null` when it was never created. */
   load(roomId: string): Promise<RoomData | null>;
   /**

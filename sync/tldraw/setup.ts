@@ -55,6 +55,7 @@ export function createRoomManager(
   const store = new KvRoomStore(deps.kv, {
     ...(readKv ? { readKv } : {}),
     commitsInFlight: roomConfig.kvCommitsInFlight,
+    remote: roomConfig.kvRemote,
   });
   const metrics = deps.metrics && serverMetrics(deps.metrics);
   const hooks: RoomHooks | undefined = metrics

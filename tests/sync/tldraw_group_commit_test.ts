@@ -183,3 +183,41 @@ Deno.test("a store failure during a group closes the waiting sessions with UNKNO
     await room.close();
   }
 });
+
+/**
+ * Two groups back to back on a store whose commits take 40 ms; what the observer receives. Locally
+ * a slow commit means a busy isolate: the first group's patch waits for the second, one frame for
+ * both. On a remote store the second group is a round trip away: the first patch leaves at once.
+ */
+async function framesForTwoGroups(remote: boolean): Promise<number[]> {
+  await using kv = await Deno.openKv(":memory:");
+  const kvStore = new KvRoomStore(kv);
+  const store = withOverrides<RoomStore>(kvStore, {
+    remote,
+    commitSteps: async (...args) => {
+      await new Promise((resolve) => setTimeout(resolve, 40));
+      return await kvStore.commitSteps(...args);
+    },
+  });
+  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  try {
+    const pusher = await join(room, "p");
+    const observer = await join(room, "o");
+    const framesBefore = observer.sent.filter((f) => f.type === "data").length;
+    push(room, pusher, 0, { "shape:a": ["put", geoShape("shape:a")] });
+    // While the first group commits: the second group.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    push(room, pusher, 1, { "shape:b": ["put", geoShape("shape:b")] });
+    await until(() => observer.dataEvents().length === 2);
+    await room.idle();
+    return observer.sent.filter((f) => f.type === "data").slice(framesBefore)
+      .map((f) => f.data.length);
+  } finally {
+    await room.close();
+  }
+}
+
+Deno.test("slow commits: a local store sends two groups' patches as one frame, a remote one at once", async () => {
+  assert.deepEqual(await framesForTwoGroups(false), [2]);
+  assert.deepEqual(await framesForTwoGroups(true), [1, 1]);
+});
