@@ -92,12 +92,15 @@ export function connectZeroFiles(session: ZeroSession): ZeroFileClient {
     });
   };
 
-  // The user's row first (files refer to it): created if this is their first visit.
-  zero.run(queries.user(), { type: "complete" }).then((user) => {
+  // The user's row first (files refer to it): created if this is their first visit. Every other
+  // mutation is sent after it: a file created at once by a first-time user would otherwise reach
+  // the server before its owner's row and be refused.
+  const userReady: Promise<void> = zero.run(queries.user(), { type: "complete" }).then((user) => {
     if (!user) {
       mutate(mutators.user.insert({ id: userID, name: session.name, email: "" }));
     }
-  });
+  }, () => {});
+  const mutateAfterUser = (request: unknown) => void userReady.then(() => mutate(request));
 
   return {
     subscribe(listener) {
@@ -108,7 +111,7 @@ export function connectZeroFiles(session: ZeroSession): ZeroFileClient {
     create(name, createSource) {
       const id = newFileId();
       const now = Date.now();
-      mutate(mutators.file.insertWithFileState({
+      mutateAfterUser(mutators.file.insertWithFileState({
         file: {
           id,
           name,
@@ -123,17 +126,17 @@ export function connectZeroFiles(session: ZeroSession): ZeroFileClient {
       return id;
     },
     rename(fileId, name) {
-      mutate(mutators.file.update({ id: fileId, name, updatedAt: Date.now() }));
+      mutateAfterUser(mutators.file.update({ id: fileId, name, updatedAt: Date.now() }));
     },
     share(fileId, linkType) {
-      mutate(mutators.file.update(
+      mutateAfterUser(mutators.file.update(
         linkType === "off"
           ? { id: fileId, shared: false, updatedAt: Date.now() }
           : { id: fileId, shared: true, sharedLinkType: linkType, updatedAt: Date.now() },
       ));
     },
     delete(fileId) {
-      mutate(mutators.file.deleteOrForget({ id: fileId }));
+      mutateAfterUser(mutators.file.deleteOrForget({ id: fileId }));
     },
     async close() {
       unwatch();

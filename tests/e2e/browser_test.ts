@@ -9,7 +9,7 @@
  * @module
  */
 import "../helpers/tldraw_settle.ts";
-import { freePort } from "../helpers/ports.ts";
+import { freePortPair } from "../helpers/ports.ts";
 import assert from "node:assert/strict";
 import type { Browser, Page } from "npm:playwright-core@1.65.1";
 import { type Config, testConfig } from "../../config.ts";
@@ -626,7 +626,7 @@ Deno.test({
     let server: Server | undefined;
     try {
       await buildApp(webDir);
-      const zeroPort = freePort();
+      const zeroPort = freePortPair();
       const zeroUrl = `http://127.0.0.1:${zeroPort}`;
       server = await startServer({
         port: 0,

@@ -11,3 +11,17 @@ export function freePort(): number {
   listener.close();
   return port;
 }
+
+/** A port that is free together with the next one (zero-cache listens on both). */
+export function freePortPair(): number {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = freePort();
+    try {
+      Deno.listen({ port: port + 1, hostname: "127.0.0.1" }).close();
+      return port;
+    } catch {
+      // The next port is taken: try another.
+    }
+  }
+  throw new Error("no two consecutive free ports on loopback");
+}

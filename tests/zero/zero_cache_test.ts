@@ -7,7 +7,7 @@
  * it fails instead.
  */
 import assert from "node:assert/strict";
-import { freePort } from "../helpers/ports.ts";
+import { freePortPair } from "../helpers/ports.ts";
 import { Zero } from "@rocicorp/zero";
 import { mutators, queries, schema } from "../../sync/zero/mod.ts";
 import { startZeroCache } from "../../zero_cache/run.ts";
@@ -73,7 +73,7 @@ Deno.test({
         upstreamDb: pg.urlOf("app"),
         replicaFile: `${replica}/replica.db`,
         serverUrl: server.url,
-        port: freePort(),
+        port: freePortPair(),
         output: "piped",
       });
       const aliceToken = await server.token("alice", { name: "Alice" });
