@@ -7,6 +7,8 @@
  * @module
  */
 
+import { withKvMethods } from "../sync/kv_write_lock.ts";
+
 /** Wraps `kv` so that each read and commit takes at least `roundTripMs` longer. */
 export function withLatency(kv: Deno.Kv, roundTripMs: number): Deno.Kv {
   if (roundTripMs <= 0) return kv;
@@ -31,14 +33,7 @@ export function withLatency(kv: Deno.Kv, roundTripMs: number): Deno.Kv {
       return op;
     }],
   ]);
-  return new Proxy(kv, {
-    get(target, property) {
-      if (overrides.has(property)) return overrides.get(property);
-      const value = Reflect.get(target, property, target);
-      // Deno.Kv's methods use private state: call them on the handle itself.
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
+  return withKvMethods(kv, overrides);
 }
 
 /** A listing whose first page costs one round trip (later entries arrive with it). */

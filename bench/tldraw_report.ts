@@ -158,13 +158,21 @@ function joinTable(results: BenchResults): string {
   );
 }
 
+/** What a list of target verdicts is built with: a steady result by scenario and server, a verdict. */
+function judging(results: BenchResults) {
+  const lines: string[] = [];
+  return {
+    lines,
+    steady: (key: string, name: string) =>
+      results.steady.find((s) => s.key === key)?.results.get(name),
+    verdict: (ok: boolean | undefined, text: string) =>
+      lines.push(`  ${ok === undefined ? "n/a " : ok ? "MET " : "MISS"}  ${text}`),
+  };
+}
+
 /** The issue's targets (ours vs reference, same run): one `MET` / `MISS` / `n/a` line each. */
 export function judgeTargets(results: BenchResults): string[] {
-  const steady = (key: string, name: string) =>
-    results.steady.find((s) => s.key === key)?.results.get(name);
-  const lines: string[] = [];
-  const verdict = (ok: boolean | undefined, text: string) =>
-    lines.push(`  ${ok === undefined ? "n/a " : ok ? "MET " : "MISS"}  ${text}`);
+  const { steady, lines, verdict } = judging(results);
   {
     const o = steady("50x10", "ours"), r = steady("50x10", "reference");
     verdict(
@@ -213,11 +221,7 @@ export function judgeTargets(results: BenchResults): string[] {
  * server (a remote KV's latency) against `ours`.
  */
 export function judgeLoadTargets(results: BenchResults): string[] {
-  const steady = (key: string, name: string) =>
-    results.steady.find((s) => s.key === key)?.results.get(name);
-  const lines: string[] = [];
-  const verdict = (ok: boolean | undefined, text: string) =>
-    lines.push(`  ${ok === undefined ? "n/a " : ok ? "MET " : "MISS"}  ${text}`);
+  const { steady, lines, verdict } = judging(results);
   {
     const o = steady("100r", "ours"), r = steady("100r", "reference");
     verdict(

@@ -175,11 +175,18 @@ export function withWriteLock(kv: Deno.Kv, lock: KvWriteLock): Deno.Kv {
     ["delete", (...args: Parameters<Deno.Kv["delete"]>) => lock.run(() => kv.delete(...args))],
     ["enqueue", (...args: Parameters<Deno.Kv["enqueue"]>) => lock.run(() => kv.enqueue(...args))],
   ]);
+  return withKvMethods(kv, writes);
+}
+
+/**
+ * `kv` with the methods in `overrides` replaced; the others are called on the handle itself
+ * (Deno.Kv's methods use private state). For wrappers that change how some calls are made.
+ */
+export function withKvMethods(kv: Deno.Kv, overrides: ReadonlyMap<PropertyKey, unknown>): Deno.Kv {
   return new Proxy(kv, {
     get(target, property) {
-      if (writes.has(property)) return writes.get(property);
+      if (overrides.has(property)) return overrides.get(property);
       const value = Reflect.get(target, property, target);
-      // Deno.Kv's methods use private state: call them on the handle itself.
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
