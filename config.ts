@@ -93,6 +93,7 @@ const envSchema = z.object({
   BUS: z.enum(BUS_KINDS, { error: `expected one of ${BUS_KINDS.join(", ")}` }).default("auto"),
   ROOM_SESSION_TTL_MS: intFromEnv(1_000, 600_000).default(10_000),
   ROOM_POLL_MS: intFromEnv(0, 60_000).default(1_000),
+  ISOLATE_REPORT_MS: intFromEnv(100, 600_000).default(5_000),
   KV_COMMITS_IN_FLIGHT: intFromEnv(1, 64).optional(),
   KV_REMOTE: booleanFromEnv.optional(),
   LIVESTORE_PATH_PREFIX: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, {
@@ -199,6 +200,8 @@ export interface Config {
      * commit per round trip).
      */
     kvCommitsInFlight: number;
+    /** How often an isolate writes its report for the operator page to KV (sync/isolate_reports.ts). */
+    reportMs: number;
   };
 }
 
@@ -365,6 +368,7 @@ export function loadConfig(
       pollMs: e.ROOM_POLL_MS,
       kvRemote: e.KV_REMOTE ?? platform === "deploy",
       kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? ((e.KV_REMOTE ?? platform === "deploy") ? 8 : 2),
+      reportMs: e.ISOLATE_REPORT_MS,
     },
     zeroCacheUrl: e.ZERO_CACHE_URL,
     webDir: e.WEB_DIR,

@@ -4,8 +4,9 @@
  *
  * - `GET /admin` (a browser): the operator page of the web app (`/#/admin`).
  * - `GET /admin/health`: this isolate, its bus, KV and database.
- * - `GET /admin/stats`: this isolate's sockets, rooms, sessions and push latency histogram
+ * - `GET /admin/stats`: this isolate's report: sockets, rooms, sessions and push latency histogram
  *   (cumulative; the operator page charts the differences).
+ * - `GET /admin/isolates`: every live isolate's report (sync/isolate_reports.ts), this one's fresh.
  * - `GET /admin/rooms`: rooms loaded on this isolate with their sessions and clocks.
  * - `GET /admin/rooms/:roomId`: a room's clock and its sessions on every isolate (KV session entries).
  * - `GET /admin/rooms/:roomId/snapshot`: the room's document.
@@ -29,11 +30,41 @@ import type { Authenticator } from "./auth/authenticator.ts";
 import { requireAdmin } from "./admin_auth.ts";
 import { debugTailHandler } from "./debug_tail.ts";
 import { MetricsRegistry, serverMetrics } from "../metrics.ts";
+import { type IsolateReport, type IsolateReports, trimRooms } from "../sync/isolate_reports.ts";
+import type { Lifecycle } from "./lifecycle.ts";
 
 const closeBody = z.object({
   sessionId: z.string().min(1).max(128).optional(),
   reason: z.enum(Object.values(CloseReason) as [string, ...string[]]).optional(),
 }).strict();
+
+/** This isolate's report for the operator page, taken now. */
+export function takeIsolateReport(
+  rooms: RoomManager,
+  lifecycle: Lifecycle,
+  metrics: MetricsRegistry,
+): IsolateReport {
+  const { pushDuration } = serverMetrics(metrics);
+  const pushes = pushDuration.merged();
+  const loaded = rooms.list();
+  return {
+    isolate: rooms.isolateId,
+    at: Date.now(),
+    openSockets: lifecycle.openSockets,
+    roomsLoaded: loaded.length,
+    sessions: loaded.reduce((sum, room) => sum + room.getSessions().length, 0),
+    pushes: { ...pushes, bounds: pushDuration.bounds },
+    rooms: trimRooms(loaded.map((room) => ({
+      roomId: room.roomId,
+      clock: room.clock,
+      sessions: room.getSessions().map(({ sessionId, state, isReadonly }) => ({
+        sessionId,
+        state,
+        isReadonly,
+      })),
+    }))),
+  };
+}
 
 /** The admin routes. */
 export function adminRoutes(
@@ -41,9 +72,11 @@ export function adminRoutes(
   rooms: RoomManager,
   auth: Authenticator,
   commands: AdminCommands,
+  reports: IsolateReports,
 ): Hono {
   const { config, kv, database } = deps;
-  const metrics = serverMetrics(deps.metrics ?? new MetricsRegistry());
+  const registry = deps.metrics ?? new MetricsRegistry();
+  const metrics = serverMetrics(registry);
   const app = new Hono();
   // The operator page (a page of the web app): a browser asks for it without credentials, which
   // the page then asks for.
@@ -78,23 +111,12 @@ export function adminRoutes(
     });
   });
 
-  app.get("/admin/stats", (c) => {
-    const pushes = metrics.pushDuration.merged();
-    return c.json({
-      isolate: rooms.isolateId,
-      at: Date.now(),
-      openSockets: deps.lifecycle.openSockets,
-      roomsLoaded: rooms.size,
-      sessions: rooms.list().reduce((sum, room) => sum + room.getSessions().length, 0),
-      // push received → its push_result sent, cumulative since start (seconds).
-      pushes: {
-        count: pushes.count,
-        sum: pushes.sum,
-        bounds: metrics.pushDuration.bounds,
-        buckets: pushes.buckets,
-      },
-    });
-  });
+  app.get(
+    "/admin/stats",
+    (c) => c.json(takeIsolateReport(rooms, deps.lifecycle, registry)),
+  );
+
+  app.get("/admin/isolates", async (c) => c.json({ isolates: await reports.list() }));
 
   app.get("/admin/rooms", (c) =>
     c.json({

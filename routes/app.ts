@@ -27,7 +27,8 @@ import { zeroRoutes } from "./zero.ts";
 import { clientConfigRoutes } from "./client_config.ts";
 import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
-import { adminRoutes } from "./admin.ts";
+import { adminRoutes, takeIsolateReport } from "./admin.ts";
+import { IsolateReports } from "../sync/isolate_reports.ts";
 import { AdminCommands } from "../sync/admin_commands.ts";
 import { FileRooms } from "../sync/file_rooms.ts";
 import { jwtAccessHooks, tokenAuthHooks } from "../sync/livestore/hooks.ts";
@@ -150,7 +151,15 @@ export function createApp(input: AppDeps): Hono {
     ...(deps.bus ? { bus: deps.bus } : {}),
   });
   deps.lifecycle.onDrain(() => adminCommands.stop());
-  app.route("/", adminRoutes(deps, rooms, userData.auth, adminCommands));
+  const reports = new IsolateReports({
+    kv: deps.kv,
+    take: () => takeIsolateReport(rooms, deps.lifecycle, metrics),
+    intervalMs: deps.config.rooms.reportMs,
+    log: deps.log,
+  });
+  reports.start();
+  deps.lifecycle.onDrain(() => reports.stop());
+  app.route("/", adminRoutes(deps, rooms, userData.auth, adminCommands, reports));
   app.route("/", historyRoutes(deps, rooms, userData, content));
   app.route("/", snapshotRoutes(deps, userData, content, readonlyIds));
   app.route(

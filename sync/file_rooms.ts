@@ -10,6 +10,9 @@
  * - renamed → the room's `document:document` record takes the new name (and a rename in the editor
  *   updates `file.name`: see {@link FileRooms.onDocumentChanged}).
  *
+ * Edits of a file's board move its `updatedAt` (the file lists' "last edited"), at most once per
+ * `lastEditIntervalMs` per file, so a busy board costs the database one write per interval.
+ *
  * The row is the source of truth when a file's room is loaded: the document takes the file's name
  * then ({@link FileRooms.prepare}), and an empty document name (a new room's default) never
  * overwrites a file's name.
@@ -48,16 +51,25 @@ function sessionMeta(meta: unknown): FileSessionMeta {
   return { userId: value?.userId, isOwner: value?.isOwner === true };
 }
 
+/** How often a board's edits move its file's `updatedAt`, by default. */
+export const LAST_EDIT_INTERVAL_MS = 30_000;
+/** Files whose last write is remembered; older entries are dropped past this many. */
+const REMEMBERED_FILES = 10_000;
+
 /** Keeps file rooms in line with their file rows. */
 export class FileRooms {
   #rooms: RoomManager | undefined;
   readonly #database: Database;
   readonly #log: Logger;
+  readonly #lastEditIntervalMs: number;
+  /** What this isolate last wrote to each file row from its board: the name and when. */
+  readonly #written = new Map<string, { name: string | undefined; at: number }>();
   #stop: (() => void) | undefined;
 
-  constructor(options: { database: Database; log: Logger }) {
+  constructor(options: { database: Database; log: Logger; lastEditIntervalMs?: number }) {
     this.#database = options.database;
     this.#log = options.log.child({ component: "file_rooms" });
+    this.#lastEditIntervalMs = options.lastEditIntervalMs ?? LAST_EDIT_INTERVAL_MS;
   }
 
   /** Starts applying file changes from `feed` to the rooms of `rooms`. */
@@ -137,20 +149,41 @@ export class FileRooms {
 
   /**
    * Called after a commit in a file room on this isolate: a document name changed in the editor
-   * becomes the file's name. Idempotent, so isolates racing on it agree.
+   * becomes the file's name, and the edit moves the file's `updatedAt` (once per interval).
+   * Idempotent, so isolates racing on it agree.
    */
   async onDocumentChanged(roomId: string): Promise<void> {
     const fileId = fileIdOfRoom(roomId);
     const room = fileId ? this.#rooms?.loaded(roomId) : undefined;
     if (!fileId || !room) return;
-    const name = room.getRecord(DOCUMENT_ID)?.name;
+    const documentName = room.getRecord(DOCUMENT_ID)?.name;
     // An empty name is a new document's default, never a rename worth keeping.
-    if (typeof name !== "string" || name === "") return;
+    const name = typeof documentName === "string" && documentName !== "" ? documentName : undefined;
+    const now = Date.now();
+    const last = this.#written.get(fileId);
+    const renamed = name !== undefined && name !== last?.name;
+    if (!renamed && last && now - last.at < this.#lastEditIntervalMs) return;
+    this.#remember(fileId, { name: name ?? last?.name, at: now });
     await this.#database.db.updateTable("file")
-      .set({ name, updatedAt: Date.now() })
+      .set({ updatedAt: now, ...(name !== undefined ? { name } : {}) })
       .where("id", "=", fileId)
-      .where("name", "<>", name)
       .where("isDeleted", "=", false)
+      .where((eb) =>
+        eb.or([
+          eb("updatedAt", "<=", now - this.#lastEditIntervalMs),
+          ...(name !== undefined ? [eb("name", "<>", name)] : []),
+        ])
+      )
       .execute();
+  }
+
+  #remember(fileId: string, written: { name: string | undefined; at: number }): void {
+    this.#written.delete(fileId);
+    this.#written.set(fileId, written);
+    // Insertion order is write order: the first entries are the stalest.
+    for (const stale of this.#written.keys()) {
+      if (this.#written.size <= REMEMBERED_FILES) break;
+      this.#written.delete(stale);
+    }
   }
 }

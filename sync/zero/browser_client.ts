@@ -20,6 +20,8 @@ export interface ZeroFile {
   isDeleted: boolean;
   createdAt: number;
   updatedAt: number;
+  /** Pinned by this user (their `file_state.isPinned`). */
+  isPinned?: boolean;
 }
 
 /** What the page hears: the files, and whether the client is connected. */
@@ -38,6 +40,8 @@ export interface ZeroFileClient {
   rename(fileId: string, name: string): void;
   share(fileId: string, linkType: "view" | "edit" | "off"): void;
   delete(fileId: string): void;
+  /** Pins or unpins a file in this user's list (their own file state). */
+  pin(fileId: string, pinned: boolean): void;
   close(): Promise<void>;
 }
 
@@ -72,11 +76,24 @@ export function connectZeroFiles(session: ZeroSession): ZeroFileClient {
     for (const listener of listeners) listener(state);
   };
 
-  const view = zero.materialize(queries.files());
-  view.addListener((rows) => {
-    const files = [...(rows as readonly ZeroFile[])].map((row) => ({ ...row }))
+  let fileRows: readonly ZeroFile[] = [];
+  /** The user's file states: `isPinned` by file id (a key present means the row exists). */
+  let states = new Map<string, boolean>();
+  const publishFiles = () => {
+    const files = fileRows.map((row) => ({ ...row, isPinned: states.get(row.id) === true }))
       .sort((a, b) => b.createdAt - a.createdAt);
     publish({ files, status: "online" });
+  };
+  const view = zero.materialize(queries.files());
+  view.addListener((rows) => {
+    fileRows = rows as readonly ZeroFile[];
+    publishFiles();
+  });
+  const stateView = zero.materialize(queries.fileStates());
+  stateView.addListener((rows) => {
+    const read = rows as readonly { fileId: string; isPinned: boolean | null }[];
+    states = new Map(read.map((row) => [row.fileId, row.isPinned === true]));
+    publishFiles();
   });
   const unwatch = zero.connection.state.subscribe((connection: { name: string }) => {
     publish({ status: connection.name === "connected" ? "online" : "offline" });
@@ -138,9 +155,17 @@ export function connectZeroFiles(session: ZeroSession): ZeroFileClient {
     delete(fileId) {
       mutateAfterUser(mutators.file.deleteOrForget({ id: fileId }));
     },
+    pin(fileId, isPinned) {
+      const row = { userId: userID, fileId, isPinned };
+      // The server's insert is an upsert; the client's is not, so an existing row is updated.
+      mutateAfterUser(
+        states.has(fileId) ? mutators.file_state.update(row) : mutators.file_state.insert(row),
+      );
+    },
     async close() {
       unwatch();
       view.destroy();
+      stateView.destroy();
       await zero.close();
     },
   };

@@ -167,3 +167,43 @@ Deno.test("admin: the operator page's stats count pushes and their latency; /adm
   assert.equal(api.status, 401);
   await api.body?.cancel();
 });
+
+Deno.test("admin: the isolate list shows every isolate's rooms and sessions; a stopped isolate leaves it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const config = { ...adminAuth(), rooms: { ...testConfig().rooms, reportMs: 100 } };
+  await using one = await startTestServer({ config, kv });
+  const two = await startTestServer({ config, kv });
+  try {
+    const headers = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+    type Listed = {
+      isolate: string;
+      sessions: number;
+      rooms: { roomId: string; sessions: { sessionId: string }[] }[];
+    };
+    const list = async () =>
+      ((await (await fetch(`${one.url}/admin/isolates`, { headers })).json()).isolates) as Listed[];
+    const { socket } = await connectRaw(`${two.wsUrl}/r/far-room?sessionId=far`);
+    await using _socket = socket;
+    let far: Listed | undefined;
+    await eventually(async () => {
+      far = (await list()).find((report) => report.rooms.some((r) => r.roomId === "far-room"));
+      return far !== undefined;
+    });
+    assert.equal(far!.sessions, 1);
+    assert.deepEqual(far!.rooms[0]!.sessions.map((s) => s.sessionId), ["far"]);
+    const isolates = await list();
+    assert.equal(isolates.length, 2);
+    const refused = await fetch(`${one.url}/admin/isolates`);
+    assert.equal(refused.status, 401);
+    await refused.body?.cancel();
+
+    await two.close();
+    assert.deepEqual((await list()).map((report) => report.isolate), [
+      isolates.find((report) => report.isolate !== far!.isolate)!.isolate,
+    ]);
+  } finally {
+    await two.close();
+    await one.close();
+    kv.close();
+  }
+});

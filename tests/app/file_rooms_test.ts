@@ -187,6 +187,45 @@ Deno.test(`${engine} file rooms: a file rename reaches the document, an editor r
   }, 5_000);
 });
 
+Deno.test(`${engine} file rooms: edits move the file's updatedAt once per interval, and the owner's list hears it`, async () => {
+  await using server = await startAuthServer();
+  await seed(server);
+  const { db } = server.deps.database;
+  const anHourAgo = Date.now() - 3_600_000;
+  await db.updateTable("file").set({ updatedAt: anHourAgo }).where("id", "=", "editable").execute();
+  await using aliceData = await server.connect("alice");
+  await aliceData.initialData();
+  const updatedAt = async () =>
+    Number(
+      (await db.selectFrom("file").select("updatedAt").where("id", "=", "editable")
+        .executeTakeFirstOrThrow()).updatedAt,
+    );
+
+  // A guest opens the board and draws: the file was edited now.
+  const beforeEdit = Date.now();
+  await using guest = connectClient(await url(server, "editable", "bob"));
+  await guest.loaded;
+  guest.store.put([geoShape("shape:edit1") as never]);
+  await eventually(async () => await updatedAt() >= beforeEdit, 5_000);
+  const edited = await updatedAt();
+  await eventually(
+    () =>
+      aliceData.updates().some((change) =>
+        change.table === "file" && change.row.id === "editable" &&
+        Number(change.row.updatedAt) === edited
+      ),
+    5_000,
+  );
+
+  // More edits within the interval write nothing more.
+  guest.store.put([geoShape("shape:edit2") as never]);
+  await eventually(async () =>
+    (await server.deps.kv.get(["tldraw", "file:editable", "rec", "shape:edit2"])).value !== null
+  );
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(await updatedAt(), edited);
+});
+
 Deno.test(`${engine} file rooms: a new file keeps its name when first opened, with nothing drawn`, async () => {
   await using server = await startAuthServer();
   await using alice = await server.connect("alice");

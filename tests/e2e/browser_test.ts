@@ -356,6 +356,19 @@ async function signedInFiles(browser: Browser, url: string, database: Database):
     await untitled.waitFor({ state: "detached" });
     await owner.getByTestId("undo-delete").getByRole("button", { name: "Undo" }).click();
     await untitled.waitFor();
+    // Each file says when it was last edited; pinning the open one moves it to the pinned list,
+    // in the database, so it stays pinned after a reload.
+    assert.equal(await current.locator("time").textContent(), "just now");
+    const pinnedId = await current.getAttribute("data-file-id");
+    await current.getByRole("button", { name: "Pin", exact: true }).click();
+    const pinned = sidebar.getByTestId("sidebar-pinned");
+    await pinned.getByRole("button", { name: "Roadmap v2" }).waitFor();
+    await owner.reload();
+    await waitForStatus(owner, "online");
+    await pinned.getByRole("button", { name: "Roadmap v2" }).waitFor();
+    const pinnedRow = await database.db.selectFrom("file_state").select("isPinned")
+      .where("userId", "=", "carol").where("fileId", "=", pinnedId!).executeTakeFirst();
+    assert.equal(pinnedRow?.isPinned, true);
     await owner.screenshot({
       path: decodeURIComponent(new URL("browser_sidebar.png", ARTIFACTS).pathname),
     });
@@ -587,6 +600,7 @@ Deno.test({
         await operator.waitForTimeout(2_100);
       }
       await operator.locator("polyline").first().waitFor();
+      assert.equal(await operator.getByTestId("admin-isolate").count(), 1);
       await operator.screenshot({
         path: decodeURIComponent(new URL("browser_admin.png", ARTIFACTS).pathname),
         fullPage: true,
@@ -677,6 +691,21 @@ Deno.test({
         await signIn(guest, server.url, "frank");
         await guest.goto(shareLink!);
         await waitForStatus(guest, "online");
+        // The guest pins it in the board's sidebar: through zero-cache to Postgres.
+        const guestSidebar = guest.getByTestId("file-sidebar");
+        await guestSidebar.getByTestId("sidebar-shared")
+          .getByRole("button", { name: "Zero roadmap" }).waitFor();
+        await guestSidebar.getByRole("button", { name: "Pin", exact: true }).click();
+        await guestSidebar.getByTestId("sidebar-pinned")
+          .getByRole("button", { name: "Zero roadmap" }).waitFor();
+        await eventually(
+          async () =>
+            (await database.db.selectFrom("file_state").select("isPinned")
+              .where("userId", "=", "frank").where("fileId", "=", fileId).executeTakeFirst())
+              ?.isPinned === true,
+          WAIT_MS,
+          "the pin in Postgres",
+        );
         await guest.goto(`${server.url}/#/`);
         await guest.getByTestId("file-item").getByText(/shared with you/).waitFor();
         await Deno.mkdir(ARTIFACTS, { recursive: true });

@@ -1,6 +1,7 @@
 /**
- * The operator page (`/admin` → `#/admin`): this isolate's health, its rooms with their clients and
- * clocks (closing a session is one click), and push rate and latency over the last minutes, charted
+ * The operator page (`/admin` → `#/admin`): this isolate's health; every isolate with its load
+ * and its rooms with their clients and clocks (from the isolates' reports in KV; closing a session
+ * is one click and reaches any isolate); and push rate and latency over the last minutes, charted
  * from the cumulative `/admin/stats` polled every two seconds. Credentials: the admin token (kept
  * for this tab only) or a signed-in admin user's token.
  *
@@ -8,10 +9,15 @@
  */
 import { useEffect, useState } from "react";
 import type { Session } from "./auth.ts";
+import {
+  Chart,
+  KEEP_SAMPLES,
+  type PushTotals,
+  type Sample,
+  sampleBetween,
+} from "./admin_charts.tsx";
 
 const POLL_MS = 2_000;
-/** Five minutes of samples. */
-const KEEP_SAMPLES = 150;
 const TOKEN_KEY = "deno-sync.admin-token";
 
 interface Health {
@@ -23,31 +29,31 @@ interface Health {
   roomsLoaded: number;
 }
 
-interface Stats {
-  at: number;
-  sessions: number;
-  pushes: { count: number; sum: number; bounds: number[]; buckets: number[] };
-}
-
 interface RoomRow {
   roomId: string;
   clock: number;
   sessions: { sessionId: string; state: string; isReadonly: boolean }[];
 }
 
-/** One point of the charts: over the poll interval that ended at `at`. */
-interface Sample {
-  at: number;
-  pushesPerSecond: number;
-  /** Mean and 90th percentile of push → result (ms), or null without pushes. */
-  meanMs: number | null;
-  p90Ms: number | null;
+/** An isolate's report (the server's sync/isolate_reports.ts). */
+interface IsolateReport extends PushTotals {
+  isolate: string;
+  openSockets: number;
+  roomsLoaded: number;
+  sessions: number;
+  rooms: RoomRow[];
+}
+
+/** An isolate as listed: its report and its load over its last report interval. */
+interface IsolateRow {
+  report: IsolateReport;
+  recent: Sample | undefined;
 }
 
 type Load =
   | { kind: "signed_out" }
   | { kind: "refused"; status: number }
-  | { kind: "ok"; health: Health; rooms: RoomRow[] };
+  | { kind: "ok"; health: Health; isolates: IsolateRow[] };
 
 /** The page. */
 export function AdminPage({ session }: { session: Session | undefined }) {
@@ -58,21 +64,31 @@ export function AdminPage({ session }: { session: Session | undefined }) {
   useEffect(() => {
     if (!token) return setLoad({ kind: "signed_out" });
     let stopped = false;
-    let last: Stats | undefined;
+    let last: PushTotals | undefined;
+    /** Each isolate's previous report and the sample since it. */
+    const previous = new Map<string, IsolateRow>();
     const headers = { authorization: `Bearer ${token}` };
     const poll = async () => {
-      const [health, rooms, stats] = await Promise.all(
-        ["/admin/health", "/admin/rooms", "/admin/stats"].map((path) => fetch(path, { headers })),
+      const [health, isolates, stats] = await Promise.all(
+        ["/admin/health", "/admin/isolates", "/admin/stats"].map((path) =>
+          fetch(path, { headers })
+        ),
       );
       if (stopped) return;
-      const refused = [health!, rooms!, stats!].find((response) => !response.ok);
+      const refused = [health!, isolates!, stats!].find((response) => !response.ok);
       if (refused) return setLoad({ kind: "refused", status: refused.status });
-      const now = await stats!.json() as Stats;
-      setLoad({
-        kind: "ok",
-        health: await health!.json(),
-        rooms: (await rooms!.json()).rooms,
+      const now = await stats!.json() as PushTotals;
+      const reports = (await isolates!.json()).isolates as IsolateReport[];
+      const rows = reports.map((report): IsolateRow => {
+        const before = previous.get(report.isolate);
+        const recent = before && before.report.at < report.at
+          ? sampleBetween(before.report, report)
+          : before?.recent;
+        return { report, recent };
       });
+      previous.clear();
+      for (const row of rows) previous.set(row.report.isolate, row);
+      setLoad({ kind: "ok", health: await health!.json(), isolates: rows });
       if (last) {
         const sample = sampleBetween(last, now);
         setSamples((previous) => [...previous, sample].slice(-KEEP_SAMPLES));
@@ -122,12 +138,12 @@ export function AdminPage({ session }: { session: Session | undefined }) {
           </section>
           <section className="card charts">
             <Chart
-              title="pushes / s"
+              title="pushes / s, this isolate"
               samples={samples}
               series={[{ value: (s) => s.pushesPerSecond, color: "#2563eb" }]}
             />
             <Chart
-              title="push → result, ms (mean, p90)"
+              title="push → result, ms (mean, p90), this isolate"
               samples={samples}
               series={[
                 { value: (s) => s.meanMs, color: "#16a34a" },
@@ -135,41 +151,8 @@ export function AdminPage({ session }: { session: Session | undefined }) {
               ]}
             />
           </section>
-          <section className="card">
-            <h2>Rooms on this isolate ({load.rooms.length})</h2>
-            <table data-testid="admin-rooms">
-              <thead>
-                <tr>
-                  <th>room</th>
-                  <th>clock</th>
-                  <th>sessions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {load.rooms.map((room) => (
-                  <tr key={room.roomId} data-testid="admin-room" data-room-id={room.roomId}>
-                    <td>{room.roomId}</td>
-                    <td>{room.clock}</td>
-                    <td>
-                      {room.sessions.map((session) => (
-                        <div key={session.sessionId} data-testid="admin-session">
-                          <code>{session.sessionId}</code> {session.state}
-                          {session.isReadonly ? " (read-only)" : ""}{" "}
-                          <button
-                            type="button"
-                            onClick={() =>
-                              void closeSession(room.roomId, session.sessionId)}
-                          >
-                            Close
-                          </button>
-                        </div>
-                      ))}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </section>
+          <IsolatesTable isolates={load.isolates} />
+          <RoomsTable isolates={load.isolates} onClose={closeSession} />
         </>
       )}
     </main>
@@ -209,58 +192,95 @@ function Status({ ok, error }: { ok: boolean; error: string | undefined }) {
     : <span className="error" title={error}>failing</span>;
 }
 
-/** Rate and latency over one poll interval, from two cumulative readings. */
-function sampleBetween(before: Stats, after: Stats): Sample {
-  const count = after.pushes.count - before.pushes.count;
-  const seconds = Math.max(0.001, (after.at - before.at) / 1000);
-  if (count <= 0) return { at: after.at, pushesPerSecond: 0, meanMs: null, p90Ms: null };
-  const meanMs = (after.pushes.sum - before.pushes.sum) / count * 1000;
-  // The first bucket holding 90 % of the interval's pushes (cumulative buckets, `le` bounds).
-  const target = count * 0.9;
-  const index = after.pushes.buckets.findIndex((value, i) =>
-    value - (before.pushes.buckets[i] ?? 0) >= target
+function IsolatesTable({ isolates }: { isolates: IsolateRow[] }) {
+  return (
+    <section className="card">
+      <h2>Isolates ({isolates.length})</h2>
+      <table data-testid="admin-isolates">
+        <thead>
+          <tr>
+            <th>isolate</th>
+            <th>report</th>
+            <th>sockets</th>
+            <th>rooms</th>
+            <th>sessions</th>
+            <th>pushes / s</th>
+            <th>push → result p90</th>
+          </tr>
+        </thead>
+        <tbody>
+          {isolates.map(({ report, recent }) => (
+            <tr key={report.isolate} data-testid="admin-isolate">
+              <td>
+                <code>{report.isolate.slice(0, 8)}</code>
+              </td>
+              <td>{Math.max(0, Math.round((Date.now() - report.at) / 1000))} s ago</td>
+              <td>{report.openSockets}</td>
+              <td>{report.roomsLoaded}</td>
+              <td>{report.sessions}</td>
+              <td>{recent ? recent.pushesPerSecond.toFixed(1) : "…"}</td>
+              <td>{recent?.p90Ms != null ? `≤ ${recent.p90Ms} ms` : "…"}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
   );
-  const bound = index === -1 ? null : after.pushes.bounds[index]!;
-  return {
-    at: after.at,
-    pushesPerSecond: count / seconds,
-    meanMs,
-    p90Ms: bound === null ? null : bound * 1000,
-  };
 }
 
-/** A line chart in SVG (no chart library: the page stays light). */
-function Chart(
-  { title, samples, series }: {
-    title: string;
-    samples: Sample[];
-    series: { value: (sample: Sample) => number | null; color: string }[];
+function RoomsTable(
+  { isolates, onClose }: {
+    isolates: IsolateRow[];
+    onClose: (roomId: string, sessionId: string) => Promise<void>;
   },
 ) {
-  const width = 360;
-  const height = 120;
-  const values = samples.flatMap((sample) => series.map((s) => s.value(sample) ?? 0));
-  const max = Math.max(1, ...values);
-  // The newest sample at the right edge; five minutes across.
-  const x = (i: number) => width - (samples.length - 1 - i) * (width / (KEEP_SAMPLES - 1));
-  const y = (value: number) => height - (value / max) * (height - 4) - 2;
+  // One row per room per isolate: the clients of one room may be spread over several isolates.
+  const rows = isolates.flatMap(({ report }) =>
+    report.rooms.map((room) => ({ isolate: report.isolate, room }))
+  );
   return (
-    <figure className="chart">
-      <figcaption>
-        {title} <span className="muted">(max {max.toFixed(max < 10 ? 1 : 0)})</span>
-      </figcaption>
-      <svg width={width} height={height} viewBox={`0 0 ${width} ${height}`} role="img">
-        <rect x={0} y={0} width={width} height={height} fill="#f8fafc" stroke="#ddd" />
-        {series.map((s, n) => (
-          <polyline
-            key={n}
-            fill="none"
-            stroke={s.color}
-            strokeWidth={1.5}
-            points={samples.map((sample, i) => `${x(i)},${y(s.value(sample) ?? 0)}`).join(" ")}
-          />
-        ))}
-      </svg>
-    </figure>
+    <section className="card">
+      <h2>Rooms ({rows.length})</h2>
+      <table data-testid="admin-rooms">
+        <thead>
+          <tr>
+            <th>room</th>
+            <th>isolate</th>
+            <th>clock</th>
+            <th>sessions</th>
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map(({ isolate, room }) => (
+            <tr
+              key={`${isolate}/${room.roomId}`}
+              data-testid="admin-room"
+              data-room-id={room.roomId}
+            >
+              <td>{room.roomId}</td>
+              <td>
+                <code>{isolate.slice(0, 8)}</code>
+              </td>
+              <td>{room.clock}</td>
+              <td>
+                {room.sessions.map((session) => (
+                  <div key={session.sessionId} data-testid="admin-session">
+                    <code>{session.sessionId}</code> {session.state}
+                    {session.isReadonly ? " (read-only)" : ""}{" "}
+                    <button
+                      type="button"
+                      onClick={() =>
+                        void onClose(room.roomId, session.sessionId)}
+                    >
+                      Close
+                    </button>
+                  </div>
+                ))}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
   );
 }

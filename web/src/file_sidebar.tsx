@@ -1,7 +1,7 @@
 /**
  * The file sidebar beside a file's board, as on tldraw.com: the user's files and the files shared
- * with them, most recently edited first, the open one marked; a new file, rename in place,
- * duplicate, and delete with an undo while the file can still be restored. Everything goes through
+ * with them, most recently edited first (pinned ones above), the open one marked; a new file,
+ * rename in place, pin, duplicate, and delete with an undo while the file can still be restored. Everything goes through
  * the user's data (the user-data channel, or Zero).
  *
  * @module
@@ -29,8 +29,10 @@ export function FileSidebar({ userId, currentFileId, data }: FileSidebarProps) {
     return () => clearTimeout(timer);
   }, [deleted]);
   const byLastEdit = (files: FileRow[]) => [...files].sort((a, b) => b.updatedAt - a.updatedAt);
-  const mine = byLastEdit(data.files.filter((file) => file.ownerId === userId));
-  const shared = byLastEdit(data.files.filter((file) => file.ownerId !== userId));
+  const pinned = byLastEdit(data.files.filter((file) => file.isPinned));
+  const unpinned = data.files.filter((file) => !file.isPinned);
+  const mine = byLastEdit(unpinned.filter((file) => file.ownerId === userId));
+  const shared = byLastEdit(unpinned.filter((file) => file.ownerId !== userId));
   const item = (file: FileRow) => (
     <SidebarItem
       key={file.id}
@@ -52,6 +54,12 @@ export function FileSidebar({ userId, currentFileId, data }: FileSidebarProps) {
       >
         + New file
       </button>
+      {pinned.length > 0 && (
+        <>
+          <h3>Pinned</h3>
+          <ul data-testid="sidebar-pinned">{pinned.map(item)}</ul>
+        </>
+      )}
       <h3>My files</h3>
       <ul data-testid="sidebar-mine">{mine.map(item)}</ul>
       {shared.length > 0 && (
@@ -128,6 +136,9 @@ function SidebarItem(
             {file.name || "Untitled"}
           </button>
         )}
+      <time className="muted" dateTime={new Date(file.updatedAt).toISOString()}>
+        {editedAgo(file.updatedAt)}
+      </time>
       <span className="item-actions">
         {mine && (
           <button
@@ -141,6 +152,14 @@ function SidebarItem(
             ✎
           </button>
         )}
+        <button
+          type="button"
+          aria-label={file.isPinned ? "Unpin" : "Pin"}
+          aria-pressed={file.isPinned === true}
+          onClick={() => data.pinFile(file.id, !file.isPinned)}
+        >
+          {file.isPinned ? "unpin" : "pin"}
+        </button>
         <button type="button" aria-label="Duplicate" onClick={() => data.duplicateFile(file)}>
           copy
         </button>
@@ -152,4 +171,13 @@ function SidebarItem(
       </span>
     </li>
   );
+}
+
+/** "just now", "5 min ago", "3 h ago", or the date: when the file was last edited. */
+function editedAgo(at: number): string {
+  const seconds = (Date.now() - at) / 1000;
+  if (seconds < 60) return "just now";
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)} h ago`;
+  return new Date(at).toLocaleDateString();
 }

@@ -22,6 +22,14 @@ export interface FileRow {
   updatedAt: number;
   published?: boolean;
   publishedSlug?: string;
+  /** Pinned by this user (their `file_state.isPinned`), computed by the data layer. */
+  isPinned?: boolean;
+}
+
+/** The columns of the user's `file_state` rows this app uses. */
+interface FileStateRow {
+  fileId: string;
+  isPinned?: boolean | null;
 }
 
 type RowChange = {
@@ -30,7 +38,7 @@ type RowChange = {
   row: Record<string, unknown>;
 };
 type ServerMessage =
-  | { type: "initial_data"; initialData: { files: FileRow[] } }
+  | { type: "initial_data"; initialData: { files: FileRow[]; fileStates: FileStateRow[] } }
   | { type: "update"; updates: RowChange[] }
   | { type: "commit"; mutationIds: string[] }
   | { type: "reject"; mutationId: string; errorCode: string }
@@ -55,6 +63,8 @@ export interface UserData {
   renameFile(fileId: string, name: string): void;
   shareFile(fileId: string, linkType: "view" | "edit" | "off"): void;
   deleteFile(fileId: string): void;
+  /** Pins or unpins a file in this user's list (their own file state). */
+  pinFile(fileId: string, pinned: boolean): void;
 }
 
 /** Close reasons after which reconnecting cannot help. */
@@ -63,6 +73,7 @@ const FINAL_REASONS = new Set(["NOT_AUTHENTICATED", "FORBIDDEN", "CLIENT_TOO_OLD
 /** Connects while `session` is set; reconnects with backoff when the socket drops. */
 export function useUserData(session: Session | undefined): UserData {
   const [files, setFiles] = useState(new Map<string, FileRow>());
+  const [pinned, setPinned] = useState(new Set<string>());
   const [status, setStatus] = useState<UserData["status"]>("connecting");
   const [error, setError] = useState<string>();
   const socketRef = useRef<WebSocket | undefined>(undefined);
@@ -83,8 +94,10 @@ export function useUserData(session: Session | undefined): UserData {
           setStatus("online");
           setError(undefined);
           setFiles(new Map(message.initialData.files.map((file) => [file.id, file])));
+          setPinned(pinnedOf(new Set(), message.initialData.fileStates, "insert"));
         } else if (message.type === "update") {
           setFiles((previous) => applyUpdates(previous, message.updates));
+          setPinned((previous) => applyStateUpdates(previous, message.updates));
         } else if (message.type === "reject") {
           setError(`rejected: ${message.errorCode}`);
         }
@@ -108,6 +121,7 @@ export function useUserData(session: Session | undefined): UserData {
       socketRef.current?.close();
       socketRef.current = undefined;
       setFiles(new Map());
+      setPinned(new Set());
     };
   }, [session]);
 
@@ -148,7 +162,8 @@ export function useUserData(session: Session | undefined): UserData {
       );
       return id;
     };
-    const all = [...files.values()].sort((a, b) => b.createdAt - a.createdAt);
+    const all = [...files.values()].sort((a, b) => b.createdAt - a.createdAt)
+      .map((file) => pinned.has(file.id) ? { ...file, isPinned: true } : file);
     return {
       transport: "channel",
       status,
@@ -181,8 +196,16 @@ export function useUserData(session: Session | undefined): UserData {
           row: { id: fileId, isDeleted: true, updatedAt: now() },
         });
       },
+      pinFile(fileId, isPinned) {
+        // An insert is an upsert on the key: a shared file the user has no state for yet gets one.
+        mutate({
+          table: "file_state",
+          event: "insert",
+          row: { userId: session?.userId ?? "", fileId, isPinned },
+        });
+      },
     };
-  }, [files, status, error, session]);
+  }, [files, pinned, status, error, session]);
 }
 
 function applyUpdates(previous: Map<string, FileRow>, updates: RowChange[]): Map<string, FileRow> {
@@ -192,6 +215,33 @@ function applyUpdates(previous: Map<string, FileRow>, updates: RowChange[]): Map
     const id = row.id as string;
     if (event === "delete") next.delete(id);
     else next.set(id, { ...next.get(id), ...row } as FileRow);
+  }
+  return next;
+}
+
+function applyStateUpdates(previous: Set<string>, updates: RowChange[]): Set<string> {
+  const states = updates.filter((update) => update.table === "file_state");
+  if (states.length === 0) return previous;
+  let next = previous;
+  for (const { event, row } of states) {
+    next = pinnedOf(next, [row as unknown as FileStateRow], event);
+  }
+  return next;
+}
+
+/** `pinned` with `rows` applied (a copy when anything changes). */
+function pinnedOf(
+  pinned: Set<string>,
+  rows: FileStateRow[],
+  event: RowChange["event"],
+): Set<string> {
+  const next = new Set(pinned);
+  for (const row of rows) {
+    if (event !== "delete" && row.isPinned) next.add(row.fileId);
+    // An update without the column leaves the pin as it was.
+    else if (event === "delete" || row.isPinned === false || row.isPinned === null) {
+      next.delete(row.fileId);
+    }
   }
   return next;
 }

@@ -24,6 +24,7 @@ interface ZeroFileClient {
   rename(fileId: string, name: string): void;
   share(fileId: string, linkType: "view" | "edit" | "off"): void;
   delete(fileId: string): void;
+  pin(fileId: string, pinned: boolean): void;
   close(): Promise<void>;
 }
 interface ZeroClientModule {
@@ -82,6 +83,7 @@ export function useZeroData(session: Session | undefined, cacheUrl: string | und
       renameFile: (fileId, name) => client ? client.rename(fileId, name) : offline(),
       shareFile: (fileId, linkType) => client ? client.share(fileId, linkType) : offline(),
       deleteFile: (fileId) => client ? client.delete(fileId) : offline(),
+      pinFile: (fileId, pinned) => client ? client.pin(fileId, pinned) : offline(),
       restoreFile: (fileId) => {
         fetch(`/app/file/${encodeURIComponent(fileId)}/restore`, {
           method: "POST",
