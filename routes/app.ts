@@ -138,9 +138,21 @@ export function createApp(input: AppDeps): Hono {
   deps.lifecycle.onDrain(() => fileRooms.stop());
   app.route(
     "/",
-    roomRoutes(deps, { rooms, readonlyIds, snapshotJoin: snapshotJoiner(rooms, content) }),
+    roomRoutes(deps, {
+      rooms,
+      readonlyIds,
+      snapshotJoin: snapshotJoiner(rooms, content),
+      fileLinkAccess: async (fileId) => {
+        const access = await userData.fileAccess(fileId, undefined);
+        return access.kind === "ok"
+          ? "ok"
+          : access.kind === "not_found"
+          ? "not_found"
+          : "forbidden";
+      },
+    }),
   );
-  app.route("/", fileRoomRoutes(deps, rooms, userData, fileRooms, deps.fileRooms));
+  app.route("/", fileRoomRoutes(deps, rooms, userData, fileRooms, readonlyIds, deps.fileRooms));
   app.route("/", tldrImportRoutes(deps, rooms, userData));
   app.route("/", fileRoutes(deps, userData));
   app.route("/", zeroRoutes(deps, userData));

@@ -7,6 +7,10 @@
  * loaded for the join takes the file's name.
  * Refusals are accept-then-close 4099 because the tldraw client retries HTTP errors forever.
  *
+ * `GET /app/file/:fileId/readonly-link` (the owner): the file's read-only id. `/ro/<id>` opens the
+ * file's room read-only for anyone while the file is shared (view or edit), without putting the
+ * file in the visitor's list: the file's own id, which the edit link is made of, is never shown.
+ *
  * @module
  */
 import { Hono } from "hono";
@@ -21,9 +25,9 @@ import type { AppDeps } from "./deps.ts";
 import { meterSocket } from "./socket_metrics.ts";
 import { HttpError } from "./errors.ts";
 import type { UserData } from "./user_sync.ts";
+import type { ReadonlyIds } from "../sync/readonly_ids.ts";
+import { FILE_ID_PATTERN, ownedFileId } from "./file_param.ts";
 
-/** File ids as the app creates them: URL-safe, 1–128 characters. */
-export const FILE_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const SESSION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
 /** Room joins per user (all isolates share the budget through KV). */
@@ -46,6 +50,7 @@ export function fileRoomRoutes(
   rooms: RoomManager,
   userData: UserData,
   fileRooms: FileRooms,
+  readonlyIds: ReadonlyIds,
   options: FileRoomRouteOptions = {},
 ): Hono {
   const joins = new KvRateLimiter(
@@ -58,6 +63,11 @@ export function fileRoomRoutes(
   const visits = new Set<Promise<void>>();
   deps.lifecycle.onDrain(() => Promise.allSettled(visits).then(() => {}));
   const app = new Hono();
+  app.get("/app/file/:fileId/readonly-link", async (c) => {
+    const fileId = await ownedFileId(c, deps.database, userData.auth, "shares a read-only link");
+    c.header("Cache-Control", "no-store");
+    return c.json({ readonlyId: await readonlyIds.forRoom(fileRoomId(fileId)) });
+  });
   app.get("/app/file/:fileId", async (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       throw new HttpError("bad_request", "expected a WebSocket upgrade (tldraw sync)");

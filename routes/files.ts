@@ -18,7 +18,7 @@ import { MutationError, type MutationErrorCode } from "../sync/user/protocol.ts"
 import { ensureUser } from "../sync/user/data.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError, type HttpErrorCode } from "./errors.ts";
-import { FILE_ID_PATTERN } from "./file_rooms.ts";
+import { FILE_ID_PATTERN } from "./file_param.ts";
 import { readJsonBody } from "./body.ts";
 import { randomId } from "./tldr_import.ts";
 import type { UserData } from "./user_sync.ts";

@@ -17,7 +17,7 @@ import { migrateTldrFile, type TldrFile } from "../sync/tldraw/tldr_file.ts";
 import { requireAdmin } from "./admin_auth.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
-import { FILE_ID_PATTERN } from "./file_rooms.ts";
+import { ownedFileId } from "./file_param.ts";
 import { ROOM_ID_PATTERN } from "./rooms.ts";
 import type { UserData } from "./user_sync.ts";
 
@@ -60,18 +60,8 @@ export function historyRoutes(
   const app = new Hono();
 
   /** The room of a file the caller owns (404 for missing/deleted files, 403 for others' files). */
-  const ownedFileRoom = async (c: Context): Promise<string> => {
-    const identity = await userData.auth.required(c);
-    const fileId = c.req.param("fileId") ?? "";
-    if (!FILE_ID_PATTERN.test(fileId)) throw new HttpError("not_found", "No such file");
-    const file = await deps.database.db.selectFrom("file").select(["ownerId", "isDeleted"])
-      .where("id", "=", fileId).executeTakeFirst();
-    if (!file || file.isDeleted) throw new HttpError("not_found", "No such file");
-    if (file.ownerId !== identity.userId) {
-      throw new HttpError("forbidden", "Only the owner sees a file's history");
-    }
-    return fileRoomId(fileId);
-  };
+  const ownedFileRoom = async (c: Context): Promise<string> =>
+    fileRoomId(await ownedFileId(c, deps.database, userData.auth, "sees a file's history"));
 
   const adminRoom = async (c: Context): Promise<string> => {
     await requireAdmin(c, deps.config, userData.auth);

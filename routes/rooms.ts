@@ -7,6 +7,7 @@
  * an edit link: `/r/<read-only id>` joins the same room read-only too. `/ro/` also opens shared
  * snapshots by slug, and, for links made before read-only ids existed, an existing room by its own
  * id (read-only: such a link already shows the edit id, so keeping it working reveals nothing).
+ * A file's read-only id (routes/file_rooms.ts) opens the file's room only while the file is shared.
  *
  * Thin: resolve the id, upgrade, hand the socket to the room manager. Problems after the upgrade
  * are reported as close 4099 + reason, because the tldraw client retries HTTP rejections forever
@@ -19,6 +20,7 @@ import type { Context } from "hono";
 import { CloseReason, SYNC_ERROR_CLOSE_CODE } from "../sync/tldraw/protocol.ts";
 import type { RoomConnection, RoomManager } from "../sync/tldraw/room_manager.ts";
 import type { ReadonlyIds } from "../sync/readonly_ids.ts";
+import { fileIdOfRoom } from "../sync/file_rooms.ts";
 import type { AppDeps } from "./deps.ts";
 import { meterSocket } from "./socket_metrics.ts";
 import { HttpError } from "./errors.ts";
@@ -31,7 +33,9 @@ const SESSION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 /** Where a socket of a room route goes: a room and the mode, or nowhere. */
 export type RoomTarget =
   | { kind: "room"; roomId: string; isReadonly: boolean }
-  | { kind: "not_found" };
+  | { kind: "refused"; reason: CloseReason };
+
+const NOT_FOUND: RoomTarget = { kind: "refused", reason: CloseReason.NOT_FOUND };
 
 /** What the room routes resolve ids with. */
 export interface RoomRouteDeps {
@@ -39,6 +43,11 @@ export interface RoomRouteDeps {
   readonlyIds: ReadonlyIds;
   /** The room serving the snapshot stored under `slug` (seeded on first use), or `null`. */
   snapshotJoin(slug: string): Promise<string | null>;
+  /**
+   * Whether a file's read-only link opens its room now: while the file is shared (view or
+   * edit); `not_found` once it is deleted, `forbidden` while it is private.
+   */
+  fileLinkAccess(fileId: string): Promise<"ok" | "not_found" | "forbidden">;
 }
 
 /**
@@ -51,16 +60,24 @@ export async function resolveRoomTarget(
   mode: "edit" | "readonly",
   id: string,
 ): Promise<RoomTarget> {
-  if (!ROOM_ID_PATTERN.test(id)) return { kind: "not_found" };
+  if (!ROOM_ID_PATTERN.test(id)) return NOT_FOUND;
   const room = await deps.readonlyIds.roomOf(id);
-  if (room !== null) return { kind: "room", roomId: room, isReadonly: true };
+  if (room !== null) {
+    const fileId = fileIdOfRoom(room);
+    const access = fileId === undefined ? "ok" : await deps.fileLinkAccess(fileId);
+    if (access === "ok") return { kind: "room", roomId: room, isReadonly: true };
+    return {
+      kind: "refused",
+      reason: access === "not_found" ? CloseReason.NOT_FOUND : CloseReason.FORBIDDEN,
+    };
+  }
   if (mode === "edit") return { kind: "room", roomId: id, isReadonly: false };
   const snapshotRoom = await deps.snapshotJoin(id);
   if (snapshotRoom !== null) return { kind: "room", roomId: snapshotRoom, isReadonly: true };
   if (await deps.rooms.store.readClock(id) >= 0) {
     return { kind: "room", roomId: id, isReadonly: true };
   }
-  return { kind: "not_found" };
+  return NOT_FOUND;
 }
 
 /** The room routes. */
@@ -140,8 +157,8 @@ function joinWhenResolved(
     connection?.close();
   });
   target.then((resolved) => {
-    if (resolved.kind === "not_found") {
-      if (socket.readyState <= 1) socket.close(SYNC_ERROR_CLOSE_CODE, CloseReason.NOT_FOUND);
+    if (resolved.kind === "refused") {
+      if (socket.readyState <= 1) socket.close(SYNC_ERROR_CLOSE_CODE, resolved.reason);
       return;
     }
     connection = connect(resolved);

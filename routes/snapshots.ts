@@ -21,7 +21,7 @@ import type { AppDeps } from "./deps.ts";
 import { callerKey } from "./caller.ts";
 import { HttpError } from "./errors.ts";
 import { readJsonBody } from "./body.ts";
-import { FILE_ID_PATTERN } from "./file_rooms.ts";
+import { FILE_ID_PATTERN } from "./file_param.ts";
 import { ROOM_ID_PATTERN } from "./rooms.ts";
 import type { UserData } from "./user_sync.ts";
 import type { ReadonlyIds } from "../sync/readonly_ids.ts";

@@ -17,7 +17,7 @@ import type { Content } from "../sync/content/setup.ts";
 import type { AppDeps } from "./deps.ts";
 import { HttpError } from "./errors.ts";
 import { readBodyCapped } from "./body.ts";
-import { FILE_ID_PATTERN } from "./file_rooms.ts";
+import { FILE_ID_PATTERN } from "./file_param.ts";
 import { ROOM_ID_PATTERN } from "./rooms.ts";
 import type { UserData } from "./user_sync.ts";
 

@@ -310,3 +310,70 @@ Deno.test(`${engine} file rooms: a signed-in guest's visit puts the file in thei
     .where("userId", "=", "bob").execute();
   assert.deepEqual(states.map((state) => state.fileId), ["editable"]);
 });
+
+Deno.test(`${engine} file rooms: the read-only link opens a shared file read-only, never lists it, and follows the row`, async () => {
+  await using server = await startAuthServer();
+  await seed(server);
+  const { db } = server.deps.database;
+  const readonlyLink = async (userId: string | undefined, fileId = "editable") => {
+    const headers: Record<string, string> = userId
+      ? { authorization: `Bearer ${await server.token(userId)}` }
+      : {};
+    const response = await fetch(`${server.url}/app/file/${fileId}/readonly-link`, { headers });
+    const body = await response.json();
+    return { status: response.status, readonlyId: body.readonlyId as string | undefined };
+  };
+  // Only the owner gets it; it is stable and is not the file's id.
+  assert.equal((await readonlyLink(undefined)).status, 401);
+  assert.equal((await readonlyLink("bob")).status, 403);
+  assert.equal((await readonlyLink("alice", "gone")).status, 404);
+  const { status, readonlyId } = await readonlyLink("alice");
+  assert.equal(status, 200);
+  assert.match(readonlyId!, /^[A-Za-z0-9_-]{22}$/);
+  assert.equal((await readonlyLink("alice")).readonlyId, readonlyId);
+
+  // The file is shared for editing, but the read-only link is read-only, for anyone.
+  await using owner = connectClient(await url(server, "editable", "alice"));
+  await owner.loaded;
+  owner.store.put([geoShape("shape:mine") as never]);
+  await using reader = connectClient(`${server.wsUrl}/ro/${readonlyId}`);
+  await reader.loaded;
+  assert.equal(reader.readonly(), true);
+  await eventually(() => reader.store.has("shape:mine" as never), 5_000);
+  reader.store.put([geoShape("shape:intruder") as never]);
+  await eventually(() => !reader.store.has("shape:intruder" as never), 5_000);
+  owner.store.put([geoShape("shape:marker") as never]);
+  await eventually(() => reader.store.has("shape:marker" as never), 5_000);
+  assert.equal(owner.store.has("shape:intruder" as never), false);
+  // A signed-in reader's list does not get the file (its id would make the edit link).
+  await using bobData = await server.connect("bob");
+  assert.deepEqual((await bobData.initialData()).initialData.files, []);
+  await using bobReader = connectClient(
+    `${server.wsUrl}/ro/${readonlyId}?token=${await server.token("bob")}`,
+  );
+  await bobReader.loaded;
+  assert.equal(bobReader.readonly(), true);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const bobStates = await db.selectFrom("file_state").select("fileId")
+    .where("userId", "=", "bob").execute();
+  assert.deepEqual(bobStates, []);
+
+  // Made private: read-only sessions are closed and the link is refused until shared again.
+  await db.updateTable("file").set({ shared: false }).where("id", "=", "editable").execute();
+  await eventually(() => reader.errors.includes("FORBIDDEN"), 5_000);
+  const linkRefusal = async () => {
+    const socket = await openRaw(`${server.wsUrl}/ro/${readonlyId}`);
+    socket.send({
+      type: "connect",
+      connectRequestId: "x",
+      lastServerClock: -1,
+      protocolVersion: 8,
+    });
+    return await socket.closed;
+  };
+  assert.deepEqual(await linkRefusal(), { code: 4099, reason: "FORBIDDEN" });
+  // Deleted: NOT_FOUND.
+  await db.updateTable("file").set({ shared: true, isDeleted: true }).where("id", "=", "editable")
+    .execute();
+  assert.deepEqual(await linkRefusal(), { code: 4099, reason: "NOT_FOUND" });
+});

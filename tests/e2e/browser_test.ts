@@ -240,6 +240,24 @@ async function signedInFiles(browser: Browser, url: string, database: Database):
     await waitForStatus(owner, "online");
     const shape = await createRectangle(owner, 100, 100);
 
+    // The panel's read-only link: a stranger (not signed in) sees the board and cannot edit it.
+    const readonlyLink = await owner.getByTestId("file-panel").getByTestId("file-readonly-link")
+      .textContent();
+    assert.match(readonlyLink ?? "", new RegExp(`^${url}/#/ro/[A-Za-z0-9_-]{22}$`));
+    assert.ok(!readonlyLink!.includes(fileId!), "the read-only link reveals the file id");
+    const strangerContext = await browser.newContext();
+    strangerContext.setDefaultTimeout(WAIT_MS);
+    const stranger = await strangerContext.newPage();
+    await stranger.goto(readonlyLink!);
+    await waitForStatus(stranger, "online");
+    await waitForShapes(stranger, [shape]);
+    assert.equal(
+      // deno-lint-ignore no-explicit-any
+      await stranger.evaluate(() => (globalThis as any).editor.getIsReadonly()),
+      true,
+    );
+    await strangerContext.close();
+
     // A signed-out visitor of the link is told to sign in, then lands on the file.
     const guest = await guestContext.newPage();
     await guest.goto(shareLink);

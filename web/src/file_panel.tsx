@@ -1,5 +1,6 @@
 /**
- * The side panel of a file's board: sharing (private, view or edit link, copied in one click),
+ * The side panel of a file's board: sharing (private, view or edit link, copied in one click, and
+ * a read-only link that opens the file read-only even while it is shared for editing),
  * publishing (a read-only copy under its own link) and the version history with a preview and
  * restore. Sharing goes through the user-data channel (or Zero); publishing and history through
  * the file routes. The owner sees all of it; a guest sees the link.
@@ -49,6 +50,7 @@ export function FilePanel({ fileId, token, file, mine, data }: FilePanelProps) {
           </select>
         )}
         {(!mine || file?.shared) && <CopyLink label="Copy link" href={link} testId="file-link" />}
+        {mine && file?.shared && <ReadonlyLink fileId={fileId} token={token} />}
       </section>
       {mine && <PublishSection fileId={fileId} token={token} file={file} />}
       {mine && <HistorySection fileId={fileId} token={token} />}
@@ -69,6 +71,31 @@ function CopyLink({ label, href, testId }: { label: string; href: string; testId
         {copied ? "Copied" : label}
       </button>
     </div>
+  );
+}
+
+/** The file's read-only link (`/#/ro/<read-only id>`), asked of the server once. */
+function ReadonlyLink({ fileId, token }: { fileId: string; token: string }) {
+  const [readonlyId, setReadonlyId] = useState<string>();
+  useEffect(() => {
+    let stopped = false;
+    fetch(`/app/file/${encodeURIComponent(fileId)}/readonly-link`, {
+      headers: { authorization: `Bearer ${token}` },
+    }).then((response) => response.ok ? response.json() : undefined)
+      .then((body?: { readonlyId: string }) => {
+        if (!stopped && body) setReadonlyId(body.readonlyId);
+      }, () => {});
+    return () => {
+      stopped = true;
+    };
+  }, [fileId, token]);
+  if (!readonlyId) return null;
+  return (
+    <CopyLink
+      label="Copy read-only link"
+      href={appLink(`/ro/${encodeURIComponent(readonlyId)}`)}
+      testId="file-readonly-link"
+    />
   );
 }
 
