@@ -13,6 +13,7 @@
  */
 import { FanoutTracker, PhaseSink } from "./fanout_tracker.ts";
 import type {
+  IdleSpec,
   JoinSpec,
   LoadResult,
   LoadSpec,
@@ -291,6 +292,27 @@ async function runJoin(spec: JoinSpec): Promise<Omit<LoadResult, "errors" | "err
   };
 }
 
+async function runIdle(spec: IdleSpec): Promise<Pick<LoadResult, "phases">> {
+  const clients: RawTldrawClient[] = [];
+  await forEachLimited(spec.roomIds, 8, async (roomId) => {
+    const joined = await joinRoom(spec.url, roomId, 0, spec.clientsPerRoom);
+    const records = Array.from(
+      { length: spec.shapes },
+      (_, k) => geoShape(`shape:idle${k}`, k * 120, 0, shapeIndex(k)),
+    );
+    joined[0]!.putRecords(records);
+    await joined[0]!.acked();
+    clients.push(...joined);
+  });
+  const stopPinging = startPinging(clients);
+  await mark("idle");
+  stopPinging();
+  for (const client of clients) client.close();
+  await sleep(spec.unloadSeconds * 1000);
+  await mark("left");
+  return { phases: [] };
+}
+
 async function run(spec: LoadSpec): Promise<LoadResult> {
   const outcome = spec.kind === "steady"
     ? await runSteady(spec)
@@ -298,6 +320,8 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     ? await runSaturation(spec)
     : spec.kind === "seed"
     ? await runSeed(spec)
+    : spec.kind === "idle"
+    ? await runIdle(spec)
     : await runJoin(spec);
   const errorNotes = [...errorCounts].map(([note, count]) => `${note} ×${count}`);
   const errors = [...errorCounts.values()].reduce((a, b) => a + b, 0);

@@ -68,8 +68,22 @@ export interface JoinSpec {
   roomIds: string[];
 }
 
+/**
+ * Many small idle rooms: joins `clientsPerRoom` clients into each room, the first puts `shapes`
+ * shapes; marks `idle` (the benchmark reads memory while they stay connected, pinging); closes
+ * them all, waits `unloadSeconds` for the server to drop the rooms, and marks `left`.
+ */
+export interface IdleSpec {
+  kind: "idle";
+  url: string;
+  roomIds: string[];
+  clientsPerRoom: number;
+  shapes: number;
+  unloadSeconds: number;
+}
+
 /** Any load-generator task. */
-export type LoadSpec = SteadySpec | SaturationSpec | SeedSpec | JoinSpec;
+export type LoadSpec = SteadySpec | SaturationSpec | SeedSpec | JoinSpec | IdleSpec;
 
 /** p50 / p99 / max of a latency sample (ms); `count` samples. */
 export interface LatencySummary {

@@ -22,7 +22,12 @@ import { type SaturationSpec, type SteadySpec, stepSustained } from "./load_spec
 import { machineLoad } from "./proc_stats.ts";
 import { formatCount, formatLatency } from "./report_table.ts";
 import { ServerProcess } from "./server_process.ts";
-import { type JoinOutcome, renderReport, type Saturation } from "./tldraw_report.ts";
+import {
+  type IdleOutcome,
+  type JoinOutcome,
+  renderReport,
+  type Saturation,
+} from "./tldraw_report.ts";
 import { type Measured, measured, WindowMeter } from "./window_meter.ts";
 
 const { values: flags } = parseArgs({
@@ -48,9 +53,13 @@ const { values: flags } = parseArgs({
     /** Cold join / memory: shapes per room and rooms measured. */
     shapes: { type: "string", default: "5000" },
     "memory-rooms": { type: "string", default: "3" },
+    /** Idle rooms: rooms, clients per room, shapes per room (scenario `idle`). */
+    "idle-rooms": { type: "string", default: "1000" },
+    "idle-clients": { type: "string", default: "2" },
+    "idle-shapes": { type: "string", default: "10" },
     /** Every n-th document push creates a shape (the others move one). */
     "create-every": { type: "string", default: "10" },
-    /** Comma list of scenario keys (10x10, 50x10, 50x30p, 100r, sat, join); default all. */
+    /** Comma list of scenario keys (10x10, 50x10, 50x30p, 100r, sat, join, idle); default all. */
     only: { type: "string", default: "" },
     /**
      * Comma list of servers: ours, reference, and for diagnosis ours-memkv (our engine on an
@@ -222,6 +231,36 @@ async function runJoin(server: ServerProcess, roomIds: string[]): Promise<JoinOu
   };
 }
 
+async function runIdle(server: ServerProcess, runId: string): Promise<IdleOutcome> {
+  const rooms = Number(flags["idle-rooms"]);
+  const roomIds = Array.from({ length: rooms }, (_, i) => `idle-${runId}-${i}`);
+  const reading = async () => ({ heap: await server.gc(), rss: server.rssBytes() });
+  const before = await reading();
+  let idle = before;
+  let left = before;
+  const result = await runLoad({
+    kind: "idle",
+    url: server.url,
+    roomIds,
+    clientsPerRoom: Number(flags["idle-clients"]),
+    shapes: Number(flags["idle-shapes"]),
+    // Both servers drop a closed session after 5 s and then unload the room.
+    unloadSeconds: 8,
+  }, async (mark) => {
+    if (mark === "idle") idle = await reading();
+    if (mark === "left") left = await reading();
+  });
+  progress(
+    `idle ${server.name}: ${((idle.heap - before.heap) / rooms / 1024).toFixed(0)} KB heap/room`,
+  );
+  return {
+    result,
+    perRoomBytes: (idle.rss - before.rss) / rooms,
+    perRoomHeapBytes: (idle.heap - before.heap) / rooms,
+    leftHeapBytes: left.heap - before.heap,
+  };
+}
+
 function progress(message: string): void {
   console.error(`  … ${message}`);
 }
@@ -307,6 +346,7 @@ async function main(): Promise<void> {
   const steadyResults = new Map<string, Map<string, Measured>>();
   let saturation: Map<string, Saturation> | undefined;
   let joins: Map<string, JoinOutcome> | undefined;
+  let idle: Map<string, IdleOutcome> | undefined;
   try {
     // Seed the cold-join rooms first: by the time they are joined, their seeding session is long
     // gone and both servers have unloaded them.
@@ -335,6 +375,7 @@ async function main(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 6_000));
       joins = await interleaved(servers, (server) => runJoin(server, joinRooms));
     }
+    if (wanted("idle")) idle = await interleaved(servers, (server) => runIdle(server, runId));
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
@@ -349,6 +390,9 @@ async function main(): Promise<void> {
     }),
     ...(saturation ? { saturation } : {}),
     ...(joins ? { joins } : {}),
+    ...(idle ? { idle } : {}),
+    idleRooms: Number(flags["idle-rooms"]),
+    idleClients: Number(flags["idle-clients"]),
     limitMs: LIMIT_MS,
     saturationClients: Number(flags["sat-clients"]),
     drainSeconds: DRAIN,
@@ -376,6 +420,7 @@ async function main(): Promise<void> {
           ),
           saturation: saturation ? Object.fromEntries(saturation) : undefined,
           joins: joins ? Object.fromEntries(joins) : undefined,
+          idle: idle ? Object.fromEntries(idle) : undefined,
         },
         null,
         2,

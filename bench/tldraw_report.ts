@@ -24,6 +24,15 @@ export interface JoinOutcome {
   perRoomHeapBytes: number;
 }
 
+/** Many small rooms with idle clients: memory per room while loaded, and after all left. */
+export interface IdleOutcome {
+  result: LoadResult;
+  perRoomBytes: number;
+  perRoomHeapBytes: number;
+  /** V8 heap above the reading before the rooms, once every client left and rooms unloaded. */
+  leftHeapBytes: number;
+}
+
 /** Everything one run measured. Maps are keyed by server name (`ours`, `reference`, …). */
 export interface BenchResults {
   /** Server names in the order they are listed. */
@@ -31,6 +40,9 @@ export interface BenchResults {
   steady: { key: string; title: string; results: Map<string, Measured> }[];
   saturation?: Map<string, Saturation>;
   joins?: Map<string, JoinOutcome>;
+  idle?: Map<string, IdleOutcome>;
+  idleRooms: number;
+  idleClients: number;
   limitMs: number;
   saturationClients: number;
   drainSeconds: number;
@@ -43,6 +55,7 @@ export function renderReport(results: BenchResults): string {
   const parts = [mainTable(results)];
   if (results.saturation) parts.push(saturationSteps(results));
   if (results.joins) parts.push(joinTable(results));
+  if (results.idle) parts.push(idleTable(results));
   parts.push(`targets (issue 3):\n${judgeTargets(results).join("\n")}`);
   parts.push(`targets (issue 17):\n${judgeLoadTargets(results).join("\n")}`);
   return "\n" + parts.join("\n\n");
@@ -125,6 +138,27 @@ function saturationSteps(results: BenchResults): string {
   });
   return "saturation steps (offered push/s → fan-out p99 ms, server CPU % (JS thread %)):\n" +
     lines.join("\n");
+}
+
+function idleTable(results: BenchResults): string {
+  const { servers } = results;
+  const kb = (bytes: number) => (bytes / 1024).toFixed(0);
+  return renderTable(
+    ["idle rooms", "server", "RSS / room KB", "heap / room KB", "heap after all left MB", "errors"],
+    servers.flatMap((name) => {
+      const idle = results.idle!.get(name);
+      if (!idle) return [];
+      return [[
+        name === servers[0] ? `${results.idleRooms} rooms × ${results.idleClients} clients` : "",
+        name,
+        kb(idle.perRoomBytes),
+        kb(idle.perRoomHeapBytes),
+        formatMb(idle.leftHeapBytes),
+        String(idle.result.errors),
+      ]];
+    }),
+    new Set([2, 3, 4, 5]),
+  );
 }
 
 function joinTable(results: BenchResults): string {
