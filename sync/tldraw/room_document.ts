@@ -23,6 +23,7 @@ import type { QueuedPush } from "./queued_push.ts";
 import type { RoomCache } from "./room_cache.ts";
 import { loadOrCreate, migrationOf } from "./room_load.ts";
 import { RoomQueue } from "./room_queue.ts";
+import { ALONE_SLOWDOWN } from "./room_options.ts";
 import type { LogStep } from "./room_store.ts";
 
 export type { DocumentChange, DocumentOptions, DocumentSink } from "./document_core.ts";
@@ -240,11 +241,17 @@ export class RoomDocument {
     });
   }
 
-  /** While the room is in use: check the store's clock now and then (repairs lost notices). */
+  /**
+   * While the room is in use: check the store's clock now and then (repairs lost notices), less
+   * often while alone ({@link ALONE_SLOWDOWN}).
+   */
   startPolling(): void {
     const ms = this.#core.options.pollMs;
     if (ms <= 0) return;
+    let skipped = 0;
     this.#pollTimer ??= setInterval(() => {
+      if (!this.#core.options.peers.present && ++skipped < ALONE_SLOWDOWN) return;
+      skipped = 0;
       if (this.#queue.pending === 0) void this.catchUp();
     }, ms);
   }

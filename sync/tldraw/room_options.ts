@@ -38,18 +38,28 @@ export interface RoomTimeouts {
   heartbeat: number;
   /**
    * While sessions are connected, how often the store's clock is checked for commits made by other
-   * isolates (repairs lost bus notices; 0 disables).
+   * isolates (repairs lost bus notices; 0 disables). {@link ALONE_SLOWDOWN} times less often while
+   * no other isolate shows signs of being in the room.
    */
   poll: number;
   /**
    * How often (at most) the session entries are re-read to drop presence of sessions whose isolate
    * stopped refreshing them, and to learn presence whose bus notice was lost. A crashed isolate's
-   * presence disappears within `sessionTtl + presenceSweep + poll`.
+   * presence disappears within `sessionTtl + presenceSweep + poll`. {@link ALONE_SLOWDOWN} times
+   * less often while the room is alone and shows no other isolate's presence.
    */
   presenceSweep: number;
   /** A presence change is mirrored into the session entry at most this often. */
   presenceWrite: number;
 }
+
+/**
+ * A room no other isolate shows signs of being in (most rooms: one to five people, on one isolate)
+ * checks the store's clock and the session entries this many times less often: there is rarely
+ * anything to repair, and on Deno Deploy every read is billed. Another isolate's first message,
+ * session entry or commit makes the room check at the full rate again.
+ */
+export const ALONE_SLOWDOWN = 5;
 
 /** What the host learns from a room (app layer: persistence hooks, metering, unloading). */
 export interface RoomHooks {

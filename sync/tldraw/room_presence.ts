@@ -13,7 +13,7 @@ import type { Logger } from "../../log.ts";
 import type { ForwardDiff } from "./push_plan.ts";
 import type { WireRecord } from "./protocol.ts";
 import type { PresenceChange, RoomLink } from "./room_link.ts";
-import type { RoomTimeouts } from "./room_options.ts";
+import { ALONE_SLOWDOWN, type RoomTimeouts } from "./room_options.ts";
 import type { SessionDirectory, SessionEntry } from "./room_store.ts";
 import { isConnected, type Session } from "./session.ts";
 
@@ -271,7 +271,9 @@ export class RoomPresence {
   }
 
   #maybeSweep(): void {
-    if (Date.now() - this.#lastSweep < this.#options.timeouts.presenceSweep) return;
+    const alone = !this.#options.peers.present && this.#remote.size === 0;
+    const interval = this.#options.timeouts.presenceSweep * (alone ? ALONE_SLOWDOWN : 1);
+    if (Date.now() - this.#lastSweep < interval) return;
     this.#lastSweep = Date.now();
     this.#sweep().catch((error) => this.#options.log.warn("presence sweep failed", { error }));
   }

@@ -430,3 +430,44 @@ Deno.test("closing a big room stores a compacted snapshot; the next load reads i
     await again.close();
   }
 });
+
+Deno.test("a room alone reads the store's clock and session entries less often, until another isolate shows up", async () => {
+  const reads = { steps: 0, sessions: 0 };
+  class CountingStore extends MemoryRoomStore {
+    override stepsSince(roomId: string, clock: number) {
+      reads.steps++;
+      return super.stepsSince(roomId, clock);
+    }
+    override listSessions(roomId: string) {
+      reads.sessions++;
+      return super.listSessions(roomId);
+    }
+  }
+  const store = new CountingStore();
+  const timeouts = { ...FAST, idle: 60_000, poll: 40, presenceSweep: 40 };
+  await withRoom(async (room) => {
+    await join(room, "here");
+    const counted = async (ms: number) => {
+      const before = { ...reads };
+      await sleep(ms);
+      return { steps: reads.steps - before.steps, sessions: reads.sessions - before.sessions };
+    };
+    // Alone: every fifth poll (1,000 / 40 / 5 ≈ 5 in a second) and as few sweeps.
+    const alone = await counted(1_000);
+    assert.ok(alone.steps >= 2 && alone.steps <= 8, `alone: ${alone.steps} clock polls`);
+    assert.ok(alone.sessions <= 8, `alone: ${alone.sessions} sweeps`);
+
+    // Another isolate's session entry: the next sweep sees it, and polls go at the full rate.
+    const now = Date.now();
+    await store.putSession("r", {
+      sessionId: "far",
+      isolateId: "another-isolate",
+      lastSeen: now,
+      expiresAt: now + 60_000,
+    }, 60_000);
+    await sleep(400);
+    const shared = await counted(1_000);
+    assert.ok(shared.steps >= 12, `with a peer: ${shared.steps} clock polls`);
+    assert.ok(shared.sessions >= 10, `with a peer: ${shared.sessions} sweeps`);
+  }, { store, timeouts });
+});
