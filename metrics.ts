@@ -264,6 +264,8 @@ export interface ServerMetrics {
   forwardFallbacks: Counter;
   /** `kv_locked_retries_total`: room-store operations retried because the KV file was locked. */
   lockedRetries: Counter;
+  /** `kv_operations_total{kind}`: KV reads (`get`, `get_many`, `list`) and writes (`commit`). */
+  kvOperations: Counter;
   /** `bus_notices_total{direction,kind}`: cross-isolate bus messages published and delivered. */
   busNotices: Counter;
   /** `bus_notices_late_total`: room clock notices that arrived after the room had caught up. */
@@ -281,6 +283,17 @@ export interface ServerMetrics {
   zeroMutations: Counter;
   /** `zero_push_duration_seconds`: one `POST /app/zero/push`, from its body to its answer. */
   zeroPushDuration: Histogram;
+}
+
+/** A KV operation observer counting into `kv_operations_total{kind}` (see sync/metered_kv.ts). */
+export function kvOperationCounter(registry: MetricsRegistry): (kind: string) => void {
+  const operations = serverMetrics(registry).kvOperations;
+  const byKind = new Map<string, { inc(amount?: number): void }>();
+  return (kind) => {
+    let counter = byKind.get(kind);
+    if (!counter) byKind.set(kind, counter = operations.with({ kind }));
+    counter.inc();
+  };
 }
 
 /** A rate-limit observer counting into `rate_limit_hits_total{limit}` (none without a registry). */
@@ -339,6 +352,10 @@ export function serverMetrics(registry: MetricsRegistry): ServerMetrics {
     lockedRetries: registry.counter(
       "kv_locked_retries_total",
       "Room-store operations retried because the local KV file was locked",
+    ),
+    kvOperations: registry.counter(
+      "kv_operations_total",
+      "KV operations started by this isolate, by kind (get, get_many, list, commit)",
     ),
     busNotices: registry.counter(
       "bus_notices_total",

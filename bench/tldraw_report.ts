@@ -53,6 +53,8 @@ export interface BenchResults {
 /** The whole report as text. */
 export function renderReport(results: BenchResults): string {
   const parts = [mainTable(results)];
+  const kv = kvTable(results);
+  if (kv) parts.push(kv);
   if (results.saturation) parts.push(saturationSteps(results));
   if (results.joins) parts.push(joinTable(results));
   if (results.idle) parts.push(idleTable(results));
@@ -138,6 +140,32 @@ function saturationSteps(results: BenchResults): string {
   });
   return "saturation steps (offered push/s → fan-out p99 ms, server CPU % (JS thread %)):\n" +
     lines.join("\n");
+}
+
+/** KV operations per push in the steady scenarios (our servers count them; the reference has none). */
+function kvTable(results: BenchResults): string | undefined {
+  const rows = results.steady.flatMap((scenario) =>
+    results.servers.flatMap((name) => {
+      const m = scenario.results.get(name);
+      if (!m?.kv) return [];
+      const perPush = (perSec: number) =>
+        m.phase.sentPerSec > 0 ? (perSec / m.phase.sentPerSec).toFixed(2) : "n/a";
+      return [[
+        scenario.title,
+        name,
+        formatCount(m.kv.readsPerSec),
+        formatCount(m.kv.commitsPerSec),
+        perPush(m.kv.readsPerSec),
+        perPush(m.kv.commitsPerSec),
+      ]];
+    })
+  );
+  if (rows.length === 0) return undefined;
+  return renderTable(
+    ["KV operations", "server", "reads/s", "commits/s", "reads/push", "commits/push"],
+    rows,
+    new Set([2, 3, 4, 5]),
+  );
 }
 
 function idleTable(results: BenchResults): string {

@@ -23,36 +23,87 @@ export interface Measured {
   errors: number;
   /** Lines the server wrote to stderr during the run. */
   serverLogLines: number;
+  /** KV reads and commits per second over the window (servers exposing `kv_operations_total`). */
+  kv?: KvRates | undefined;
+}
+
+/** KV operations per second over a window. */
+export interface KvRates {
+  readsPerSec: number;
+  commitsPerSec: number;
+}
+
+/** `kv_operations_total` of the server now, or undefined when it has no such metric. */
+async function kvTotals(
+  server: ServerProcess,
+): Promise<{ reads: number; commits: number } | undefined> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+    if (!response.ok) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    let reads = 0;
+    let commits = 0;
+    let found = false;
+    for (const line of (await response.text()).split("\n")) {
+      const match = /^kv_operations_total\{kind="(\w+)"\} (\d+)/.exec(line);
+      if (!match) continue;
+      found = true;
+      if (match[1] === "commit") commits += Number(match[2]);
+      else reads += Number(match[2]);
+    }
+    return found ? { reads, commits } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Reads server CPU at a window's start mark and CPU / RSS at its end mark. */
 export class WindowMeter {
   readonly windows = new Map<
     string,
-    { cpuPercent: number; mainCpuPercent: number; rssBytes: number; load1: number }
+    {
+      cpuPercent: number;
+      mainCpuPercent: number;
+      rssBytes: number;
+      load1: number;
+      kv: KvRates | undefined;
+    }
   >();
-  #started = new Map<string, { cpu: number; main: number; at: number }>();
+  #started = new Map<
+    string,
+    { cpu: number; main: number; at: number; kv: { reads: number; commits: number } | undefined }
+  >();
 
   constructor(readonly server: ServerProcess) {}
 
   /** Pass to `runLoad`: reads the server at `start:<label>` / `end:<label>` marks. */
-  onMark = (mark: string): void => {
+  onMark = async (mark: string): Promise<void> => {
     const [edge, label = ""] = mark.split(":");
     if (edge === "start") {
-      this.#started.set(label, {
-        cpu: this.server.cpuSeconds(),
-        main: this.server.mainThreadCpuSeconds(),
-        at: performance.now(),
-      });
+      const cpu = this.server.cpuSeconds();
+      const main = this.server.mainThreadCpuSeconds();
+      const at = performance.now();
+      this.#started.set(label, { cpu, main, at, kv: await kvTotals(this.server) });
     } else if (edge === "end") {
       const start = this.#started.get(label);
       if (!start) return;
       const seconds = (performance.now() - start.at) / 1000;
+      const cpuPercent = (100 * (this.server.cpuSeconds() - start.cpu)) / seconds;
+      const mainCpuPercent = (100 * (this.server.mainThreadCpuSeconds() - start.main)) / seconds;
+      const kv = start.kv && await kvTotals(this.server);
       this.windows.set(label, {
-        cpuPercent: (100 * (this.server.cpuSeconds() - start.cpu)) / seconds,
-        mainCpuPercent: (100 * (this.server.mainThreadCpuSeconds() - start.main)) / seconds,
+        cpuPercent,
+        mainCpuPercent,
         rssBytes: this.server.rssBytes(),
         load1: machineLoad().load1,
+        kv: start.kv && kv
+          ? {
+            readsPerSec: (kv.reads - start.kv.reads) / seconds,
+            commitsPerSec: (kv.commits - start.kv.commits) / seconds,
+          }
+          : undefined,
       });
     }
   };
@@ -68,7 +119,7 @@ export function measured(
   logLinesBefore: number,
 ): Measured {
   const window = meter.windows.get(label) ??
-    { cpuPercent: 0, mainCpuPercent: 0, rssBytes: 0, load1: 0 };
+    { cpuPercent: 0, mainCpuPercent: 0, rssBytes: 0, load1: 0, kv: undefined };
   return {
     phase,
     ...window,

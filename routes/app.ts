@@ -8,8 +8,9 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import type { AppDeps } from "./deps.ts";
 import { healthRoutes } from "./health.ts";
-import { MetricsRegistry, serverMetrics } from "../metrics.ts";
+import { kvOperationCounter, MetricsRegistry, serverMetrics } from "../metrics.ts";
 import { meteredBus } from "../sync/bus/metered_bus.ts";
+import { meteredKv } from "../sync/metered_kv.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { httpMetrics } from "./middleware/http_metrics.ts";
 import { livestoreRoutes, livestoreSettings } from "./livestore.ts";
@@ -49,7 +50,9 @@ export function createApp(input: AppDeps): Hono {
   // Everything below shares this registry and sees the bus through its counters.
   const bus = input.bus &&
     meteredBus(input.bus, (direction, kind) => engine.busNotices.inc({ direction, kind }));
-  const deps: AppDeps = { ...input, metrics, ...(bus ? { bus } : {}) };
+  // Every KV operation of this isolate is counted (kv_operations_total).
+  const kv = meteredKv(input.kv, kvOperationCounter(metrics));
+  const deps: AppDeps = { ...input, kv, metrics, ...(bus ? { bus } : {}) };
   app.use(requestId());
   app.use(requestLog(deps.log));
   app.use(httpMetrics(metrics));

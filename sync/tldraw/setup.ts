@@ -6,7 +6,13 @@
  */
 import type { Config } from "../../config.ts";
 import type { Logger } from "../../log.ts";
-import { type MetricsRegistry, type ServerMetrics, serverMetrics } from "../../metrics.ts";
+import {
+  kvOperationCounter,
+  type MetricsRegistry,
+  type ServerMetrics,
+  serverMetrics,
+} from "../../metrics.ts";
+import { meteredKv } from "../metered_kv.ts";
 import type { Bus } from "../bus/bus.ts";
 import type { Lifecycle } from "../../routes/lifecycle.ts";
 import { KvRoomStore } from "./kv_room_store.ts";
@@ -51,7 +57,10 @@ export function createRoomManager(
   // A second handle on a KV file for reads (see KvRoomStoreOptions.readKv); `:memory:` and the
   // platform KV are left alone (a second `:memory:` handle is another database).
   const path = deps.config.kvPath;
-  const readKv = path && path !== ":memory:" ? Deno.openKv(path) : undefined;
+  const opened = path && path !== ":memory:" ? Deno.openKv(path) : undefined;
+  // Its reads are counted with the other KV operations (kv_operations_total).
+  const counter = deps.metrics && kvOperationCounter(deps.metrics);
+  const readKv = counter ? opened?.then((kv) => meteredKv(kv, counter)) : opened;
   const store = new KvRoomStore(deps.kv, {
     ...(readKv ? { readKv } : {}),
     commitsInFlight: roomConfig.kvCommitsInFlight,

@@ -52,6 +52,7 @@ Deno.test("metrics: every engine metric is exposed, before any traffic", async (
       ["tldraw_push_duration_seconds", "histogram"],
       ["tldraw_commit_conflicts_total", "counter"],
       ["kv_locked_retries_total", "counter"],
+      ["kv_operations_total", "counter"],
       ["bus_notices_total", "counter"],
       ["bus_notices_late_total", "counter"],
       ["rate_limit_hits_total", "counter"],
@@ -115,6 +116,25 @@ Deno.test("metrics: push latency by action with the real tldraw client", async (
   assert.ok(after.value(IN) - before.value(IN) >= 3, "connects and a push came in");
   assert.ok(after.value(OUT) - before.value(OUT) >= 3, "replies and the patch went out");
   assert.equal(after.value(SESSIONS), 2);
+});
+
+Deno.test("metrics: KV operations are counted by kind", async () => {
+  await using server = await startTestServer();
+  const kind = (name: string) => `kv_operations_total{kind="${name}"}`;
+  const before = await scrape(server);
+  const { socket } = await connectRaw(`${server.wsUrl}/r/kv-metered-room`);
+  await using _socket = socket;
+  const loaded = await scrape(server);
+  // Loading a new room read its meta and records, and created it.
+  assert.ok(loaded.value(kind("get")) + loaded.value(kind("get_many")) > before.value(kind("get")));
+  socket.send({
+    type: "push",
+    clientClock: 1,
+    diff: { "shape:kv": ["put", geoShape("shape:kv")] },
+  });
+  await socket.waitForEvent((e) => e.type === "push_result");
+  const pushed = await scrape(server);
+  assert.ok(pushed.value(kind("commit")) > loaded.value(kind("commit")), "the push was a commit");
 });
 
 Deno.test("metrics: refused sessions are counted by reason", async () => {
