@@ -39,6 +39,8 @@ if (import.meta.main) {
     WEB_DIR: env.BENCH_WEB_DIR,
     KV_REMOTE: env.KV_REMOTE ?? (kvLatencyMs > 0 ? "true" : undefined),
     KV_COMMITS_IN_FLIGHT: env.KV_COMMITS_IN_FLIGHT,
+    // What history versions cost: e.g. HISTORY_INTERVAL_MS=3600000 writes none while measured.
+    HISTORY_INTERVAL_MS: env.HISTORY_INTERVAL_MS,
   });
   const log = createLogger(config.logLevel);
   const server = await startServer(config, log, {
