@@ -30,7 +30,13 @@ import type { Authenticator } from "./auth/authenticator.ts";
 import { requireAdmin } from "./admin_auth.ts";
 import { debugTailHandler } from "./debug_tail.ts";
 import { MetricsRegistry, serverMetrics } from "../metrics.ts";
-import { type IsolateReport, type IsolateReports, trimRooms } from "../sync/isolate_reports.ts";
+import {
+  type IsolateReport,
+  type IsolateReports,
+  type ReportedRoom,
+  trimRooms,
+} from "../sync/isolate_reports.ts";
+import type { TldrawRoom } from "../sync/tldraw/room.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 
 const closeBody = z.object({
@@ -54,15 +60,20 @@ export function takeIsolateReport(
     roomsLoaded: loaded.length,
     sessions: loaded.reduce((sum, room) => sum + room.getSessions().length, 0),
     pushes: { ...pushes, bounds: pushDuration.bounds },
-    rooms: trimRooms(loaded.map((room) => ({
-      roomId: room.roomId,
-      clock: room.clock,
-      sessions: room.getSessions().map(({ sessionId, state, isReadonly }) => ({
-        sessionId,
-        state,
-        isReadonly,
-      })),
-    }))),
+    rooms: trimRooms(loaded.map(reportedRoom)),
+  };
+}
+
+/** A loaded room as the operator sees it: its clock and its sessions here. */
+function reportedRoom(room: TldrawRoom): ReportedRoom {
+  return {
+    roomId: room.roomId,
+    clock: room.clock,
+    sessions: room.getSessions().map(({ sessionId, state, isReadonly }) => ({
+      sessionId,
+      state,
+      isReadonly,
+    })),
   };
 }
 
@@ -121,15 +132,7 @@ export function adminRoutes(
   app.get("/admin/rooms", (c) =>
     c.json({
       isolate: rooms.isolateId,
-      rooms: rooms.list().map((room) => ({
-        roomId: room.roomId,
-        clock: room.clock,
-        sessions: room.getSessions().map(({ sessionId, state, isReadonly }) => ({
-          sessionId,
-          state,
-          isReadonly,
-        })),
-      })),
+      rooms: rooms.list().map(reportedRoom),
     }));
 
   app.get("/admin/rooms/:roomId", async (c) => {

@@ -17,38 +17,33 @@ export const KvOperation = {
 /** A kind of KV operation. */
 export type KvOperation = typeof KvOperation[keyof typeof KvOperation];
 
+/** The methods of `Deno.Kv` counted as they are called, and what each counts as. */
+const COUNTED: ReadonlyMap<keyof Deno.Kv, KvOperation> = new Map([
+  ["get", KvOperation.get],
+  ["getMany", KvOperation.get_many],
+  ["list", KvOperation.list],
+  ["set", KvOperation.commit],
+  ["delete", KvOperation.commit],
+]);
+
 /** `kv` with every read, listing and write reported to `count` as it starts. */
 export function meteredKv(kv: Deno.Kv, count: (kind: KvOperation) => void): Deno.Kv {
-  const overrides = new Map<PropertyKey, unknown>([
-    ["get", (...args: Parameters<Deno.Kv["get"]>) => {
-      count(KvOperation.get);
-      return kv.get(...args);
-    }],
-    ["getMany", (...args: Parameters<Deno.Kv["getMany"]>) => {
-      count(KvOperation.get_many);
-      return kv.getMany(...args);
-    }],
-    ["list", (...args: Parameters<Deno.Kv["list"]>) => {
-      count(KvOperation.list);
-      return kv.list(...args);
-    }],
-    ["set", (...args: Parameters<Deno.Kv["set"]>) => {
+  const overrides = new Map<PropertyKey, unknown>();
+  for (const [method, kind] of COUNTED) {
+    const call = (kv[method] as (...args: unknown[]) => unknown).bind(kv);
+    overrides.set(method, (...args: unknown[]) => {
+      count(kind);
+      return call(...args);
+    });
+  }
+  overrides.set("atomic", () => {
+    const op = kv.atomic();
+    const commit = op.commit.bind(op);
+    op.commit = () => {
       count(KvOperation.commit);
-      return kv.set(...args);
-    }],
-    ["delete", (...args: Parameters<Deno.Kv["delete"]>) => {
-      count(KvOperation.commit);
-      return kv.delete(...args);
-    }],
-    ["atomic", () => {
-      const op = kv.atomic();
-      const commit = op.commit.bind(op);
-      op.commit = () => {
-        count(KvOperation.commit);
-        return commit();
-      };
-      return op;
-    }],
-  ]);
+      return commit();
+    };
+    return op;
+  });
   return withKvMethods(kv, overrides);
 }

@@ -94,7 +94,13 @@ export function useUserData(session: Session | undefined): UserData {
           setStatus("online");
           setError(undefined);
           setFiles(new Map(message.initialData.files.map((file) => [file.id, file])));
-          setPinned(pinnedOf(new Set(), message.initialData.fileStates, "insert"));
+          setPinned(
+            new Set(
+              message.initialData.fileStates.filter((state) => state.isPinned).map((state) =>
+                state.fileId
+              ),
+            ),
+          );
         } else if (message.type === "update") {
           setFiles((previous) => applyUpdates(previous, message.updates));
           setPinned((previous) => applyStateUpdates(previous, message.updates));
@@ -219,29 +225,16 @@ function applyUpdates(previous: Map<string, FileRow>, updates: RowChange[]): Map
   return next;
 }
 
+/** `previous` with the `file_state` changes among `updates` applied (a copy if there are any). */
 function applyStateUpdates(previous: Set<string>, updates: RowChange[]): Set<string> {
   const states = updates.filter((update) => update.table === "file_state");
   if (states.length === 0) return previous;
-  let next = previous;
+  const next = new Set(previous);
   for (const { event, row } of states) {
-    next = pinnedOf(next, [row as unknown as FileStateRow], event);
-  }
-  return next;
-}
-
-/** `pinned` with `rows` applied (a copy when anything changes). */
-function pinnedOf(
-  pinned: Set<string>,
-  rows: FileStateRow[],
-  event: RowChange["event"],
-): Set<string> {
-  const next = new Set(pinned);
-  for (const row of rows) {
-    if (event !== "delete" && row.isPinned) next.add(row.fileId);
+    const { fileId, isPinned } = row as unknown as FileStateRow;
+    if (event !== "delete" && isPinned) next.add(fileId);
     // An update without the column leaves the pin as it was.
-    else if (event === "delete" || row.isPinned === false || row.isPinned === null) {
-      next.delete(row.fileId);
-    }
+    else if (event === "delete" || isPinned === false || isPinned === null) next.delete(fileId);
   }
   return next;
 }
