@@ -9,10 +9,17 @@
  */
 import type { DocumentCatchUp } from "./document_catch_up.ts";
 import type { DocumentCore } from "./document_core.ts";
-import { type GroupContext, type GroupItem, MAX_GROUP_PUSHES, planGroup } from "./push_group.ts";
+import { PIPELINE_DEPTH } from "./kv_pipeline.ts";
+import {
+  type GroupContext,
+  type GroupItem,
+  MAX_GROUP_PUSHES,
+  planGroup,
+  type PlannedGroup,
+} from "./push_group.ts";
 import type { QueuedPush } from "./queued_push.ts";
 import type { RoomQueue } from "./room_queue.ts";
-import { type LogStep, RoomStoreError } from "./room_store.ts";
+import { type ChangeSet, type CommitResult, type LogStep, RoomStoreError } from "./room_store.ts";
 
 // Clients' pushes are not given up after a number of lost races but after this long losing them:
 // under load a loser's catch-up takes long enough for the winner to commit again many times, and
@@ -27,6 +34,15 @@ const RETRY_JITTER_MAX_MS = 8;
 // Longest a room holds its commits back when another isolate reports contention.
 const MAX_YIELD_MS = 100;
 
+/** A group whose commit is in flight (pipelined), planned on the state the ones before leave. */
+interface InFlightGroup extends PlannedGroup<QueuedPush> {
+  result: Promise<CommitResult>;
+  /** Origins its steps commit, at their clocks. */
+  origins: Map<string, number>;
+  /** Resolves once it is settled (after the groups before it). */
+  settled: Promise<void>;
+}
+
 /** The group commit of one room's document. */
 export class GroupCommit {
   readonly #core: DocumentCore;
@@ -36,6 +52,12 @@ export class GroupCommit {
   #yieldUntil = 0;
   /** How long the last commit took (ms): when the group behind it will be settled. */
   #commitMs = 0;
+  /** Pipelined groups (a remote store), oldest first. */
+  #inFlight: InFlightGroup[] = [];
+  /** Pushes of pipelined groups to plan again, in order: a commit before theirs failed. */
+  #retry: QueuedPush[] = [];
+  /** A pipelined commit failed: the groups in flight after it are planned again too. */
+  #pipelineFailed = false;
 
   constructor(core: DocumentCore, catchUp: DocumentCatchUp, queue: RoomQueue<QueuedPush>) {
     this.#core = core;
@@ -50,6 +72,116 @@ export class GroupCommit {
 
   /** Handles queued pushes in arrival order, as groups (inside a task of the room's queue). */
   async handle(pushes: QueuedPush[]): Promise<void> {
+    if (await this.#pipelined(pushes)) return;
+    await this.settled();
+    await this.#handleInOrder(pushes);
+  }
+
+  /**
+   * `undefined` when no pipelined commit is in flight; otherwise resolves once they are settled
+   * and the pushes of failed ones handled again. Every task of the room's queue other than a push
+   * group waits for it, so nothing else reads the document while commits are in flight.
+   */
+  settled(): Promise<void> | undefined {
+    if (this.#inFlight.length === 0 && this.#retry.length === 0) return undefined;
+    return (async () => {
+      for (;;) {
+        const last = this.#inFlight.at(-1);
+        if (last) await last.settled;
+        else if (this.#retry.length > 0) await this.#handleInOrder(this.#retry.splice(0));
+        else return;
+      }
+    })();
+  }
+
+  /**
+   * With a store that pipelines (a remote KV), plans `pushes` on the state the groups in flight
+   * leave and commits them without waiting for those; `false` when it cannot (they are then
+   * handled in order, after what is in flight).
+   */
+  async #pipelined(pushes: QueuedPush[]): Promise<boolean> {
+    const core = this.#core;
+    const pipeline = core.store.pipelineSteps?.bind(core.store);
+    if (!pipeline || this.#retry.length > 0 || this.#pipelineFailed || core.closing) return false;
+    if (this.#yieldUntil > Date.now() || pushes.length > MAX_GROUP_PUSHES) return false;
+    const sender = core.sender;
+    if (sender && (sender.busy || sender.active(core.writer))) return false;
+    const previous = this.#inFlight.at(-1);
+    const planned = planGroup(
+      this.#context(previous),
+      pushes.filter((push) => push.live()),
+      MAX_GROUP_PUSHES,
+    );
+    let result: Promise<CommitResult> | undefined;
+    if (planned.steps.length > 0) {
+      this.#stamp(planned.steps);
+      result = pipeline(core.roomId, previous?.clock ?? core.cache.clock, planned.steps);
+    } else if (previous) {
+      result = Promise.resolve({ ok: true, clock: planned.clock });
+    }
+    if (!result) return false;
+    const origins = new Map<string, number>();
+    for (const { push, clock } of planned.items) {
+      if (push.origin !== undefined && clock !== undefined) origins.set(push.origin, clock);
+    }
+    const group: InFlightGroup = { ...planned, result, origins, settled: Promise.resolve() };
+    group.settled = (previous?.settled ?? Promise.resolve()).then(() =>
+      this.#settleInFlight(group)
+    );
+    this.#inFlight.push(group);
+    // Enough in flight: the pushes arriving meanwhile gather into the next group.
+    if (this.#inFlight.length >= PIPELINE_DEPTH) await this.#inFlight[0]!.settled;
+    return true;
+  }
+
+  /** Settles the oldest pipelined group once its commit returned. */
+  async #settleInFlight(group: InFlightGroup): Promise<void> {
+    let result: CommitResult | undefined;
+    let failure: RoomStoreError | undefined;
+    try {
+      result = await group.result;
+    } catch (error) {
+      failure = RoomStoreError.from(error);
+    }
+    this.#inFlight.shift();
+    const core = this.#core;
+    try {
+      if (this.#pipelineFailed || !result?.ok) {
+        // Planned on a state that was not committed: planned again, before anything newer. Pushes
+        // whose own commit threw fail as they do when not pipelined.
+        if (failure && !this.#pipelineFailed) {
+          for (const { push } of group.items) {
+            if (push.live()) push.settle({ kind: "failed", error: failure });
+          }
+        } else {
+          this.#retry.push(...group.items.map((item) => item.push));
+        }
+        this.#pipelineFailed = true;
+        return;
+      }
+      const committed = group.steps.length > 0;
+      if (committed) {
+        core.writer = { isolateId: core.options.isolateId, at: Date.now() };
+        core.sink.holdFrames();
+      }
+      try {
+        for (const item of group.items) this.#settle(item);
+      } finally {
+        core.sink.releaseFrames(null);
+      }
+      if (committed) this.#committed(group.items);
+    } finally {
+      core.taker?.flush();
+      if (this.#inFlight.length === 0) {
+        this.#pipelineFailed = false;
+        // The queue's next task plans them again first (see settled).
+        if (this.#retry.length > 0) void this.#queue.run(() => {});
+      }
+    }
+  }
+
+  /** Handles `pushes` one group after another, each commit awaited. */
+  async #handleInOrder(pushes: QueuedPush[]): Promise<void> {
     const state = { remaining: pushes };
     try {
       await this.#commitGroups(state);
@@ -102,12 +234,7 @@ export class GroupCommit {
       let { items, steps } = planGroup(this.#context(), remaining, MAX_GROUP_PUSHES);
       const expected = core.cache.clock;
       if (steps.length > 0) {
-        // Alone in the room: nobody reads the log's copies of the values now.
-        const logValues = core.options.peers.present;
-        for (const step of steps) {
-          if (!logValues) step.logValues = false;
-          step.writer = core.options.isolateId;
-        }
+        this.#stamp(steps);
         const started = performance.now();
         const result = await core.store.commitSteps(core.roomId, expected, steps);
         this.#commitMs = performance.now() - started;
@@ -155,22 +282,43 @@ export class GroupCommit {
     }
   }
 
-  /** How a group sees the room (push_group.ts). */
-  #context(): GroupContext {
+  /** Marks the steps as this isolate's, and without the log's copies of values when alone. */
+  #stamp(steps: ChangeSet[]): void {
+    // Alone in the room: nobody reads the log's copies of the values now.
+    const logValues = this.#core.options.peers.present;
+    for (const step of steps) {
+      if (!logValues) step.logValues = false;
+      step.writer = this.#core.options.isolateId;
+    }
+  }
+
+  /** How a group sees the room (push_group.ts): the cache, or as `after` will leave it. */
+  #context(after?: InFlightGroup): GroupContext {
     const core = this.#core;
     const { schema, limits, presences } = core.options;
+    const committedAt = (origin: string) => core.origins.clockOf(origin);
     return {
       schema,
-      records: core.cache.records,
-      presences,
-      clock: core.cache.clock,
-      roomChars: core.cache.roomChars,
+      records: after?.records ?? core.cache.records,
+      presences: after?.presences ?? presences,
+      clock: after?.clock ?? core.cache.clock,
+      roomChars: after?.roomChars ?? core.cache.roomChars,
       maxRoomBytes: limits.maxRoomBytes,
       maxRecordChars: limits.maxRecordChars,
       maxRecordIdChars: limits.maxRecordIdChars,
       legacyAppend: core.sink.legacyAppend,
-      committedAt: (origin) => core.origins.clockOf(origin),
+      committedAt: after
+        ? (origin) => this.#inFlightOrigin(origin) ?? committedAt(origin)
+        : committedAt,
     };
+  }
+
+  #inFlightOrigin(origin: string): number | undefined {
+    for (const group of this.#inFlight) {
+      const clock = group.origins.get(origin);
+      if (clock !== undefined) return clock;
+    }
+    return undefined;
   }
 
   /** A push's outcome after its group's commit (or without one), in group order. */

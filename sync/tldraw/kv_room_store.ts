@@ -12,6 +12,7 @@
  * | `stage, stageId, i` | a commit too big for one atomic operation, until applied | kv_staged_commit.ts |
  * | `snap` / `snapchunk, id, i` | the newest compacted snapshot | kv_snapshot.ts |
  * | `sess, sessionId` | a {@link SessionEntry}, with `expireIn` | kv_sessions.ts |
+ * | `lease` / `pipe, lease, n` | with a remote KV: what pipelined commits check | kv_pipeline.ts |
  *
  * A commit is one `kv.atomic()` that checks the meta versionstamp, so a lost race is detected rather
  * than overwritten. How much of a group goes into one operation is decided here, from the sizes
@@ -21,6 +22,7 @@
  */
 import { KvBatcher } from "./kv_batcher.ts";
 import { logEntryOf, LogRing } from "./kv_log_ring.ts";
+import { pipelinedWrite, type PreparedStep, RoomPipeline } from "./kv_pipeline.ts";
 import { KvRecords } from "./kv_records.ts";
 import { KvSessions, type WriteFn } from "./kv_sessions.ts";
 import { KvSnapshots } from "./kv_snapshot.ts";
@@ -45,6 +47,8 @@ import {
 
 // Bytes of a meta value (two clocks, maybe a staged-commit pointer), with a margin.
 const META_SIZE = 300;
+// Bytes of the lease key and its value, with a margin.
+const LEASE_SIZE = 100;
 
 /**
  * The meta as stored. The schema has its own key: kept in the meta (as rooms written before did, and
@@ -107,6 +111,8 @@ export class KvRoomStore implements RoomStore {
   readonly #staged: StagedCommits;
   readonly #snapshots: KvSnapshots | undefined;
   readonly #sessions: KvSessions;
+  /** Rooms whose commits this isolate pipelines (remote KV only). */
+  readonly #pipes = new Map<string, RoomPipeline<StoredMeta>>();
 
   constructor(kv: Deno.Kv, options: KvRoomStoreOptions = {}) {
     this.#kv = kv;
@@ -268,15 +274,19 @@ export class KvRoomStore implements RoomStore {
     const metaKey = this.#key(roomId, "meta");
     const versionstamp = known.versionstamp;
     const inline = staged ? planned.log : planned.writes;
+    // Whatever this isolate pipelined before is over: this commit fences it (kv_pipeline.ts).
+    this.#pipes.delete(roomId);
+    const lease = this.remote ? 1 : 0;
     const result = await this.#write(`room:${roomId}`, {
       checks: 1,
       checked: [{ key: metaKey, versionstamp }],
-      mutations: 1 + inline.list.length,
-      bytes: META_SIZE + inline.bytes,
+      mutations: 1 + lease + inline.list.length,
+      bytes: META_SIZE + lease * LEASE_SIZE + inline.bytes,
     }, (op) => {
       op.check({ key: metaKey, versionstamp });
       inline.applyTo(op);
       op.set(metaKey, meta);
+      if (lease) op.set(this.#key(roomId, "lease"), clock);
     });
     if (!result.ok) {
       this.#known.delete(roomId);
@@ -286,7 +296,44 @@ export class KvRoomStore implements RoomStore {
     const committed = { meta, versionstamp: result.versionstamp };
     this.#remember(roomId, committed);
     if (staged) await this.#rollForward(roomId, { key: metaKey, value: meta, ...committed });
+    else if (lease) this.#pipes.set(roomId, new RoomPipeline(result.versionstamp, clock, meta));
     return { ok: true, clock };
+  }
+
+  /** See {@link DocumentStore.pipelineSteps} and kv_pipeline.ts. */
+  pipelineSteps(
+    roomId: string,
+    expectedClock: number,
+    steps: ChangeSet[],
+  ): Promise<CommitResult> | undefined {
+    const pipe = this.#pipes.get(roomId);
+    if (!pipe || steps.length === 0 || !pipe.accepts(expectedClock)) return undefined;
+    if (steps.some((changes) => changes.schema)) return undefined;
+    const own: PreparedStep[] = steps.map((changes, i) => {
+      const clock = expectedClock + i + 1;
+      return { clock, ...this.#stepWrites(roomId, clock, changes) };
+    });
+    const endClock = expectedClock + steps.length;
+    const writer = steps.findLast((s) => s.writer)?.writer;
+    const commit = pipe.next(own, nextMeta(pipe.landed.meta, endClock, writer));
+    const write = pipelinedWrite(
+      (...parts) => this.#key(roomId, ...parts),
+      this.#log.slots(roomId),
+      pipe.lease,
+      commit,
+      META_SIZE,
+    );
+    if (!write) return undefined; // too big to carry: the caller waits and commits normally
+    const settled = pipe.issued(commit, own);
+    this.#write(`room:${roomId}:${commit.n}`, write, write.apply).then(
+      (result) => pipe.returned(commit.n, result.ok ? result.versionstamp : null),
+      (error) => pipe.threw(commit.n, error),
+    ).finally(() => {
+      if (this.#pipes.get(roomId) !== pipe) return;
+      this.#remember(roomId, pipe.landed);
+      if (pipe.over) this.#pipes.delete(roomId);
+    });
+    return settled;
   }
 
   /**
@@ -433,10 +480,11 @@ export class KvRoomStore implements RoomStore {
     const entry = await this.#settledMeta(roomId);
     if (!entry.value || entry.value.documentClock !== expectedClock) return false;
     const meta = { ...entry.value, tombstoneHistoryStartsAtClock: startsAt };
-    const result = await this.#kv.atomic()
-      .check(entry)
-      .set(this.#key(roomId, "meta"), meta)
-      .commit();
+    this.#pipes.delete(roomId);
+    const write = this.#kv.atomic().check(entry).set(this.#key(roomId, "meta"), meta);
+    // It fences pipelined commits, which would write the old cutoff back (kv_pipeline.ts).
+    if (this.remote) write.set(this.#key(roomId, "lease"), expectedClock);
+    const result = await write.commit();
     if (!result.ok) return false;
     this.#remember(roomId, { meta, versionstamp: result.versionstamp });
     // Below the new cutoff tombstones are ignored by every reader, so deleting them in several
@@ -469,9 +517,14 @@ export class KvRoomStore implements RoomStore {
   }
 
   async deleteRoom(roomId: string): Promise<void> {
-    // The meta key first: a commit racing the delete then fails its versionstamp check.
-    await this.#kv.delete(this.#key(roomId, "meta"));
+    // The meta key first: a commit racing the delete then fails its versionstamp check (and a
+    // pipelined one its lease check).
+    await this.#kv.atomic()
+      .delete(this.#key(roomId, "meta"))
+      .delete(this.#key(roomId, "lease"))
+      .commit();
     this.#known.delete(roomId);
+    this.#pipes.delete(roomId);
     let batch: Deno.KvKey[] = [];
     const flush = async () => {
       const op = this.#kv.atomic();

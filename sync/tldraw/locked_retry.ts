@@ -55,6 +55,9 @@ export function withLockedRetry<S extends RoomStore>(
   options: LockedRetryOptions = {},
 ): S {
   return wrapMethods(store, ({ method, call }) =>
-    // writeSlot writes nothing (and is not async).
-    method === "writeSlot" ? call() : retryWhileLocked(() => call() as Promise<unknown>, options));
+    // writeSlot writes nothing (and is not async); pipelineSteps may answer `undefined`, and only
+    // remote stores (which are never locked) pipeline.
+    method === "writeSlot" || method === "pipelineSteps"
+      ? call()
+      : retryWhileLocked(() => call() as Promise<unknown>, options));
 }

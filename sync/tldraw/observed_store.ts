@@ -19,15 +19,20 @@ export interface StoreObserver {
 /** Wraps `store`. */
 export function observedStore<S extends RoomStore>(store: S, observer: StoreObserver = {}): S {
   return wrapMethods(store, ({ method, args, call }) => {
-    if (method === "commitSteps") {
+    if (method === "commitSteps" || method === "pipelineSteps") {
       const [roomId, expectedClock, steps] = args as [string, number, ChangeSet[]];
+      // A pipelined commit starts now or never (the caller then makes it with commitSteps).
+      const pipelined = method === "pipelineSteps"
+        ? call() as Promise<CommitResult> | undefined
+        : undefined;
+      if (method === "pipelineSteps" && !pipelined) return undefined;
       return withSpan("tldraw.commit", {
         "sync.room_id": roomId,
         "tldraw.expected_clock": expectedClock,
         "tldraw.steps": steps.length,
         "tldraw.records": steps.reduce((n, step) => n + step.puts.length + step.deletes.length, 0),
       }, async (span) => {
-        const result = await (call() as Promise<CommitResult>);
+        const result = await (pipelined ?? call() as Promise<CommitResult>);
         span.setAttribute("tldraw.commit.result", result.ok ? "ok" : result.error);
         if (result.ok) span.setAttribute("tldraw.clock", result.clock);
         else observer.onCommitConflict?.(roomId);

@@ -37,11 +37,16 @@ export interface GroupItem<P> {
   committedAt?: number;
 }
 
+/** Values by id: the cache, or the cache as changed by groups planned before. */
+export interface Lookup<V> {
+  get(id: string): V | undefined;
+}
+
 /** What planning a group reads. */
 export interface GroupContext {
   schema: RecordSchema;
-  records: ReadonlyMap<string, CachedRecord>;
-  presences: ReadonlyMap<string, WireRecord>;
+  records: Lookup<CachedRecord>;
+  presences: Lookup<WireRecord>;
   clock: number;
   roomChars: number;
   maxRoomBytes: number;
@@ -52,11 +57,11 @@ export interface GroupContext {
   committedAt(origin: string): number | undefined;
 }
 
-/** The cache as changed by the pushes planned before, within a group. */
-class Overlay<V> {
-  readonly #base: ReadonlyMap<string, V>;
+/** The cache as changed by the pushes planned before, within a group (and the groups before). */
+class Overlay<V> implements Lookup<V> {
+  readonly #base: Lookup<V>;
   readonly #changes = new Map<string, V | null>();
-  constructor(base: ReadonlyMap<string, V>) {
+  constructor(base: Lookup<V>) {
     this.#base = base;
   }
   get(id: string): V | undefined {
@@ -69,6 +74,17 @@ class Overlay<V> {
   }
 }
 
+/** A planned group: its items, its steps, and the state it leaves (for planning the next one). */
+export interface PlannedGroup<P> {
+  items: GroupItem<P>[];
+  steps: ChangeSet[];
+  records: Lookup<CachedRecord>;
+  presences: Lookup<WireRecord>;
+  /** The clock and the document size after its steps. */
+  clock: number;
+  roomChars: number;
+}
+
 /**
  * Plans up to `take` of `pushes` in order against the cache as changed by the ones before. `steps`
  * holds one change set per changing push, to be committed as the clocks after `ctx.clock` (the
@@ -78,7 +94,7 @@ export function planGroup<P extends QueuedPush>(
   ctx: GroupContext,
   pushes: readonly P[],
   take: number,
-): { items: GroupItem<P>[]; steps: ChangeSet[] } {
+): PlannedGroup<P> {
   const records = new Overlay(ctx.records);
   const presences = new Overlay(ctx.presences);
   const planContext = {
@@ -140,5 +156,5 @@ export function planGroup<P extends QueuedPush>(
     }
     items.push({ push, plan, clock: stepClock, sizes });
   }
-  return { items, steps };
+  return { items, steps, records, presences, clock, roomChars };
 }

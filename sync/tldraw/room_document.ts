@@ -46,7 +46,7 @@ export class RoomDocument {
   constructor(options: DocumentOptions) {
     this.roomId = options.roomId;
     const core = this.#core = new DocumentCore(options);
-    this.#queue = new RoomQueue(options.log);
+    this.#queue = new RoomQueue(options.log, () => this.#commit.settled());
     this.#catchUp = new DocumentCatchUp(core);
     this.#commit = new GroupCommit(core, this.#catchUp, this.#queue);
     const link = options.link;

@@ -8,16 +8,24 @@
  */
 import type { Logger } from "../../log.ts";
 
+/**
+ * What a task other than a push group waits for first: `undefined`, or a promise while push groups
+ * that returned still have commits in flight (pipelined, group_commit.ts).
+ */
+export type QueueBarrier = () => Promise<void> | undefined;
+
 /** The queue of one room. `P`: a queued push. */
 export class RoomQueue<P> {
   readonly #log: Logger;
+  readonly #barrier: QueueBarrier;
   #tail: Promise<void> = Promise.resolve();
   #pending = 0;
   /** Pushes waiting in the queue as one group that later pushes may still join. */
   #open: P[] | null = null;
 
-  constructor(log: Logger) {
+  constructor(log: Logger, barrier: QueueBarrier = () => undefined) {
     this.#log = log;
+    this.#barrier = barrier;
   }
 
   /** Tasks queued or running. */
@@ -41,7 +49,10 @@ export class RoomQueue<P> {
   runResult(task: () => Promise<void> | void): Promise<void> {
     // Pushes after this task must not join a group queued before it.
     this.#open = null;
-    return this.#enqueue(task);
+    return this.#enqueue(() => {
+      const wait = this.#barrier();
+      return wait ? wait.then(task) : task();
+    });
   }
 
   #enqueue(task: () => Promise<void> | void): Promise<void> {
@@ -74,8 +85,15 @@ export class RoomQueue<P> {
     this.#open = group;
   }
 
-  /** Resolves when nothing is queued (tests, shutdown). */
+  /** Resolves when nothing is queued or in flight (tests, shutdown). */
   async idle(): Promise<void> {
-    while (this.#pending > 0) await this.#tail;
+    for (;;) {
+      if (this.#pending > 0) await this.#tail;
+      else {
+        const wait = this.#barrier();
+        if (!wait) return;
+        await wait;
+      }
+    }
   }
 }

@@ -187,6 +187,18 @@ export interface DocumentStore {
    * again. Nothing is ever half-committed: a lost race writes nothing.
    */
   commitSteps(roomId: string, expectedClock: number, steps: ChangeSet[]): Promise<CommitResult>;
+  /**
+   * Optional (a remote KV, kv_pipeline.ts): commits `steps` as the clocks after `expectedClock`
+   * while earlier commits of the room are still in flight, all of them or none. `undefined` when it
+   * cannot now (no pipeline yet, it ended, or the steps do not fit one write): the caller then
+   * waits for what is in flight and uses {@link commitSteps}. A room's results settle in call
+   * order, and after a conflict every later one fails too.
+   */
+  pipelineSteps?(
+    roomId: string,
+    expectedClock: number,
+    steps: ChangeSet[],
+  ): Promise<CommitResult> | undefined;
   /** Current clock (cheap: one read). `-1` when the room does not exist. */
   readClock(roomId: string): Promise<number>;
   /** Changes committed after `clock`, one {@link LogStep} per clock (cross-isolate catch-up). */

@@ -8,6 +8,9 @@
  * store's, every acknowledged create (never deleted) is in it and every acknowledged delete is not,
  * and no session ever saw the clock go back.
  *
+ * The remote variant runs the same on a KV whose operations take a random 0–15 ms and so land out of
+ * order, with the stores pipelining commits as on Deno Deploy (kv_pipeline.ts).
+ *
  * Seeds: a fixed list; `FUZZ_SEEDS=<n>` runs n random ones, `FUZZ_ROUNDS=<n>` longer,
  * `FUZZ_SEED=<seed>` replays one (a failure prints its seed). Timing still varies between runs, so
  * a replay follows the same choices, not necessarily the same interleaving.
@@ -21,6 +24,7 @@ import type { Bus } from "../../sync/bus/bus.ts";
 import { MemoryBusHub } from "../../sync/bus/memory_bus.ts";
 import { applyObjectDiff, type ObjectDiff } from "../../sync/tldraw/diff.ts";
 import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
+import { jitteryKv } from "../helpers/jittery_kv.ts";
 import type { WireNetworkDiff, WireRecord } from "../../sync/tldraw/protocol.ts";
 import { type RoomConnection, RoomManager } from "../../sync/tldraw/room_manager.ts";
 
@@ -169,12 +173,15 @@ function docText(doc: Map<string, WireRecord>): string {
   return JSON.stringify([...doc.entries()].sort(([a], [b]) => a.localeCompare(b)));
 }
 
-async function run(random: Random): Promise<void> {
+async function run(random: Random, remote: boolean): Promise<void> {
   const kv = await Deno.openKv(":memory:");
   const hub = new MemoryBusHub();
   // The bus's faults come from a source of their own: deliveries happen in an order the choices
   // below do not control.
   const faults = new Random(random.seed ^ 0x5bd1e995);
+  const latency = new Random(random.seed ^ 0x27d4eb2d);
+  const storeKv = remote ? jitteryKv(kv, () => latency.int(0, 15)).kv : kv;
+  const storeOptions = remote ? { remote: true, commitsInFlight: 8 } : {};
   const dead = new Set<string>();
   let healed = false;
   hub.setDropRule((envelope, to) =>
@@ -187,7 +194,7 @@ async function run(random: Random): Promise<void> {
     const id = `isolate-${spawned++}`;
     const bus = hub.connect(id);
     const manager = new RoomManager({
-      store: new KvRoomStore(kv),
+      store: new KvRoomStore(storeKv, storeOptions),
       log: silentLogger,
       bus,
       isolateId: id,
@@ -309,5 +316,7 @@ async function run(random: Random): Promise<void> {
 }
 
 for (const seed of SEEDS) {
-  Deno.test(`${NAME}: seed ${seed}`, () => withSeed(NAME, seed, run));
+  Deno.test(`${NAME}: seed ${seed}`, () => withSeed(NAME, seed, (r) => run(r, false)));
+  const remote = `${NAME}, remote KV`;
+  Deno.test(`${remote}: seed ${seed}`, () => withSeed(remote, seed, (r) => run(r, true)));
 }
