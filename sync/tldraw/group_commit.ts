@@ -115,7 +115,11 @@ export class GroupCommit {
     let result: Promise<CommitResult> | undefined;
     if (planned.steps.length > 0) {
       this.#stamp(planned.steps);
-      result = pipeline(core.roomId, previous?.clock ?? core.cache.clock, planned.steps);
+      try {
+        result = pipeline(core.roomId, previous?.clock ?? core.cache.clock, planned.steps);
+      } catch {
+        return false; // the usual path meets the same error and settles the pushes with it
+      }
     } else if (previous) {
       result = Promise.resolve({ ok: true, clock: planned.clock });
     }
