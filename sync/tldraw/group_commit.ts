@@ -101,7 +101,8 @@ export class GroupCommit {
    */
   async #pipelined(pushes: QueuedPush[]): Promise<boolean> {
     const core = this.#core;
-    const pipeline = core.store.pipelineSteps?.bind(core.store);
+    // Only a remote store pipelines (a local one would plan every group twice for nothing).
+    const pipeline = core.store.remote ? core.store.pipelineSteps?.bind(core.store) : undefined;
     if (!pipeline || this.#retry.length > 0 || this.#pipelineFailed || core.closing) return false;
     if (this.#yieldUntil > Date.now() || pushes.length > MAX_GROUP_PUSHES) return false;
     const sender = core.sender;
@@ -129,9 +130,10 @@ export class GroupCommit {
       if (push.origin !== undefined && clock !== undefined) origins.set(push.origin, clock);
     }
     const group: InFlightGroup = { ...planned, result, origins, settled: Promise.resolve() };
-    group.settled = (previous?.settled ?? Promise.resolve()).then(() =>
-      this.#settleInFlight(group)
-    );
+    // (Never rejects: the groups behind it are settled after it whatever happens.)
+    group.settled = (previous?.settled ?? Promise.resolve())
+      .then(() => this.#settleInFlight(group))
+      .catch((error) => core.log.error("settling a pipelined group failed", { error }));
     this.#inFlight.push(group);
     // Enough in flight: the pushes arriving meanwhile gather into the next group.
     if (this.#inFlight.length >= PIPELINE_DEPTH) await this.#inFlight[0]!.settled;

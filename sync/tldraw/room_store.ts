@@ -188,7 +188,7 @@ export interface DocumentStore {
    */
   commitSteps(roomId: string, expectedClock: number, steps: ChangeSet[]): Promise<CommitResult>;
   /**
-   * Optional (a remote KV, kv_pipeline.ts): commits `steps` as the clocks after `expectedClock`
+   * Optional, used when {@link remote} (kv_pipeline.ts): commits `steps` as the clocks after `expectedClock`
    * while earlier commits of the room are still in flight, all of them or none. `undefined` when it
    * cannot now (no pipeline yet, it ended, or the steps do not fit one write): the caller then
    * waits for what is in flight and uses {@link commitSteps}. A room's results settle in call
