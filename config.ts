@@ -196,7 +196,7 @@ export interface Config {
     kvRemote: boolean;
     /**
      * KV atomic operations one isolate keeps in flight (merged commits of its rooms, session
-     * entries): 2 for a local KV file (one writer at a time), 8 for a remote KV (more rooms
+     * entries): 2 for a local KV file (one writer at a time), 16 for a remote KV (more rooms
      * commit per round trip).
      */
     kvCommitsInFlight: number;
@@ -367,7 +367,7 @@ export function loadConfig(
       sessionTtlMs: e.ROOM_SESSION_TTL_MS,
       pollMs: e.ROOM_POLL_MS,
       kvRemote: e.KV_REMOTE ?? platform === "deploy",
-      kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? ((e.KV_REMOTE ?? platform === "deploy") ? 8 : 2),
+      kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? ((e.KV_REMOTE ?? platform === "deploy") ? 16 : 2),
       reportMs: e.ISOLATE_REPORT_MS,
     },
     zeroCacheUrl: e.ZERO_CACHE_URL,

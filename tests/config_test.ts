@@ -89,9 +89,9 @@ Deno.test("KV operations in flight: 2 on a local file, 8 on Deno Deploy's remote
   assert.equal(loadConfig({}).rooms.kvCommitsInFlight, 2);
   assert.equal(loadConfig({}).rooms.kvRemote, false);
   const deploy = { DENO_DEPLOYMENT_ID: "abc123", DATABASE_URL: "postgres://h/db" };
-  assert.equal(loadConfig(deploy).rooms.kvCommitsInFlight, 8);
+  assert.equal(loadConfig(deploy).rooms.kvCommitsInFlight, 16);
   assert.equal(loadConfig(deploy).rooms.kvRemote, true);
-  assert.equal(loadConfig({ KV_REMOTE: "true" }).rooms.kvCommitsInFlight, 8);
+  assert.equal(loadConfig({ KV_REMOTE: "true" }).rooms.kvCommitsInFlight, 16);
   assert.equal(loadConfig({ ...deploy, KV_REMOTE: "false" }).rooms.kvRemote, false);
   assert.equal(loadConfig({ ...deploy, KV_COMMITS_IN_FLIGHT: "16" }).rooms.kvCommitsInFlight, 16);
   assert.deepEqual(
