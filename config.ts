@@ -367,7 +367,8 @@ export function loadConfig(
       sessionTtlMs: e.ROOM_SESSION_TTL_MS,
       pollMs: e.ROOM_POLL_MS,
       kvRemote: e.KV_REMOTE ?? platform === "deploy",
-      kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? ((e.KV_REMOTE ?? platform === "deploy") ? 16 : 2),
+      kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ??
+        ((e.KV_REMOTE ?? platform === "deploy") ? 16 : 2),
       reportMs: e.ISOLATE_REPORT_MS,
     },
     zeroCacheUrl: e.ZERO_CACHE_URL,
