@@ -82,7 +82,7 @@ export class TldrawRoom {
     const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     const hooks = options.hooks ?? {};
     const link = this.#link = options.link;
-    this.#peers = new Peers(() => this.#peerFound());
+    this.#peers = new Peers(timeouts.peerMemory, () => this.#peerFound());
     this.#presence = new RoomPresence({
       roomId: this.roomId,
       isolateId,

@@ -250,7 +250,7 @@ export class RoomDocument {
     if (ms <= 0) return;
     let skipped = 0;
     this.#pollTimer ??= setInterval(() => {
-      if (!this.#core.options.peers.present && ++skipped < ALONE_SLOWDOWN) return;
+      if (this.#core.options.peers.quiet && ++skipped < ALONE_SLOWDOWN) return;
       skipped = 0;
       if (this.#queue.pending === 0) void this.catchUp();
     }, ms);

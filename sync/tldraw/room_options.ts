@@ -51,6 +51,12 @@ export interface RoomTimeouts {
   presenceSweep: number;
   /** A presence change is mirrored into the session entry at most this often. */
   presenceWrite: number;
+  /**
+   * How long a sign of another isolate in the room counts (room_presence.ts `Peers`). A room
+   * loaded less than this ago repairs at the full rate: its sweeps find out whether it is alone
+   * before it slows down.
+   */
+  peerMemory: number;
 }
 
 /**
@@ -100,4 +106,6 @@ export const DEFAULT_TIMEOUTS: RoomTimeouts = {
   poll: 1_000,
   presenceSweep: 2_000,
   presenceWrite: 1_000,
+  // Well over the presence sweep (which re-reads the session entries) and an entry's time to live.
+  peerMemory: 15_000,
 };

@@ -17,28 +17,36 @@ import { ALONE_SLOWDOWN, type RoomTimeouts } from "./room_options.ts";
 import type { SessionDirectory, SessionEntry } from "./room_store.ts";
 import { isConnected, type Session } from "./session.ts";
 
-// How long a sign of another isolate in the room keeps this one publishing on the link: well over
-// the presence sweep (which re-reads the session entries) and an entry's time to live.
-const PEER_MEMORY_MS = 15_000;
-
 /**
  * Whether another isolate may have sessions in the room: one of its session entries was seen (on
  * admission, or by the sweep every few seconds) or one of its messages arrived, within the last
- * {@link PEER_MEMORY_MS}. While alone, nothing needs to go on the link: an isolate that joins later
- * reads the session entries and the store's log, and its own first message or entry makes this
- * one publish again.
+ * `memoryMs` (`RoomTimeouts.peerMemory`). While alone, nothing needs to go on the link: an isolate
+ * that joins later reads the session entries and the store's log, and its own first message or
+ * entry makes this one publish again.
  */
 export class Peers {
   readonly #onFound: () => void;
-  #seenAt = 0;
+  readonly #memoryMs: number;
+  readonly #loadedAt = Date.now();
+  #seenAt = -Infinity;
 
   /** `onFound`: this isolate thought it was alone in the room and learned it is not. */
-  constructor(onFound: () => void) {
+  constructor(memoryMs: number, onFound: () => void) {
+    this.#memoryMs = memoryMs;
     this.#onFound = onFound;
   }
 
   get present(): boolean {
-    return Date.now() - this.#seenAt < PEER_MEMORY_MS;
+    return Date.now() - this.#seenAt < this.#memoryMs;
+  }
+
+  /**
+   * Whether the room may repair at the slow rate ({@link ALONE_SLOWDOWN}): alone, and loaded long
+   * enough ago that its sweeps would have found another isolate (its first admission may have
+   * raced another isolate's, whose messages may be lost).
+   */
+  get quiet(): boolean {
+    return !this.present && Date.now() - this.#loadedAt >= this.#memoryMs;
   }
 
   /** Another isolate showed a sign of being in the room. */
@@ -271,7 +279,7 @@ export class RoomPresence {
   }
 
   #maybeSweep(): void {
-    const alone = !this.#options.peers.present && this.#remote.size === 0;
+    const alone = this.#options.peers.quiet && this.#remote.size === 0;
     const interval = this.#options.timeouts.presenceSweep * (alone ? ALONE_SLOWDOWN : 1);
     if (Date.now() - this.#lastSweep < interval) return;
     this.#lastSweep = Date.now();

@@ -191,10 +191,11 @@ Deno.test("KV room store, remote: pipelined commits landing out of order leave e
         assert.ok(s.puts.some((p) => p.state.id === `shape:a${s.clock}`), `log of ${s.clock}`);
       }
     }
-    // The pipe keys of settled commits are deleted by later ones (the last few expire).
+    // The pipe keys of settled commits are deleted by later ones (the last ones expire): of one
+    // per commit, the early ones are gone.
     const pipeKeys = await Array.fromAsync(local.list({ prefix: ["tldraw", ROOM, "pipe"] }));
-    assert.ok(pipeKeys.length <= 4 * PIPELINE_DEPTH, `${pipeKeys.length} pipe keys left`);
-    assert.ok(pipeKeys.every(({ key }) => Number(key.at(-1)) > 20), "early pipe keys deleted");
+    assert.ok(pipeKeys.length < 50, `${pipeKeys.length} pipe keys left`);
+    assert.ok(pipeKeys.every(({ key }) => Number(key.at(-1)) > 10), "early pipe keys deleted");
   } finally {
     local.close();
   }
