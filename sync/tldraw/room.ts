@@ -82,7 +82,11 @@ export class TldrawRoom {
     const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     const hooks = options.hooks ?? {};
     const link = this.#link = options.link;
-    this.#peers = new Peers(timeouts.peerMemory, () => this.#peerFound());
+    this.#peers = new Peers(
+      timeouts.peerMemory,
+      2 * timeouts.presenceSweep,
+      () => this.#peerFound(),
+    );
     this.#presence = new RoomPresence({
       roomId: this.roomId,
       isolateId,

@@ -53,8 +53,8 @@ export interface RoomTimeouts {
   presenceWrite: number;
   /**
    * How long a sign of another isolate in the room counts (room_presence.ts `Peers`). A room
-   * loaded less than this ago repairs at the full rate: its sweeps find out whether it is alone
-   * before it slows down.
+   * loaded less than two {@link presenceSweep}s ago repairs at the full rate: its sweeps find out
+   * whether it is alone before it slows down.
    */
   peerMemory: number;
 }

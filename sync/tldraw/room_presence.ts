@@ -27,12 +27,16 @@ import { isConnected, type Session } from "./session.ts";
 export class Peers {
   readonly #onFound: () => void;
   readonly #memoryMs: number;
-  readonly #loadedAt = Date.now();
+  readonly #settledAt: number;
   #seenAt = -Infinity;
 
-  /** `onFound`: this isolate thought it was alone in the room and learned it is not. */
-  constructor(memoryMs: number, onFound: () => void) {
+  /**
+   * `settleMs`: how long after loading the room cannot know it is alone (two presence sweeps).
+   * `onFound`: this isolate thought it was alone in the room and learned it is not.
+   */
+  constructor(memoryMs: number, settleMs: number, onFound: () => void) {
     this.#memoryMs = memoryMs;
+    this.#settledAt = Date.now() + settleMs;
     this.#onFound = onFound;
   }
 
@@ -46,7 +50,7 @@ export class Peers {
    * raced another isolate's, whose messages may be lost).
    */
   get quiet(): boolean {
-    return !this.present && Date.now() - this.#loadedAt >= this.#memoryMs;
+    return !this.present && Date.now() >= this.#settledAt;
   }
 
   /** Another isolate showed a sign of being in the room. */

@@ -24,6 +24,7 @@ import { type GroupContext, planGroup } from "../../sync/tldraw/push_group.ts";
 import type { PushRequest, WireNetworkDiff, WireRecord } from "../../sync/tldraw/protocol.ts";
 import type { PushOutcome, QueuedPush } from "../../sync/tldraw/queued_push.ts";
 import { RoomCache } from "../../sync/tldraw/room_cache.ts";
+import { Peers } from "../../sync/tldraw/room_presence.ts";
 import type { ConnectRequest } from "../../sync/tldraw/protocol.ts";
 import type { Session } from "../../sync/tldraw/session.ts";
 import { negotiate } from "../../sync/tldraw/session_handshake.ts";
@@ -453,4 +454,19 @@ Deno.test("negotiate: protocol versions and schemas a client may connect with", 
   newer.sequences["com.tldraw.shape"] = 999;
   const future = negotiate(request({ schema: newer }), schema);
   assert.deepEqual(future, { ok: false, reason: "SERVER_TOO_OLD", legacyRejection: false });
+});
+
+Deno.test("Peers: a room just loaded is not quiet; alone after settling it is, until a peer shows", async () => {
+  let found = 0;
+  const peers = new Peers(1_000, 60, () => found++);
+  assert.equal(peers.present, false);
+  assert.equal(peers.quiet, false, "loaded just now: it cannot know yet");
+  await sleep(90);
+  assert.equal(peers.quiet, true);
+  peers.seen();
+  assert.equal(found, 1);
+  assert.equal(peers.present, true);
+  assert.equal(peers.quiet, false);
+  peers.seen();
+  assert.equal(found, 1, "found once, not on every sign");
 });
