@@ -42,6 +42,16 @@ Deno.test("rooms whose last session left are gone from the heap", async () => {
 
   for (const socket of sockets) await socket.close();
   await eventually(async () => await roomsLoaded() === 0, 10_000, "rooms unloaded");
-  const after = await liveInstances(ROOM_CLASSES);
+  // A store operation still in flight when a room unloads holds it until it returns (under load,
+  // a moment longer): a leak is what is still there after a few snapshots.
+  let after = await liveInstances(ROOM_CLASSES);
+  for (
+    let attempt = 0;
+    attempt < 5 && JSON.stringify(after) !== JSON.stringify(before);
+    attempt++
+  ) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    after = await liveInstances(ROOM_CLASSES);
+  }
   assert.deepEqual(after, before);
 });
