@@ -1,7 +1,12 @@
 /**
  * Two isolates (room managers with their own KV handle on one KV file, each behind its own HTTP
  * server) joined by a real bus that loses 30 % of its notices: real tldraw clients still converge
- * within 2 s of the last edit (lost notices are repaired by the next notice or the clock poll).
+ * within 3 s of each edit (lost notices are repaired by the next notice or the clock poll).
+ *
+ * The bound: a forwarded push whose message is lost is sent again after 300 ms (and may be lost
+ * again), and a commit notice that is lost waits for the other isolate's next poll (1 s here), so
+ * two losses in one round take up to about 2 s; here 1 of 10 runs had a round of 1,996 ms, and the
+ * loaded CI machine once went past 2 s.
  */
 import assert from "node:assert/strict";
 import { createShapeId, type TLRecord } from "@tldraw/tlschema";
@@ -17,6 +22,9 @@ import { openTestDatabase, TEST_DATABASE_URL } from "../helpers/db.ts";
 import { DroppingBus } from "../helpers/dropping_bus.ts";
 import { geoShape } from "../helpers/raw_socket.ts";
 import { connectClient, documentRecords, type TestClient } from "../helpers/tldraw_client.ts";
+
+// One round's slowest convergence: two losses in a row (about 2 s) plus a loaded machine's margin.
+const ROUND_MS = 3_000;
 
 interface Isolate extends AsyncDisposable {
   url: string;
@@ -58,7 +66,7 @@ async function startIsolate(kvPath: string, bus: Bus): Promise<Isolate> {
   };
 }
 
-Deno.test("a bus that loses 30% of notices: real clients on two isolates converge within 2 s", async () => {
+Deno.test("a bus that loses 30% of notices: real clients on two isolates converge within 3 s", async () => {
   const dir = await Deno.makeTempDir();
   const kvPath = `${dir}/kv.sqlite3`;
   await using database = await openTestDatabase({ migrated: false });
@@ -81,16 +89,16 @@ Deno.test("a bus that loses 30% of notices: real clients on two isolates converg
       const id = createShapeId(`lossy-${n}`);
       writer.store.put([{ ...geoShape(id), x: n } as unknown as TLRecord]);
       const started = Date.now();
-      await until(() => clients.every((c) => c.store.has(id)), 2_000);
+      await until(() => clients.every((c) => c.store.has(id)), ROUND_MS);
       worst = Math.max(worst, Date.now() - started);
     }
     const first = () => JSON.stringify(documentRecords(clients[0]!.store));
     await until(
       () => clients.every((c) => JSON.stringify(documentRecords(c.store)) === first()),
-      2_000,
+      ROUND_MS,
     );
     assert.ok(one.bus.dropped + two.bus.dropped > 0, "nothing was dropped");
-    assert.ok(worst <= 2_000, `slowest convergence ${worst} ms`);
+    assert.ok(worst <= ROUND_MS, `slowest convergence ${worst} ms`);
   } finally {
     await Promise.all(clients.map((c) => c.close()));
     await Deno.remove(dir, { recursive: true });
