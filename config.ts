@@ -95,6 +95,7 @@ const envSchema = z.object({
   ROOM_POLL_MS: intFromEnv(0, 60_000).default(1_000),
   ISOLATE_REPORT_MS: intFromEnv(100, 600_000).default(5_000),
   KV_COMMITS_IN_FLIGHT: intFromEnv(1, 64).optional(),
+  KV_COMMIT_LINGER_MS: intFromEnv(0, 50).optional(),
   KV_REMOTE: booleanFromEnv.optional(),
   LIVESTORE_PATH_PREFIX: z.string().regex(/^\/[A-Za-z0-9_\/-]*[A-Za-z0-9_-]$/, {
     error: "expected a path like /livestore",
@@ -200,6 +201,12 @@ export interface Config {
      * commit per round trip).
      */
     kvCommitsInFlight: number;
+    /**
+     * Milliseconds a commit may wait for other rooms' commits to share its KV operation, while
+     * they arrive more often than that: 2 for a local KV file (each operation is one SQLite
+     * transaction, costing about what one commit does), 0 for a remote KV.
+     */
+    kvCommitLingerMs: number;
     /** How often an isolate writes its report for the operator page to KV (sync/isolate_reports.ts). */
     reportMs: number;
   };
@@ -369,6 +376,7 @@ export function loadConfig(
       kvRemote: e.KV_REMOTE ?? platform === "deploy",
       kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ??
         ((e.KV_REMOTE ?? platform === "deploy") ? 16 : 2),
+      kvCommitLingerMs: e.KV_COMMIT_LINGER_MS ?? ((e.KV_REMOTE ?? platform === "deploy") ? 0 : 2),
       reportMs: e.ISOLATE_REPORT_MS,
     },
     zeroCacheUrl: e.ZERO_CACHE_URL,

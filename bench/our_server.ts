@@ -39,6 +39,7 @@ if (import.meta.main) {
     WEB_DIR: env.BENCH_WEB_DIR,
     KV_REMOTE: env.KV_REMOTE ?? (kvLatencyMs > 0 ? "true" : undefined),
     KV_COMMITS_IN_FLIGHT: env.KV_COMMITS_IN_FLIGHT,
+    KV_COMMIT_LINGER_MS: env.KV_COMMIT_LINGER_MS,
     // What history versions cost: e.g. HISTORY_INTERVAL_MS=3600000 writes none while measured.
     HISTORY_INTERVAL_MS: env.HISTORY_INTERVAL_MS,
   });

@@ -85,7 +85,7 @@ Deno.test("WEB_DIR names the web app's build; unset, the checkout's web/dist is 
   assert.equal(loadConfig({}).webDir, undefined);
 });
 
-Deno.test("KV operations in flight: 2 on a local file, 8 on Deno Deploy's remote KV, or as set", () => {
+Deno.test("KV operations in flight: 2 on a local file, 16 on Deno Deploy's remote KV, or as set", () => {
   assert.equal(loadConfig({}).rooms.kvCommitsInFlight, 2);
   assert.equal(loadConfig({}).rooms.kvRemote, false);
   const deploy = { DENO_DEPLOYMENT_ID: "abc123", DATABASE_URL: "postgres://h/db" };
@@ -97,5 +97,21 @@ Deno.test("KV operations in flight: 2 on a local file, 8 on Deno Deploy's remote
   assert.deepEqual(
     configError({ KV_COMMITS_IN_FLIGHT: "0" }).issues.map((i) => i.variable),
     ["KV_COMMITS_IN_FLIGHT"],
+  );
+});
+
+Deno.test("KV commit linger: 2 ms on a local file, none on a remote KV, or as set", () => {
+  assert.equal(loadConfig({}).rooms.kvCommitLingerMs, 2);
+  assert.equal(loadConfig({ KV_REMOTE: "true" }).rooms.kvCommitLingerMs, 0);
+  assert.equal(
+    loadConfig({ DENO_DEPLOYMENT_ID: "abc", DATABASE_URL: "postgres://h/db" }).rooms
+      .kvCommitLingerMs,
+    0,
+  );
+  assert.equal(loadConfig({ KV_COMMIT_LINGER_MS: "0" }).rooms.kvCommitLingerMs, 0);
+  assert.equal(loadConfig({ KV_COMMIT_LINGER_MS: "5" }).rooms.kvCommitLingerMs, 5);
+  assert.deepEqual(
+    configError({ KV_COMMIT_LINGER_MS: "51" }).issues.map((i) => i.variable),
+    ["KV_COMMIT_LINGER_MS"],
   );
 });

@@ -23,6 +23,14 @@
  * about 270). Otherwise (the operation threw, or the read found nothing stale) its halves are
  * retried apart, down to single writes.
  *
+ * Writes that arrive apart merge only if one waits for the other: with {@link BatchLimits.linger}
+ * set (a local file), while more distinct groups write than one per linger, a write waits up to
+ * that long for others. Each local operation is one SQLite transaction with its fsync, about
+ * 190 µs of CPU however few rooms it carries (measured: 5 rooms per operation, 65 µs each); at
+ * 100 rooms × 5 clients × 2 pushes/s a 2 ms linger took commits per push from 0.74 to 0.26 and
+ * server CPU from 56 % to 46 %, at about 3 ms more push→ack p50 and no worse p99. One busy room
+ * never waits: nothing would join it.
+ *
  * @module
  */
 
@@ -54,6 +62,11 @@ export interface BatchLimits {
   writes: number;
   /** Operations in flight at once (writes of one group are never in two of them). */
   inFlight: number;
+  /**
+   * Milliseconds a write may wait for writes of other groups to join its operation, when such
+   * writes arrive more often than that (0: never wait). See {@link KvBatcher}.
+   */
+  linger: number;
 }
 
 // With 200 busy rooms per isolate a limit of 32 writes filled every operation (the queue waited
@@ -65,7 +78,12 @@ const DEFAULT_LIMITS: BatchLimits = {
   bytes: 780_000,
   writes: 128,
   inFlight: 2,
+  linger: 0,
 };
+// Writes waiting that end a linger at once: most of what merging saves is saved by then.
+const LINGER_ENOUGH = 8;
+// Window over which the rate of distinct groups writing is measured (ms).
+const RATE_WINDOW_MS = 50;
 // How long woken writeSlot callers get to issue their writes (microtask turns: at most, and
 // without a new write).
 const SLOT_MAX_TICKS = 64;
@@ -75,6 +93,8 @@ const GET_MANY_LIMIT = 10;
 
 interface Pending {
   write: BatchedWrite;
+  /** When it was queued (performance.now()). */
+  at: number;
   resolve(result: Deno.KvCommitResult | Deno.KvCommitError): void;
   reject(error: unknown): void;
 }
@@ -89,6 +109,12 @@ export class KvBatcher {
   readonly #groupsInFlight = new Set<string>();
   /** Callers of {@link writeSlot} waiting for an operation in flight to end. */
   #slotWaiters: (() => void)[] = [];
+  /** Distinct groups that wrote in the last full window, per ms, and those of the current one. */
+  #groupRate = 0;
+  #windowStart = 0;
+  readonly #windowGroups = new Set<string>();
+  /** The timer ending a linger, while one runs. */
+  #lingering: ReturnType<typeof setTimeout> | undefined;
   /** Merged operations committed (for tests and metrics). */
   merged = 0;
   /** Failed merged operations whose stale writes were found by reading their checks. */
@@ -101,8 +127,15 @@ export class KvBatcher {
 
   /** Commits `write` (alone or merged with others); resolves like `AtomicOperation.commit()`. */
   commit(write: BatchedWrite): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    const at = performance.now();
+    if (at - this.#windowStart >= RATE_WINDOW_MS) {
+      this.#groupRate = this.#windowGroups.size / (at - this.#windowStart);
+      this.#windowGroups.clear();
+      this.#windowStart = at;
+    }
+    this.#windowGroups.add(write.group);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ write, resolve, reject });
+      this.#queue.push({ write, at, resolve, reject });
       this.#start();
     });
   }
@@ -121,6 +154,7 @@ export class KvBatcher {
   /** Starts operations while fewer than allowed are in flight and writes wait. */
   #start(): void {
     while (this.#inFlight < this.#limits.inFlight && this.#queue.length > 0) {
+      if (this.#linger()) return;
       const batch = this.#take();
       if (batch.length === 0) return; // only writes of groups in flight wait
       this.#inFlight++;
@@ -134,6 +168,28 @@ export class KvBatcher {
         this.#start();
       });
     }
+  }
+
+  /**
+   * Holds the queue back (and arms a timer to release it) while the oldest write has waited less
+   * than `linger` and enough distinct groups write that another is likely to join within it: one
+   * operation of several rooms' commits costs the local KV's writer about what one commit does
+   * (each is one SQLite transaction with its fsync), so a short wait saves most of the rest. One
+   * busy room (one group) does not wait, nor does a write after a quiet spell.
+   */
+  #linger(): boolean {
+    if (this.#lingering !== undefined) return true;
+    const linger = this.#limits.linger;
+    if (linger <= 0 || this.#groupRate * linger < 1 || this.#queue.length >= LINGER_ENOUGH) {
+      return false;
+    }
+    const wait = this.#queue[0]!.at + linger - performance.now();
+    if (wait <= 0) return false;
+    this.#lingering = setTimeout(() => {
+      this.#lingering = undefined;
+      this.#start();
+    }, wait);
+    return true;
   }
 
   /**

@@ -78,6 +78,11 @@ export interface KvRoomStoreOptions {
   groupCommit?: boolean;
   /** Atomic operations in flight at once (see `BatchLimits.inFlight`; default 2). */
   commitsInFlight?: number;
+  /**
+   * Milliseconds a commit may wait for other rooms' commits to join its operation while they
+   * arrive more often than that (see `BatchLimits.linger`; default 0).
+   */
+  commitLingerMs?: number;
   /** The KV is a network away (see {@link DocumentStore.remote}). Default `false`. */
   remote?: boolean;
   /**
@@ -118,9 +123,10 @@ export class KvRoomStore implements RoomStore {
     this.#kv = kv;
     this.#prefix = options.prefix ?? ["tldraw"];
     this.remote = options.remote ?? false;
-    this.#batcher = options.groupCommit === false
-      ? undefined
-      : new KvBatcher(kv, options.commitsInFlight ? { inFlight: options.commitsInFlight } : {});
+    this.#batcher = options.groupCommit === false ? undefined : new KvBatcher(kv, {
+      ...(options.commitsInFlight ? { inFlight: options.commitsInFlight } : {}),
+      ...(options.commitLingerMs ? { linger: options.commitLingerMs } : {}),
+    });
     this.#readKv = kv;
     this.#openingReader = options.readKv
       ? Promise.resolve(options.readKv).then((readKv) => this.#readKv = readKv, () => undefined)

@@ -64,6 +64,7 @@ export function createRoomManager(
   const store = new KvRoomStore(deps.kv, {
     ...(readKv ? { readKv } : {}),
     commitsInFlight: roomConfig.kvCommitsInFlight,
+    commitLingerMs: roomConfig.kvCommitLingerMs,
     remote: roomConfig.kvRemote,
   });
   const metrics = deps.metrics && serverMetrics(deps.metrics);

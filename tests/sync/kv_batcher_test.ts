@@ -176,3 +176,46 @@ Deno.test("KvBatcher: two operations in flight at once, never two writes of one 
   assert.ok(stamp(results[2]!) > stamp(results[0]!), "a's writes in order");
   assert.equal((await kv.get(["a"])).value, 2);
 });
+
+const stampOf = (result: Deno.KvCommitResult | Deno.KvCommitError) => {
+  assert.ok(result.ok);
+  return result.versionstamp;
+};
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+Deno.test("KvBatcher: with linger, while many groups write, writes issued apart in time share one operation", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const batcher = new KvBatcher(kv, { linger: 40 });
+  // Forty rooms wrote during the last window: another is likely to come within a linger.
+  await Promise.all(
+    Array.from({ length: 40 }, (_, i) => batcher.commit(setWrite(`warm${i}`, ["w", i], i))),
+  );
+  await sleep(60);
+  const writes: Promise<Deno.KvCommitResult | Deno.KvCommitError>[] = [];
+  for (let i = 0; i < 4; i++) {
+    writes.push(batcher.commit(setWrite(`room${i}`, ["r", i], i)));
+    await sleep(2);
+  }
+  const stamps = new Set((await Promise.all(writes)).map(stampOf));
+  assert.equal(stamps.size, 1, "writes 2 ms apart went in separate operations");
+  for (let i = 0; i < 4; i++) assert.equal((await kv.get(["r", i])).value, i);
+});
+
+Deno.test("KvBatcher: with linger, one busy group (a single room) and a write after a quiet spell go at once", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const quiet = new KvBatcher(kv, { linger: 20 });
+  // Quiet: the first write starts its operation before the second is issued.
+  const first = quiet.commit(setWrite("a", ["a"], 1));
+  await sleep(5);
+  const second = quiet.commit(setWrite("b", ["b"], 1));
+  assert.notEqual(stampOf(await first), stampOf(await second));
+  // One room writing on and on is one group: nothing would join it, so it does not wait.
+  const batcher = new KvBatcher(kv, { linger: 20 });
+  for (let i = 0; i < 30; i++) await batcher.commit(setWrite("room", ["room"], i));
+  await sleep(60);
+  const third = batcher.commit(setWrite("room", ["room"], 30));
+  await sleep(5);
+  const fourth = batcher.commit(setWrite("c", ["c"], 1));
+  assert.notEqual(stampOf(await third), stampOf(await fourth));
+  assert.equal((await kv.get(["room"])).value, 30);
+});
