@@ -9,7 +9,7 @@
  */
 import type { DocumentCatchUp } from "./document_catch_up.ts";
 import type { DocumentCore } from "./document_core.ts";
-import { PIPELINE_DEPTH } from "./kv_pipeline.ts";
+import { PIPELINE_CARRY, PIPELINE_DEPTH } from "./kv_pipeline.ts";
 import {
   type GroupContext,
   type GroupItem,
@@ -54,6 +54,8 @@ export class GroupCommit {
   #commitMs = 0;
   /** Pipelined groups (a remote store), oldest first. */
   #inFlight: InFlightGroup[] = [];
+  /** Steps of the groups in {@link #inFlight}. */
+  #stepsInFlight = 0;
   /** Pushes of pipelined groups to plan again, in order: a commit before theirs failed. */
   #retry: QueuedPush[] = [];
   /** A pipelined commit failed: the groups in flight after it are planned again too. */
@@ -103,7 +105,10 @@ export class GroupCommit {
     const core = this.#core;
     // Only a remote store pipelines (a local one would plan every group twice for nothing).
     const pipeline = core.store.remote ? core.store.pipelineSteps?.bind(core.store) : undefined;
-    if (!pipeline || this.#retry.length > 0 || this.#pipelineFailed || core.closing) return false;
+    if (!pipeline) return false;
+    // Each commit carries the steps in flight (kv_pipeline.ts): past a bound, the oldest goes first.
+    while (this.#stepsInFlight > PIPELINE_CARRY) await this.#inFlight[0]!.settled;
+    if (this.#retry.length > 0 || this.#pipelineFailed || core.closing) return false;
     if (this.#yieldUntil > Date.now() || pushes.length > MAX_GROUP_PUSHES) return false;
     const sender = core.sender;
     if (sender && (sender.busy || sender.active(core.writer))) return false;
@@ -135,6 +140,7 @@ export class GroupCommit {
       .then(() => this.#settleInFlight(group))
       .catch((error) => core.log.error("settling a pipelined group failed", { error }));
     this.#inFlight.push(group);
+    this.#stepsInFlight += group.steps.length;
     // Enough in flight: the pushes arriving meanwhile gather into the next group.
     if (this.#inFlight.length >= PIPELINE_DEPTH) await this.#inFlight[0]!.settled;
     return true;
@@ -150,6 +156,7 @@ export class GroupCommit {
       failure = RoomStoreError.from(error);
     }
     this.#inFlight.shift();
+    this.#stepsInFlight -= group.steps.length;
     const core = this.#core;
     try {
       if (this.#pipelineFailed || !result?.ok) {

@@ -9,6 +9,8 @@ import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
 import { TldrawRoom } from "../../sync/tldraw/room.ts";
 import type { RoomStore } from "../../sync/tldraw/room_store.ts";
 import { withOverrides } from "../helpers/overrides.ts";
+import { jitteryKv } from "../helpers/jittery_kv.ts";
+import { PIPELINE_CARRY } from "../../sync/tldraw/kv_pipeline.ts";
 
 const FAST = { connect: 1_000, idle: 5_000, removal: 100, prune: 20, batch: 16, poll: 0 };
 
@@ -220,4 +222,59 @@ async function framesForTwoGroups(remote: boolean): Promise<number[]> {
 Deno.test("slow commits: a local store sends two groups' patches as one frame, a remote one at once", async () => {
   assert.deepEqual(await framesForTwoGroups(false), [2]);
   assert.deepEqual(await framesForTwoGroups(true), [1, 1]);
+});
+
+Deno.test("pipelined commits on a remote KV: a room pushing faster than a round trip carries at most PIPELINE_CARRY steps in flight", async () => {
+  await using local = await Deno.openKv(":memory:");
+  // Every operation 10–20 ms away, landing in any order.
+  const remote = jitteryKv(local, () => 10 + Math.random() * 10);
+  const kvStore = new KvRoomStore(remote.kv, { remote: true, commitsInFlight: 8 });
+  let stepsInFlight = 0;
+  let pipelined = 0;
+  const carriedAtIssue: number[] = [];
+  const store = withOverrides<RoomStore>(kvStore, {
+    pipelineSteps: (roomId, expectedClock, steps) => {
+      const result = kvStore.pipelineSteps(roomId, expectedClock, steps);
+      if (!result) return undefined;
+      pipelined++;
+      carriedAtIssue.push(stepsInFlight);
+      stepsInFlight += steps.length;
+      return result.finally(() => stepsInFlight -= steps.length);
+    },
+  });
+  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  try {
+    const pushers = [await join(room, "a"), await join(room, "b"), await join(room, "c")];
+    const observer = await join(room, "o");
+    const total = 300;
+    const sent = [0, 0, 0];
+    for (let n = 0; n < total; n++) {
+      const i = n % 3;
+      push(room, pushers[i]!, sent[i]!++, { [`shape:${n}`]: ["put", geoShape(`shape:${n}`)] });
+      // About 3 pushes a millisecond: dozens within one round trip.
+      if (i === 2) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await until(() => observer.dataEvents().length === total, 10_000);
+    await room.idle();
+    pushers.forEach((socket, i) => {
+      const results = socket.dataEvents().filter((e) => e.type === "push_result");
+      assert.deepEqual(results.map((e) => e.clientClock), [...Array(sent[i]).keys()]);
+      assert.ok(results.every((e) => e.action === "commit"));
+    });
+    // One clock step per push, in order.
+    assert.deepEqual(
+      observer.dataEvents().map((e) => e.serverClock),
+      Array.from({ length: total }, (_, n) => n + 1),
+    );
+    assert.ok(pipelined > 5, `pipelined commits: ${pipelined}`);
+    const most = Math.max(...carriedAtIssue);
+    assert.ok(most > 0, "no commit was issued while another was in flight");
+    assert.ok(most <= PIPELINE_CARRY, `a commit was issued with ${most} steps in flight`);
+    const data = (await kvStore.load("r"))!;
+    for (let n = 0; n < total; n++) {
+      assert.ok(data.records.some((r) => r.state.id === `shape:${n}`), `shape:${n} lost`);
+    }
+  } finally {
+    await room.close();
+  }
 });
