@@ -105,10 +105,7 @@ export class GroupCommit {
     const core = this.#core;
     // Only a remote store pipelines (a local one would plan every group twice for nothing).
     const pipeline = core.store.remote ? core.store.pipelineSteps?.bind(core.store) : undefined;
-    if (!pipeline) return false;
-    // Each commit carries the steps in flight (kv_pipeline.ts): past a bound, the oldest goes first.
-    while (this.#stepsInFlight > PIPELINE_CARRY) await this.#inFlight[0]!.settled;
-    if (this.#retry.length > 0 || this.#pipelineFailed || core.closing) return false;
+    if (!pipeline || this.#retry.length > 0 || this.#pipelineFailed || core.closing) return false;
     if (this.#yieldUntil > Date.now() || pushes.length > MAX_GROUP_PUSHES) return false;
     const sender = core.sender;
     if (sender && (sender.busy || sender.active(core.writer))) return false;
@@ -141,8 +138,11 @@ export class GroupCommit {
       .catch((error) => core.log.error("settling a pipelined group failed", { error }));
     this.#inFlight.push(group);
     this.#stepsInFlight += group.steps.length;
-    // Enough in flight: the pushes arriving meanwhile gather into the next group.
-    if (this.#inFlight.length >= PIPELINE_DEPTH) await this.#inFlight[0]!.settled;
+    // Enough in flight (commits, or steps the next commit would carry: kv_pipeline.ts): the pushes
+    // arriving meanwhile gather into the next group.
+    if (this.#inFlight.length >= PIPELINE_DEPTH || this.#stepsInFlight > PIPELINE_CARRY) {
+      await this.#inFlight[0]!.settled;
+    }
     return true;
   }
 

@@ -31,11 +31,12 @@ import { CommitError, type CommitResult } from "./room_store.ts";
 /** Commits of one room in flight at once. */
 export const PIPELINE_DEPTH = 8;
 /**
- * Steps of one room in flight (not known to have landed) beyond which its next commit waits for the
- * oldest to settle: every commit carries them all, so without a bound a saturated room writes each
- * step about as many times as commits are in flight (measured on a 20 ms KV at 4,660 pushes/s: 6.6
- * carried steps per own step, server CPU 105 %; with this bound 2.4 and 46 %, the same rate
- * sustained). A room at a human pace never has this many in flight.
+ * Steps of one room in flight (not known to have landed) beyond which the room waits for its oldest
+ * commit before planning the next group (which then holds what arrived meanwhile): every commit
+ * carries them all, so without a bound a saturated room writes each step about as many times as
+ * commits are in flight (measured on a 20 ms KV at 4,660 pushes/s: 6.6 carried steps per own step,
+ * server CPU 105 %; with this bound 2.4 and 46 %, the same rate sustained). A room at a human pace
+ * never has this many in flight.
  */
 export const PIPELINE_CARRY = 32;
 /** The `pipe` keys expire after this even if no commit deletes them (ms). */

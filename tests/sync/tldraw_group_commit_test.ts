@@ -224,22 +224,34 @@ Deno.test("slow commits: a local store sends two groups' patches as one frame, a
   assert.deepEqual(await framesForTwoGroups(true), [1, 1]);
 });
 
-Deno.test("pipelined commits on a remote KV: a room pushing faster than a round trip carries at most PIPELINE_CARRY steps in flight", async () => {
+Deno.test("pipelined commits on a remote KV: past PIPELINE_CARRY steps in flight, a room waits for its oldest commit before the next", async () => {
   await using local = await Deno.openKv(":memory:");
   // Every operation 10–20 ms away, landing in any order.
   const remote = jitteryKv(local, () => 10 + Math.random() * 10);
   const kvStore = new KvRoomStore(remote.kv, { remote: true, commitsInFlight: 8 });
+  // Each pipelined commit: the steps in flight (its carry) when it was issued; and whether, when
+  // more than PIPELINE_CARRY were in flight after the one before, a commit returned in between.
   let stepsInFlight = 0;
-  let pipelined = 0;
+  let returned = 0;
+  let after = { steps: 0, returned: 0 };
   const carriedAtIssue: number[] = [];
+  let bounded = 0;
+  let backToBack = 0;
   const store = withOverrides<RoomStore>(kvStore, {
     pipelineSteps: (roomId, expectedClock, steps) => {
       const result = kvStore.pipelineSteps(roomId, expectedClock, steps);
       if (!result) return undefined;
-      pipelined++;
+      if (after.steps > PIPELINE_CARRY) {
+        bounded++;
+        if (returned === after.returned) backToBack++;
+      }
       carriedAtIssue.push(stepsInFlight);
       stepsInFlight += steps.length;
-      return result.finally(() => stepsInFlight -= steps.length);
+      after = { steps: stepsInFlight, returned };
+      return result.finally(() => {
+        stepsInFlight -= steps.length;
+        returned++;
+      });
     },
   });
   const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
@@ -266,10 +278,10 @@ Deno.test("pipelined commits on a remote KV: a room pushing faster than a round 
       observer.dataEvents().map((e) => e.serverClock),
       Array.from({ length: total }, (_, n) => n + 1),
     );
-    assert.ok(pipelined > 5, `pipelined commits: ${pipelined}`);
-    const most = Math.max(...carriedAtIssue);
-    assert.ok(most > 0, "no commit was issued while another was in flight");
-    assert.ok(most <= PIPELINE_CARRY, `a commit was issued with ${most} steps in flight`);
+    assert.ok(carriedAtIssue.length > 5, `pipelined commits: ${carriedAtIssue.length}`);
+    assert.ok(Math.max(...carriedAtIssue) > 0, "no commit was issued while another was in flight");
+    assert.ok(bounded > 0, `never more than ${PIPELINE_CARRY} steps in flight`);
+    assert.equal(backToBack, 0, "issued again while more than PIPELINE_CARRY steps were in flight");
     const data = (await kvStore.load("r"))!;
     for (let n = 0; n < total; n++) {
       assert.ok(data.records.some((r) => r.state.id === `shape:${n}`), `shape:${n} lost`);
