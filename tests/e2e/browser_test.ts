@@ -709,6 +709,15 @@ Deno.test({
         await signIn(guest, server.url, "frank");
         await guest.goto(shareLink!);
         await waitForStatus(guest, "online");
+        // The join recorded the visit in Postgres (then zero-cache brings it to the guest's list).
+        await eventually(
+          async () =>
+            (await database.db.selectFrom("file_state").select("fileId")
+              .where("userId", "=", "frank").where("fileId", "=", fileId).executeTakeFirst()) !==
+              undefined,
+          WAIT_MS,
+          "the guest's visit in Postgres",
+        );
         // The guest pins it in the board's sidebar: through zero-cache to Postgres.
         const guestSidebar = guest.getByTestId("file-sidebar");
         await guestSidebar.getByTestId("sidebar-shared")
