@@ -328,6 +328,8 @@ export function loadConfig(
       })));
     }
   }
+  // Deno Deploy's KV is a network away; so is any KV the operator says is (KV_REMOTE).
+  const kvRemote = e.KV_REMOTE ?? platform === "deploy";
   return {
     platform,
     dev,
@@ -373,10 +375,9 @@ export function loadConfig(
     rooms: {
       sessionTtlMs: e.ROOM_SESSION_TTL_MS,
       pollMs: e.ROOM_POLL_MS,
-      kvRemote: e.KV_REMOTE ?? platform === "deploy",
-      kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ??
-        ((e.KV_REMOTE ?? platform === "deploy") ? 16 : 2),
-      kvCommitLingerMs: e.KV_COMMIT_LINGER_MS ?? ((e.KV_REMOTE ?? platform === "deploy") ? 0 : 2),
+      kvRemote,
+      kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? (kvRemote ? 16 : 2),
+      kvCommitLingerMs: e.KV_COMMIT_LINGER_MS ?? (kvRemote ? 0 : 2),
       reportMs: e.ISOLATE_REPORT_MS,
     },
     zeroCacheUrl: e.ZERO_CACHE_URL,

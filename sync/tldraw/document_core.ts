@@ -55,7 +55,10 @@ export interface DocumentOptions {
   pollMs: number;
   /** The presence records of local sessions, by presence id (pushes are planned against them). */
   presences: ReadonlyMap<string, WireRecord>;
-  /** Whether another isolate may be in the room (commits are announced on the link), and whether the room may repair at the slow rate. */
+  /**
+   * Whether another isolate may be in the room (commits are announced on the link), and whether
+   * the room may repair at the slow rate.
+   */
   peers: { readonly present: boolean; readonly quiet: boolean };
   /** The room's other isolates; without it the document never forwards. */
   link?: RoomLink | undefined;

@@ -129,13 +129,9 @@ export class KvBatcher {
 
   /** Commits `write` (alone or merged with others); resolves like `AtomicOperation.commit()`. */
   commit(write: BatchedWrite): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-    const at = performance.now();
-    if (at - this.#windowStart >= RATE_WINDOW_MS) {
-      this.#groupRate = this.#windowGroups.size / (at - this.#windowStart);
-      this.#windowGroups.clear();
-      this.#windowStart = at;
-    }
-    this.#windowGroups.add(write.group);
+    // Arrival times matter only to a linger.
+    const at = this.#limits.linger > 0 ? performance.now() : 0;
+    if (this.#limits.linger > 0) this.#countGroup(write.group, at);
     return new Promise((resolve, reject) => {
       this.#queue.push({ write, at, resolve, reject });
       this.#start();
@@ -170,6 +166,16 @@ export class KvBatcher {
         this.#start();
       });
     }
+  }
+
+  /** Measures how many distinct groups write per ms (what {@link #linger} decides on). */
+  #countGroup(group: string, at: number): void {
+    if (at - this.#windowStart >= RATE_WINDOW_MS) {
+      this.#groupRate = this.#windowGroups.size / (at - this.#windowStart);
+      this.#windowGroups.clear();
+      this.#windowStart = at;
+    }
+    this.#windowGroups.add(group);
   }
 
   /**
