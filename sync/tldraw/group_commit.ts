@@ -74,9 +74,18 @@ export class GroupCommit {
 
   /** Handles queued pushes in arrival order, as groups (inside a task of the room's queue). */
   async handle(pushes: QueuedPush[]): Promise<void> {
-    if (await this.#pipelined(pushes)) return;
+    // More than one group's worth (a busy room on a remote store queues a round trip's pushes)
+    // goes out as several pipelined groups: handled in order instead, they would take a round
+    // trip per group while more queue up behind them.
+    let rest = pushes;
+    while (rest.length > 0) {
+      const group = rest.length > MAX_GROUP_PUSHES ? rest.slice(0, MAX_GROUP_PUSHES) : rest;
+      if (!(await this.#pipelined(group))) break;
+      rest = rest.slice(group.length);
+    }
+    if (rest.length === 0) return;
     await this.settled();
-    await this.#handleInOrder(pushes);
+    await this.#handleInOrder(rest);
   }
 
   /**
@@ -106,7 +115,7 @@ export class GroupCommit {
     // Only a remote store pipelines (a local one would plan every group twice for nothing).
     const pipeline = core.store.remote ? core.store.pipelineSteps?.bind(core.store) : undefined;
     if (!pipeline || this.#retry.length > 0 || this.#pipelineFailed || core.closing) return false;
-    if (this.#yieldUntil > Date.now() || pushes.length > MAX_GROUP_PUSHES) return false;
+    if (this.#yieldUntil > Date.now()) return false;
     const sender = core.sender;
     if (sender && (sender.busy || sender.active(core.writer))) return false;
     const previous = this.#inFlight.at(-1);

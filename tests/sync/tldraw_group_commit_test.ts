@@ -11,6 +11,7 @@ import type { RoomStore } from "../../sync/tldraw/room_store.ts";
 import { withOverrides } from "../helpers/overrides.ts";
 import { jitteryKv } from "../helpers/jittery_kv.ts";
 import { PIPELINE_CARRY } from "../../sync/tldraw/kv_pipeline.ts";
+import { MAX_GROUP_PUSHES } from "../../sync/tldraw/push_group.ts";
 
 const FAST = { connect: 1_000, idle: 5_000, removal: 100, prune: 20, batch: 16, poll: 0 };
 
@@ -284,6 +285,56 @@ Deno.test("pipelined commits on a remote KV: past PIPELINE_CARRY steps in flight
     assert.equal(backToBack, 0, "issued again while more than PIPELINE_CARRY steps were in flight");
     const data = (await kvStore.load("r"))!;
     for (let n = 0; n < total; n++) {
+      assert.ok(data.records.some((r) => r.state.id === `shape:${n}`), `shape:${n} lost`);
+    }
+  } finally {
+    await room.close();
+  }
+});
+
+Deno.test("pipelined commits on a remote KV: more pushes than one group queued behind a commit go out as several pipelined groups", async () => {
+  await using local = await Deno.openKv(":memory:");
+  const remote = jitteryKv(local, () => 15);
+  const kvStore = new KvRoomStore(remote.kv, { remote: true, commitsInFlight: 8 });
+  let normal = 0;
+  const pipelined: number[] = [];
+  const store = withOverrides<RoomStore>(kvStore, {
+    commitSteps: (...args) => {
+      normal++;
+      return kvStore.commitSteps(...args);
+    },
+    pipelineSteps: (roomId, expectedClock, steps) => {
+      const result = kvStore.pipelineSteps(roomId, expectedClock, steps);
+      if (result) pipelined.push(steps.length);
+      return result;
+    },
+  });
+  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  try {
+    const pusher = await join(room, "a");
+    const observer = await join(room, "o");
+    // A normal commit first: the room's pipeline starts after it.
+    push(room, pusher, 0, { "shape:first": ["put", geoShape("shape:first")] });
+    await until(() => observer.dataEvents().length === 1);
+    const normalBefore = normal;
+    // Two and a half groups' worth, queued at once.
+    const burst = MAX_GROUP_PUSHES * 2 + MAX_GROUP_PUSHES / 2;
+    for (let n = 1; n <= burst; n++) {
+      push(room, pusher, n, { [`shape:${n}`]: ["put", geoShape(`shape:${n}`)] });
+    }
+    await until(() => observer.dataEvents().length === burst + 1, 10_000);
+    await room.idle();
+    assert.equal(normal - normalBefore, 0, "some of the burst was committed in order");
+    assert.deepEqual(pipelined, [MAX_GROUP_PUSHES, MAX_GROUP_PUSHES, MAX_GROUP_PUSHES / 2]);
+    const results = pusher.dataEvents().filter((e) => e.type === "push_result");
+    assert.deepEqual(results.map((e) => e.clientClock), [...Array(burst + 1).keys()]);
+    assert.deepEqual(
+      observer.dataEvents().map((e) => e.serverClock),
+      Array.from({ length: burst + 1 }, (_, n) => n + 1),
+    );
+    const data = (await kvStore.load("r"))!;
+    assert.equal(data.meta.documentClock, burst + 1);
+    for (let n = 1; n <= burst; n++) {
       assert.ok(data.records.some((r) => r.state.id === `shape:${n}`), `shape:${n} lost`);
     }
   } finally {
