@@ -12,7 +12,7 @@
  */
 import type { Logger } from "../../log.ts";
 import { type Bus, isJsonObject, type Json } from "../bus/bus.ts";
-import { commitNotice, parseClockNotice } from "./clock_notice.ts";
+import { commitNotices, parseClockNotice } from "./clock_notice.ts";
 import { type ForwardMessage, parseForwardMessage } from "./forwarding.ts";
 import type { WireRecord } from "./protocol.ts";
 import type { LogStep } from "./room_store.ts";
@@ -71,21 +71,28 @@ export class BusRoomLink implements RoomLink {
   }
 
   publish(message: LinkMessage): void {
-    const [topic, body, what] = this.#encode(message);
+    if (message.kind === "commit") {
+      // In order: a receiver applies each notice's steps after the ones before.
+      const { clock, writer, steps } = message;
+      for (const body of commitNotices(clock, writer, steps)) {
+        this.#send(busTopic(this.#roomId), body, "bus");
+      }
+      return;
+    }
+    this.#send(...this.#encode(message));
+  }
+
+  #send(topic: string, body: Json, what: string): void {
     this.#bus.publish(topic, body).catch((error) =>
       this.#log.warn(`${what} publish failed`, { roomId: this.#roomId, error })
     );
   }
 
-  #encode(message: LinkMessage): [topic: string, body: Json, what: string] {
+  #encode(
+    message: Exclude<LinkMessage, { kind: "commit" }>,
+  ): [topic: string, body: Json, what: string] {
     const roomId = this.#roomId;
     switch (message.kind) {
-      case "commit":
-        return [
-          busTopic(roomId),
-          commitNotice(message.clock, message.writer, message.steps),
-          "bus",
-        ];
       case "hello":
         return [busTopic(roomId), { clock: message.clock, hello: true }, "bus"];
       case "contention":

@@ -10,6 +10,13 @@ import { FakeSocket, sleep } from "../helpers/fake_socket.ts";
 import { connectRequest, geoShape, presenceRecord } from "../helpers/raw_socket.ts";
 import { silentLogger } from "../../log.ts";
 import { ChunkAssembler } from "../../sync/tldraw/chunks.ts";
+import { encodeEnvelope, type Json } from "../../sync/bus/bus.ts";
+import {
+  commitNotices,
+  MAX_COMMIT_NOTICES,
+  parseClockNotice,
+} from "../../sync/tldraw/clock_notice.ts";
+import type { LogStep } from "../../sync/tldraw/room_store.ts";
 import {
   Forwarder,
   type ForwardItem,
@@ -469,4 +476,48 @@ Deno.test("Peers: a room just loaded is not quiet; alone after settling it is, u
   assert.equal(peers.quiet, false);
   peers.seen();
   assert.equal(found, 1, "found once, not on every sign");
+});
+
+Deno.test("commitNotices: a commit's steps split over notices in order, each fitting the bus; what does not fit is read from the log", () => {
+  const step = (clock: number, extra: Record<string, unknown> = {}): LogStep => ({
+    clock,
+    puts: [{ state: geoShape(`shape:${clock}`, extra) as WireRecord, lastChangedClock: clock }],
+    deletes: [],
+    origin: `o${clock}`,
+  });
+  const envelope = (body: Json) =>
+    encodeEnvelope({ topic: "tldraw:room", origin: "isolate-0", seq: 1, body });
+  const parsed = (bodies: Json[]) => bodies.map((body) => parseClockNotice(body)!);
+
+  // Small: one notice, as before.
+  const one = parsed(commitNotices(3, "w", [step(2), step(3)]));
+  assert.deepEqual(one.map((n) => [n.clock, n.steps?.map((s) => s.clock)]), [[3, [2, 3]]]);
+
+  // 20 steps of about 500 bytes: several notices, each within the bus's limit, contiguous.
+  const many = Array.from({ length: 20 }, (_, i) => step(i + 1));
+  const bodies = commitNotices(20, "w", many);
+  assert.ok(bodies.length > 1 && bodies.length <= MAX_COMMIT_NOTICES, `${bodies.length} notices`);
+  for (const body of bodies) envelope(body); // throws when too big
+  const notices = parsed(bodies);
+  assert.deepEqual(notices.flatMap((n) => n.steps!.map((s) => s.clock)), many.map((s) => s.clock));
+  for (const n of notices) assert.equal(n.clock, n.steps!.at(-1)!.clock);
+  assert.equal(notices.at(-1)!.clock, 20);
+  assert.ok(notices.every((n) => n.writer === "w"));
+  assert.equal(notices[0]!.steps![0]!.origin, "o1");
+
+  // A step too big for a notice: the steps before it go, then the clock alone.
+  const big = step(3, { meta: { text: "x".repeat(5_000) } });
+  const cut = parsed(commitNotices(4, "w", [step(1), step(2), big, step(4)]));
+  assert.deepEqual(cut.map((n) => [n.clock, n.steps?.map((s) => s.clock)]), [[2, [1, 2]], [
+    4,
+    undefined,
+  ]]);
+
+  // More than MAX_COMMIT_NOTICES notices' worth: the last one is the clock alone.
+  const lots = Array.from({ length: 100 }, (_, i) => step(i + 1));
+  const capped = parsed(commitNotices(100, "w", lots));
+  assert.equal(capped.length, MAX_COMMIT_NOTICES);
+  assert.deepEqual(capped.at(-1), { clock: 100, writer: "w" });
+  const carried = capped.flatMap((n) => n.steps?.map((s) => s.clock) ?? []);
+  assert.deepEqual(carried, lots.slice(0, carried.length).map((s) => s.clock));
 });
