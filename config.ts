@@ -377,7 +377,7 @@ export function loadConfig(
       pollMs: e.ROOM_POLL_MS,
       kvRemote,
       kvCommitsInFlight: e.KV_COMMITS_IN_FLIGHT ?? (kvRemote ? 16 : 2),
-      kvCommitLingerMs: e.KV_COMMIT_LINGER_MS ?? (kvRemote ? 0 : 2),
+      kvCommitLingerMs: e.KV_COMMIT_LINGER_MS ?? 2,
       reportMs: e.ISOLATE_REPORT_MS,
     },
     zeroCacheUrl: e.ZERO_CACHE_URL,

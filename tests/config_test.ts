@@ -100,13 +100,13 @@ Deno.test("KV operations in flight: 2 on a local file, 16 on Deno Deploy's remot
   );
 });
 
-Deno.test("KV commit linger: 2 ms on a local file, none on a remote KV, or as set", () => {
+Deno.test("KV commit linger: 2 ms on a local file and on a remote KV, or as set", () => {
   assert.equal(loadConfig({}).rooms.kvCommitLingerMs, 2);
-  assert.equal(loadConfig({ KV_REMOTE: "true" }).rooms.kvCommitLingerMs, 0);
+  assert.equal(loadConfig({ KV_REMOTE: "true" }).rooms.kvCommitLingerMs, 2);
   assert.equal(
     loadConfig({ DENO_DEPLOYMENT_ID: "abc", DATABASE_URL: "postgres://h/db" }).rooms
       .kvCommitLingerMs,
-    0,
+    2,
   );
   assert.equal(loadConfig({ KV_COMMIT_LINGER_MS: "0" }).rooms.kvCommitLingerMs, 0);
   assert.equal(loadConfig({ KV_COMMIT_LINGER_MS: "5" }).rooms.kvCommitLingerMs, 5);
