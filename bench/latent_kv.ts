@@ -85,7 +85,7 @@ class CalibratedTimer {
       await timeout(5);
       late.push(performance.now() - start - 5);
     }
-    this.#lateness = late.sort((a, b) => a - b)[7];
+    this.#lateness = late.sort((a, b) => a - b)[7] ?? 0;
   }
 }
 
