@@ -23,13 +23,14 @@ async function withIsolates(
   fn: (isolates: Isolate[], hub: MemoryBusHub) => Promise<void>,
   poll = 5_000,
   timeouts: Record<string, number> = {},
+  wrapStore: (store: RoomStore, index: number) => RoomStore = (store) => store,
 ) {
   const kv = await Deno.openKv(":memory:");
   const hub = new MemoryBusHub();
   const buses = Array.from({ length: count }, () => hub.connect());
-  const isolates = buses.map((bus): Isolate => {
+  const isolates = buses.map((bus, index): Isolate => {
     const manager = new RoomManager({
-      store: new KvRoomStore(kv),
+      store: wrapStore(new KvRoomStore(kv), index),
       log: silentLogger,
       bus,
       timeouts: { poll, idle: 10_000, ...timeouts },
@@ -202,48 +203,33 @@ Deno.test("presence crosses isolates: it appears, moves and is removed on the ot
 });
 
 Deno.test("a commit too big for one bus notice reaches the other isolate in several, without a log read", async () => {
-  const kv = await Deno.openKv(":memory:");
-  const hub = new MemoryBusHub();
-  const buses = [hub.connect(), hub.connect()];
   let reads = 0;
-  const counted = new KvRoomStore(kv);
-  const stores = [
-    new KvRoomStore(kv),
-    withOverrides<RoomStore>(counted, {
+  const countReads = (store: RoomStore, index: number) =>
+    index === 0 ? store : withOverrides<RoomStore>(store, {
       stepsSince: (...args) => {
         reads++;
-        return counted.stepsSince(...args);
+        return store.stepsSince(...args);
       },
-    }),
-  ];
-  const managers = buses.map((bus, i) =>
-    new RoomManager({ store: stores[i]!, log: silentLogger, bus, timeouts: { poll: 60_000 } })
+    });
+  await withIsolates(
+    2,
+    async ([one, two]) => {
+      const a = await one!.join("a");
+      const b = await two!.join("b");
+      pushShape(a.connection, 0, "shape:first");
+      await until(() => b.socket.dataEvents().length === 1, 1_000);
+      const readsBefore = reads;
+      // Queued behind nothing: one group, one commit of 20 steps (about 10 KB of records).
+      for (let n = 1; n <= 20; n++) pushShape(a.connection, n, `shape:${n}`);
+      await until(() => b.socket.dataEvents().length === 21, 2_000);
+      assert.deepEqual(
+        b.socket.dataEvents().map((e) => e.serverClock),
+        Array.from({ length: 21 }, (_, i) => i + 1),
+      );
+      assert.equal(reads - readsBefore, 0, "the other isolate read the log");
+    },
+    60_000,
+    {},
+    countReads,
   );
-  const join = async (manager: RoomManager, sessionId: string) => {
-    const socket = new FakeSocket();
-    const connection = manager.connect("room", socket, { sessionId, isReadonly: false });
-    connection.message(JSON.stringify(connectRequest()));
-    await until(() => socket.sent.some((f) => f.type === "connect"));
-    return { socket, connection };
-  };
-  try {
-    const a = await join(managers[0]!, "a");
-    const b = await join(managers[1]!, "b");
-    pushShape(a.connection, 0, "shape:first");
-    await until(() => b.socket.dataEvents().length === 1, 1_000);
-    const readsBefore = reads;
-    // Queued behind nothing: one group, one commit of 20 steps (about 10 KB of records).
-    for (let n = 1; n <= 20; n++) pushShape(a.connection, n, `shape:${n}`);
-    await until(() => b.socket.dataEvents().length === 21, 2_000);
-    assert.deepEqual(
-      b.socket.dataEvents().map((e) => e.serverClock),
-      Array.from({ length: 21 }, (_, i) => i + 1),
-    );
-    assert.equal(reads - readsBefore, 0, "the other isolate read the log");
-  } finally {
-    for (const manager of managers) await manager.close();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    for (const bus of buses) await bus.close();
-    kv.close();
-  }
 });
