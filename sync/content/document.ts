@@ -7,7 +7,7 @@
 import { createTLSchema } from "@tldraw/tlschema";
 import type { WireRecord, WireSchema } from "../tldraw/protocol.ts";
 import type { RoomStore } from "../tldraw/room_store.ts";
-import { recordJson } from "../tldraw/record_json.ts";
+import { recordJson, storedRecordJson } from "../tldraw/record_json.ts";
 import { gzipInThread } from "./gzip.ts";
 
 /** A document copy: what `GET /snapshot/:slug`, history and published routes return. */
@@ -85,6 +85,24 @@ export async function readRoomDocument(
     clock: data.meta.documentClock,
     schema: data.meta.schema ?? serverSchema(),
     records: data.records.map((record) => record.state),
+  };
+}
+
+/**
+ * The room's current document with its records as JSON texts, read from the room store: what a
+ * history version of a room no longer loaded stores, without parsing and serializing every record
+ * again. `null` when the room was never created.
+ */
+export async function readRoomText(
+  store: RoomStore,
+  roomId: string,
+): Promise<DocumentText | null> {
+  const data = await store.load(roomId);
+  if (!data) return null;
+  return {
+    clock: data.meta.documentClock,
+    schema: data.meta.schema ?? serverSchema(),
+    recordTexts: data.records.map(storedRecordJson),
   };
 }
 

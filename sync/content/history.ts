@@ -20,7 +20,7 @@ import {
   type DocumentCopy,
   type DocumentSnapshot,
   encodeSnapshot,
-  readRoomDocument,
+  readRoomText,
 } from "./document.ts";
 
 /** Why a version was written. */
@@ -339,7 +339,7 @@ export class HistoryRecorder {
       state.latestClock <= state.savedClock
     ) return null;
     const snapshot = this.#readLoaded?.(roomId) ?? loaded ??
-      await readRoomDocument(this.#options.store, roomId);
+      await readRoomText(this.#options.store, roomId);
     if (!snapshot) return null;
     // Only when the clock moved since the last version (restores always count).
     if (reason !== VersionReason.restore && snapshot.clock <= state.savedClock) return null;

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { HistoryRecorder, HistoryStore } from "../../sync/content/history.ts";
 import { serverSchema } from "../../sync/content/document.ts";
 import { MemoryRoomStore } from "../../sync/tldraw/memory_room_store.ts";
+import { LazyRecord } from "../../sync/tldraw/record_json.ts";
 import { createLogger } from "../../log.ts";
 import { openTestDatabase, TEST_ENGINE } from "../helpers/db.ts";
 import { withOverrides } from "../helpers/overrides.ts";
@@ -114,4 +115,46 @@ Deno.test(`[${TEST_ENGINE}] history recorder: a big document waits an interval m
   assert.ok(bigVersions <= 4, `big: ${bigVersions}`);
   assert.ok(smallVersions >= bigVersions + 2, `small: ${smallVersions}, big: ${bigVersions}`);
   assert.ok((await history.list("big"))[0]!.size > 9 << 20);
+});
+
+/** A record as a snapshot load yields it, whose parsed form must not be needed. */
+class UnparsedRecord extends LazyRecord {
+  override get state(): never {
+    throw new Error(`record ${this.id} was parsed`);
+  }
+}
+
+Deno.test(`[${TEST_ENGINE}] history recorder: a room no longer loaded is copied from its stored JSON, unparsed`, async () => {
+  await using database = await openTestDatabase();
+  const history = new HistoryStore(database);
+  const records = [1, 2, 3].map((n) => ({
+    id: `shape:s${n}`,
+    typeName: "shape",
+    props: { text: `Grüße ${n}` },
+  }));
+  const store = new MemoryRoomStore();
+  const unparsed = withOverrides(store, {
+    load: (roomId) =>
+      Promise.resolve(
+        roomId === "r3"
+          ? {
+            meta: { documentClock: 7, tombstoneHistoryStartsAtClock: 0, schema: serverSchema() },
+            records: records.map((r) => new UnparsedRecord(r.id, JSON.stringify(r), 7)),
+            tombstones: new Map(),
+          }
+          : null,
+      ),
+  });
+  const recorder = new HistoryRecorder({
+    history,
+    store: unparsed,
+    log: createLogger("error"),
+    intervalMs: 60_000,
+  });
+  recorder.onDocumentChanged("r3", 7);
+  await recorder.flush();
+  const [version] = await history.list("r3");
+  assert.equal(version?.clock, 7);
+  const copy = await history.get("r3", version!.id);
+  assert.deepEqual(copy?.snapshot.records, records);
 });
