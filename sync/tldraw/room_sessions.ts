@@ -7,10 +7,10 @@
  *
  * @module
  */
-import { isEqual } from "@tldraw/utils";
 import type { Logger } from "../../log.ts";
 import { ChunkError } from "./chunks.ts";
 import { encodeConnectReply } from "./data_frame.ts";
+import { jsonEqual } from "./diff.ts";
 import { LocalPush, type LocalPushOwner } from "./local_push.ts";
 import {
   type ClientMessage,
@@ -247,7 +247,7 @@ export class RoomSessions implements DocumentSink, PresenceSink, LocalPushOwner 
     const { session } = push;
     if (plan.presence) this.#presence.set(session, plan.presence.record);
     let action: PushResultAction;
-    if (isEqual(plan.docDiff, push.message.diff)) action = "commit";
+    if (jsonEqual(plan.docDiff, push.message.diff)) action = "commit";
     else if (!plan.docDiff) action = "discard";
     else if (connectedClient(session)?.requiresDownMigrations) {
       const migrated = this.#diffFor(session, plan.docForward);
@@ -274,7 +274,7 @@ export class RoomSessions implements DocumentSink, PresenceSink, LocalPushOwner 
     // The pusher's result: `commit` when the step is what it pushed (spec 5.1).
     const diff = this.#diffFor(session, forward);
     if (!diff || push.origin === undefined) return;
-    const action: PushResultAction = isEqual(diff, push.message.diff)
+    const action: PushResultAction = jsonEqual(diff, push.message.diff)
       ? "commit"
       : { rebaseWithDiff: diff };
     this.#sender.settleSlot(session, push.origin, action);
