@@ -22,12 +22,17 @@ export class DocumentCatchUp {
   /** Reads what other isolates committed after the cache's clock and applies it (in the queue). */
   async now(): Promise<void> {
     const core = this.#core;
+    const readAt = Date.now();
     const result = await core.store.stepsSince(core.roomId, core.cache.clock);
-    if (result.kind === "none") return;
+    if (result.kind === "none") {
+      core.confirmedAt = Math.max(core.confirmedAt, readAt);
+      return;
+    }
     if (result.kind === "steps" && result.steps[0]?.clock === core.cache.clock + 1) {
       if (result.writer) core.writer = result.writer;
       for (const step of result.steps) this.apply(step);
       core.cache.applyHistoryStart(result.tombstoneHistoryStartsAtClock);
+      core.confirmedAt = Math.max(core.confirmedAt, readAt);
       core.sender?.pump(core.writer?.isolateId);
       return;
     }

@@ -87,6 +87,12 @@ export class DocumentCore {
   sink: DocumentSink = NO_SINK;
   /** Set when the room closes: notices are ignored, pushes no longer go to the writer. */
   closing = false;
+  /**
+   * When the store last showed that nothing was committed elsewhere after this cache's clock (epoch
+   * ms): a commit of ours landed (it is checked against the room's clock, or against the lease when
+   * pipelined), or a catch-up read the log. The clock poll skips a turn after one.
+   */
+  confirmedAt = 0;
 
   constructor(options: DocumentOptions) {
     this.options = options;
@@ -102,6 +108,13 @@ export class DocumentCore {
 
   get log(): Logger {
     return this.options.log;
+  }
+
+  /** This isolate's commit landed: it is the room's writer, and its cache was current. */
+  committedHere(): void {
+    const now = Date.now();
+    this.writer = { isolateId: this.options.isolateId, at: now };
+    this.confirmedAt = now;
   }
 
   /** The cache becomes `data` (as loaded); origins are known from its clock on. */

@@ -183,7 +183,7 @@ export class GroupCommit {
       }
       const committed = group.steps.length > 0;
       if (committed) {
-        core.writer = { isolateId: core.options.isolateId, at: Date.now() };
+        core.committedHere();
         core.sink.holdFrames();
       }
       try {
@@ -280,7 +280,7 @@ export class GroupCommit {
           await this.#catchUp.now();
           continue;
         }
-        core.writer = { isolateId: core.options.isolateId, at: Date.now() };
+        core.committedHere();
         // The store committed as many steps as fit one write: the pushes from the first step it
         // left out on are planned again, against what was committed.
         const committed = result.clock - expected;

@@ -249,9 +249,15 @@ export class RoomDocument {
     const ms = this.#core.options.pollMs;
     if (ms <= 0) return;
     let skipped = 0;
+    let lastTurn = Date.now();
     this.#pollTimer ??= setInterval(() => {
       if (this.#core.options.peers.quiet && ++skipped < ALONE_SLOWDOWN) return;
       skipped = 0;
+      const since = lastTurn;
+      lastTurn = Date.now();
+      // A commit of ours or a read since the last turn showed the clock then: a busy room never
+      // polls (a commit by another isolate makes our next one fail and catch up).
+      if (this.#core.confirmedAt >= since) return;
       if (this.#queue.pending === 0) void this.catchUp();
     }, ms);
   }

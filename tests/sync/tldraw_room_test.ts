@@ -471,3 +471,54 @@ Deno.test("a room alone reads the store's clock and session entries less often, 
     assert.ok(shared.sessions >= 10, `with a peer: ${shared.sessions} sweeps`);
   }, { store, timeouts });
 });
+
+Deno.test("a room that keeps committing skips its clock polls, and still sees a commit whose notice was lost", async () => {
+  let polls = 0;
+  class CountingStore extends MemoryRoomStore {
+    override stepsSince(roomId: string, clock: number) {
+      polls++;
+      return super.stepsSince(roomId, clock);
+    }
+  }
+  const store = new CountingStore();
+  // Polls at the alone rate: every 5 × 20 ms.
+  const timeouts = { ...FAST, idle: 60_000, poll: 20 };
+  await withRoom(async (room) => {
+    const pusher = await join(room, "pusher");
+    let clientClock = 0;
+    const pushMove = () =>
+      send(room, pusher, {
+        type: "push",
+        clientClock: clientClock++,
+        diff: { "shape:mine": ["put", geoShape("shape:mine", { x: clientClock })] },
+      });
+    const pushFor = async (ms: number) => {
+      const until = Date.now() + ms;
+      while (Date.now() < until) {
+        pushMove();
+        await sleep(10);
+      }
+    };
+    await pushFor(100);
+    polls = 0;
+    await pushFor(1_000);
+    assert.ok(polls <= 1, `busy: ${polls} clock polls`);
+    // Idle, it polls again (1,000 / 100 ≈ 10).
+    polls = 0;
+    await sleep(1_000);
+    assert.ok(polls >= 5, `idle: ${polls} clock polls`);
+
+    // Another isolate commits, and its notice never comes: the next local commit fails its clock
+    // check and catches up.
+    const foreign = geoShape("shape:foreign");
+    const result = await store.commitSteps("r", room.clock, [{
+      puts: [{ record: foreign as never, prev: undefined }],
+      deletes: [],
+    }]);
+    assert.ok(result.ok);
+    polls = 0;
+    pushMove();
+    await until(() => pusher.dataEvents().some((e) => e.diff?.["shape:foreign"]), 2_000);
+    assert.ok(room.getRecord("shape:foreign"));
+  }, { store, timeouts });
+});
