@@ -36,11 +36,8 @@ export interface DocumentSink {
   replaced(): void;
   /** A committed group is being settled: data events wait, to go out as one frame per session. */
   holdFrames(): void;
-  /**
-   * Settling ended; `nextInMs`: more pushes wait right behind and their group is expected to be
-   * settled in that long (it then releases the frames), or null when nothing follows.
-   */
-  releaseFrames(nextInMs: number | null): void;
+  /** Settling ended: every session gets the events that waited as one frame. */
+  releaseFrames(): void;
 }
 
 /** Options for a room's document. */

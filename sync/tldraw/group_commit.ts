@@ -50,8 +50,6 @@ export class GroupCommit {
   readonly #queue: RoomQueue<QueuedPush>;
   /** Commits wait until then (epoch ms): another isolate asked for a turn. */
   #yieldUntil = 0;
-  /** How long the last commit took (ms): when the group behind it will be settled. */
-  #commitMs = 0;
   /** Pipelined groups (a remote store), oldest first. */
   #inFlight: InFlightGroup[] = [];
   /** Steps of the groups in {@link #inFlight}. */
@@ -189,7 +187,7 @@ export class GroupCommit {
       try {
         for (const item of group.items) this.#settle(item);
       } finally {
-        core.sink.releaseFrames(null);
+        core.sink.releaseFrames();
       }
       if (committed) this.#committed(group.items);
     } finally {
@@ -215,18 +213,8 @@ export class GroupCommit {
       }
     } finally {
       this.#core.taker?.flush();
-      this.#core.sink.releaseFrames(this.#nextIn(this.#queue.waiting > 0));
+      this.#core.sink.releaseFrames();
     }
-  }
-
-  /**
-   * When a following group (if `more`) will be settled, for the held frames. With a local store a
-   * slow commit means a busy isolate, where one frame for several groups saves the most CPU: the
-   * next group counts as immediate. With a remote one it is a round trip away.
-   */
-  #nextIn(more: boolean): number | null {
-    if (!more) return null;
-    return this.#core.store.remote ? this.#commitMs : 0;
   }
 
   async #commitGroups(state: { remaining: QueuedPush[] }): Promise<void> {
@@ -248,7 +236,7 @@ export class GroupCommit {
       }
       const wait = this.#yieldUntil - Date.now();
       if (wait > 0) {
-        core.sink.releaseFrames(null); // nothing waits behind a pause
+        core.sink.releaseFrames(); // nothing waits behind a pause
         await sleep(wait);
         await this.#catchUp.now();
         continue;
@@ -257,9 +245,7 @@ export class GroupCommit {
       const expected = core.cache.clock;
       if (steps.length > 0) {
         this.#stamp(steps);
-        const started = performance.now();
         const result = await core.store.commitSteps(core.roomId, expected, steps);
-        this.#commitMs = performance.now() - started;
         if (!result.ok) {
           losingSince ||= Date.now();
           if (Date.now() - losingSince > COMMIT_RACE_BUDGET_MS) {
@@ -272,7 +258,7 @@ export class GroupCommit {
           // Another isolate committed first: take its changes, then re-plan against them. From
           // the second loss on, wait a random moment so that racing writers stop colliding.
           if (attempt >= 2) {
-            core.sink.releaseFrames(null);
+            core.sink.releaseFrames();
             core.options.link?.publish({ kind: "contention", clock: core.cache.clock });
             await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
           }
@@ -293,12 +279,12 @@ export class GroupCommit {
       attempt = 1;
       losingSince = 0;
       // After a commit, each session gets the group's events as one data frame (the batch window
-      // is the commit), sent at once unless more pushes wait right behind.
+      // is the commit), sent at once.
       if (steps.length > 0) core.sink.holdFrames();
       try {
         for (const item of items) this.#settle(item);
       } finally {
-        core.sink.releaseFrames(this.#nextIn(remaining.length > 0 || this.#queue.waiting > 0));
+        core.sink.releaseFrames();
       }
       if (steps.length > 0) this.#committed(items);
     }

@@ -340,8 +340,8 @@ export class RoomSessions implements DocumentSink, PresenceSink, LocalPushOwner 
     this.#sender.hold();
   }
 
-  releaseFrames(nextInMs: number | null): void {
-    this.#sender.releaseUnless(nextInMs);
+  releaseFrames(): void {
+    this.#sender.release();
   }
 
   presenceChanged(forward: ForwardDiff): void {

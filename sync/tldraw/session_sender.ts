@@ -27,8 +27,6 @@ export class SessionSender {
   readonly #options: SessionSenderOptions;
   /** While a committed group is answered: data events wait in the outboxes. */
   #holding = false;
-  /** When holding began (performance.now()): events never wait longer than the batch window. */
-  #holdingSince = 0;
   readonly #held = new Set<Session>();
   /** Sessions whose batch window is open, and the room's one timer that ends it. */
   readonly #batching = new Set<Session>();
@@ -97,25 +95,14 @@ export class SessionSender {
 
   /** A committed group is being answered: data events wait for {@link release}. */
   hold(): void {
-    if (this.#holding) return;
     this.#holding = true;
-    this.#holdingSince = performance.now();
   }
 
   /**
-   * Ends holding, unless another group will be settled within `nextInMs` (null: none follows)
-   * and that is still inside the batch window: under load, a session then gets one frame for
-   * several groups instead of one per commit. The group that follows releases them (it always
-   * runs to its end). When commits are slow (a remote store), frames do not wait for the next.
+   * Ends holding: every session with waiting events gets them as one frame. Never held for the
+   * group behind (it would merge frames under load): at 1 room × 50 × 10/s that saved no
+   * measurable CPU and put up to a batch window (16.7 ms) on the fan-out p99.
    */
-  releaseUnless(nextInMs: number | null): void {
-    if (!this.#holding) return;
-    const elapsed = performance.now() - this.#holdingSince;
-    if (nextInMs !== null && elapsed + nextInMs < this.#options.batchMs) return;
-    this.release();
-  }
-
-  /** Ends holding: every session with waiting events gets them as one frame. */
   release(): void {
     this.#holding = false;
     for (const session of this.#held) {
