@@ -52,7 +52,7 @@ const { values: flags } = parseArgs({
     "limit-ms": { type: "string", default: "100" },
     /** Cold join / memory: shapes per room and rooms measured. */
     shapes: { type: "string", default: "5000" },
-    "memory-rooms": { type: "string", default: "3" },
+    "memory-rooms": { type: "string", default: "6" },
     /** Idle rooms: rooms, clients per room, shapes per room (scenario `idle`). */
     "idle-rooms": { type: "string", default: "1000" },
     "idle-clients": { type: "string", default: "2" },

@@ -6,6 +6,9 @@ import assert from "node:assert/strict";
 import { isEqual } from "@tldraw/utils";
 import { jsonEqual } from "../../sync/tldraw/diff.ts";
 
+// @tldraw/utils schedules a 100 ms timer when first imported; let it fire before the tests start.
+await new Promise((resolve) => setTimeout(resolve, 150));
+
 /** A small deterministic generator (xorshift), so a failure replays. */
 function random(seed: number): () => number {
   let state = seed;
