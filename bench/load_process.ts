@@ -59,5 +59,7 @@ export async function runLoad(
   clearTimeout(timer);
   if (timedOut) throw new Error(`load generator timed out after ${timeoutMs / 1000} s`);
   if (!result) throw new Error(`load generator failed (exit ${status.code})`);
+  // What the errors column counts, so that a run's errors can be told apart.
+  if (result.errorNotes.length > 0) console.error(`[load] errors: ${result.errorNotes.join(", ")}`);
   return result;
 }
