@@ -134,7 +134,9 @@ function parseSnapshotLine(line: string): StoredRecord | undefined {
   const clock = Number(line.slice(0, tab));
   if (line.charCodeAt(tab + 1) === 0x22 /* " */) {
     const idEnd = line.indexOf("\t", tab + 1);
-    const id = JSON.parse(line.slice(tab + 1, idEnd)) as string;
+    const quoted = line.slice(tab + 1, idEnd);
+    // Without a backslash the JSON string is its content between the quotes.
+    const id = quoted.includes("\\") ? JSON.parse(quoted) as string : quoted.slice(1, -1);
     return new LazyRecord(id, line.slice(idEnd + 1), clock);
   }
   const json = line.slice(tab + 1);
