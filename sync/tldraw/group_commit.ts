@@ -213,7 +213,6 @@ export class GroupCommit {
       }
     } finally {
       this.#core.taker?.flush();
-      this.#core.sink.releaseFrames();
     }
   }
 
@@ -236,7 +235,6 @@ export class GroupCommit {
       }
       const wait = this.#yieldUntil - Date.now();
       if (wait > 0) {
-        core.sink.releaseFrames(); // nothing waits behind a pause
         await sleep(wait);
         await this.#catchUp.now();
         continue;
@@ -258,7 +256,6 @@ export class GroupCommit {
           // Another isolate committed first: take its changes, then re-plan against them. From
           // the second loss on, wait a random moment so that racing writers stop colliding.
           if (attempt >= 2) {
-            core.sink.releaseFrames();
             core.options.link?.publish({ kind: "contention", clock: core.cache.clock });
             await sleep(Math.random() * Math.min(RETRY_JITTER_MS * attempt, RETRY_JITTER_MAX_MS));
           }
