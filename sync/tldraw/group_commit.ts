@@ -9,7 +9,7 @@
  */
 import type { DocumentCatchUp } from "./document_catch_up.ts";
 import type { DocumentCore } from "./document_core.ts";
-import { PIPELINE_CARRY, PIPELINE_DEPTH } from "./kv_pipeline.ts";
+import { PIPELINE_DEPTH } from "./kv_pipeline.ts";
 import {
   type GroupContext,
   type GroupItem,
@@ -52,8 +52,6 @@ export class GroupCommit {
   #yieldUntil = 0;
   /** Pipelined groups (a remote store), oldest first. */
   #inFlight: InFlightGroup[] = [];
-  /** Steps of the groups in {@link #inFlight}. */
-  #stepsInFlight = 0;
   /** Pushes of pipelined groups to plan again, in order: a commit before theirs failed. */
   #retry: QueuedPush[] = [];
   /** A pipelined commit failed: the groups in flight after it are planned again too. */
@@ -144,10 +142,9 @@ export class GroupCommit {
       .then(() => this.#settleInFlight(group))
       .catch((error) => core.log.error("settling a pipelined group failed", { error }));
     this.#inFlight.push(group);
-    this.#stepsInFlight += group.steps.length;
-    // Enough in flight (commits, or steps the next commit would carry: kv_pipeline.ts): the pushes
-    // arriving meanwhile gather into the next group.
-    if (this.#inFlight.length >= PIPELINE_DEPTH || this.#stepsInFlight > PIPELINE_CARRY) {
+    // As many in flight as a pipeline takes: the pushes arriving meanwhile gather into the next
+    // group.
+    if (this.#inFlight.length >= PIPELINE_DEPTH) {
       await this.#inFlight[0]!.settled;
     }
     return true;
@@ -163,7 +160,6 @@ export class GroupCommit {
       failure = RoomStoreError.from(error);
     }
     this.#inFlight.shift();
-    this.#stepsInFlight -= group.steps.length;
     const core = this.#core;
     try {
       if (this.#pipelineFailed || !result?.ok) {

@@ -42,6 +42,12 @@
 export interface BatchedWrite {
   /** Writes of one group are never merged (e.g. `room:<id>` for commits checking its meta). */
   group: string;
+  /**
+   * Writes of one sequence are never merged either, and start in the order they were queued, but
+   * several may be in flight at once (a room's pipelined commits: each checks that the one before
+   * landed, which it cannot have within the same operation).
+   */
+  sequence?: string;
   checks: number;
   mutations: number;
   /** Approximate size of keys and values (bytes). */
@@ -225,16 +231,22 @@ export class KvBatcher {
     const batch: Pending[] = [];
     const rest: Pending[] = [];
     const groups = new Set<string>();
-    // Once a write of a group waits, later ones of that group wait too (keeps their order).
+    // Once a write of a group or sequence waits, later ones of it wait too (keeps their order).
     const waiting = new Set<string>();
+    const sequences = new Set<string>();
     let checks = 0;
     let mutations = 0;
     let bytes = 0;
     for (const pending of this.#queue) {
       const w = pending.write;
-      if (this.#groupsInFlight.has(w.group) || waiting.has(w.group)) {
+      const sequence = w.sequence === undefined ? undefined : `sequence:${w.sequence}`;
+      if (
+        this.#groupsInFlight.has(w.group) || waiting.has(w.group) ||
+        (sequence !== undefined && (sequences.has(sequence) || waiting.has(sequence)))
+      ) {
         rest.push(pending);
         waiting.add(w.group);
+        if (sequence !== undefined) waiting.add(sequence);
         continue;
       }
       const fits = batch.length === 0 || (
@@ -245,12 +257,14 @@ export class KvBatcher {
       if (fits) {
         batch.push(pending);
         groups.add(w.group);
+        if (sequence !== undefined) sequences.add(sequence);
         checks += w.checks;
         mutations += w.mutations;
         bytes += w.bytes;
       } else {
         rest.push(pending);
         waiting.add(w.group);
+        if (sequence !== undefined) waiting.add(sequence);
       }
     }
     this.#queue = rest;

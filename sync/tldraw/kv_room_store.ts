@@ -12,7 +12,7 @@
  * | `stage, stageId, i` | a commit too big for one atomic operation, until applied | kv_staged_commit.ts |
  * | `snap` / `snapchunk, id, i` | the newest compacted snapshot | kv_snapshot.ts |
  * | `sess, sessionId` | a {@link SessionEntry}, with `expireIn` | kv_sessions.ts |
- * | `lease` / `pipe, lease, n` | with a remote KV: what pipelined commits check | kv_pipeline.ts |
+ * | `lease` / `pipe, id, n` | with a remote KV: what pipelined commits check (markers expire) | kv_pipeline.ts |
  *
  * A commit is one `kv.atomic()` that checks the meta versionstamp, so a lost race is detected rather
  * than overwritten. How much of a group goes into one operation is decided here, from the sizes
@@ -22,7 +22,16 @@
  */
 import { KvBatcher } from "./kv_batcher.ts";
 import { logEntryOf, LogRing } from "./kv_log_ring.ts";
-import { pipelinedWrite, type PreparedStep, RoomPipeline } from "./kv_pipeline.ts";
+import {
+  firstMarkers,
+  newPipelineId,
+  PIPE_KEY_SIZE,
+  PIPE_KEY_TTL_MS,
+  pipelinedWrite,
+  type PipelineKeys,
+  type PreparedStep,
+  RoomPipeline,
+} from "./kv_pipeline.ts";
 import { KvRecords } from "./kv_records.ts";
 import { KvSessions, type WriteFn } from "./kv_sessions.ts";
 import { KvSnapshots } from "./kv_snapshot.ts";
@@ -47,8 +56,6 @@ import {
 
 // Bytes of a meta value (two clocks, maybe a staged-commit pointer), with a margin.
 const META_SIZE = 300;
-// Bytes of the lease key and its value, with a margin.
-const LEASE_SIZE = 100;
 
 /**
  * The meta as stored. The schema has its own key: kept in the meta (as rooms written before did, and
@@ -171,6 +178,13 @@ export class KvRoomStore implements RoomStore {
     return this.#batcher?.writeSlot();
   }
 
+  #pipelineKeys(roomId: string, id: string): PipelineKeys {
+    return {
+      lease: this.#key(roomId, "lease"),
+      marker: (n) => this.#key(roomId, "pipe", id, n),
+    };
+  }
+
   #key(roomId: string, ...parts: Deno.KvKeyPart[]): Deno.KvKey {
     return this.#ctx.key(roomId, ...parts);
   }
@@ -280,19 +294,24 @@ export class KvRoomStore implements RoomStore {
     const metaKey = this.#key(roomId, "meta");
     const versionstamp = known.versionstamp;
     const inline = staged ? planned.log : planned.writes;
-    // Whatever this isolate pipelined before is over: this commit fences it (kv_pipeline.ts).
+    // Whatever this isolate pipelined before is over: this commit fences it, and on a remote KV
+    // creates the first markers of the pipeline that may follow it (kv_pipeline.ts).
     this.#pipes.delete(roomId);
-    const lease = this.remote ? 1 : 0;
+    const pipeline = this.remote && !staged ? newPipelineId() : undefined;
+    const keys = pipeline === undefined ? undefined : this.#pipelineKeys(roomId, pipeline);
+    const markers = keys ? firstMarkers() : [];
+    const pipeKeys = this.remote ? 1 + markers.length : 0;
     const result = await this.#write(`room:${roomId}`, {
       checks: 1,
       checked: [{ key: metaKey, versionstamp }],
-      mutations: 1 + lease + inline.list.length,
-      bytes: META_SIZE + lease * LEASE_SIZE + inline.bytes,
+      mutations: 1 + pipeKeys + inline.list.length,
+      bytes: META_SIZE + pipeKeys * PIPE_KEY_SIZE + inline.bytes,
     }, (op) => {
       op.check({ key: metaKey, versionstamp });
       inline.applyTo(op);
       op.set(metaKey, meta);
-      if (lease) op.set(this.#key(roomId, "lease"), clock);
+      if (this.remote) op.set(this.#key(roomId, "lease"), clock);
+      for (const n of markers) op.set(keys!.marker(n), 1, { expireIn: PIPE_KEY_TTL_MS });
     });
     if (!result.ok) {
       this.#known.delete(roomId);
@@ -302,7 +321,9 @@ export class KvRoomStore implements RoomStore {
     const committed = { meta, versionstamp: result.versionstamp };
     this.#remember(roomId, committed);
     if (staged) await this.#rollForward(roomId, { key: metaKey, value: meta, ...committed });
-    else if (lease) this.#pipes.set(roomId, new RoomPipeline(result.versionstamp, clock, meta));
+    else if (pipeline !== undefined) {
+      this.#pipes.set(roomId, new RoomPipeline(pipeline, result.versionstamp, clock, meta));
+    }
     return { ok: true, clock };
   }
 
@@ -323,22 +344,29 @@ export class KvRoomStore implements RoomStore {
     const writer = steps.findLast((s) => s.writer)?.writer;
     const commit = pipe.next(own, nextMeta(pipe.landed.meta, endClock, writer));
     const write = pipelinedWrite(
-      (...parts) => this.#key(roomId, ...parts),
+      this.#pipelineKeys(roomId, pipe.id),
       this.#log.slots(roomId),
       pipe.lease,
       commit,
+      this.#key(roomId, "meta"),
       META_SIZE,
     );
-    if (!write) return undefined; // too big to carry: the caller waits and commits normally
-    const settled = pipe.issued(commit, own);
-    this.#write(`room:${roomId}:${commit.n}`, write, write.apply).then(
-      (result) => pipe.returned(commit.n, result.ok ? result.versionstamp : null),
-      (error) => pipe.threw(commit.n, error),
-    ).finally(() => {
+    if (!write) return undefined; // too big for one write: the caller waits and commits normally
+    const group = `room:${roomId}:${commit.n}`;
+    const settled = pipe.issue(commit, async () => {
+      const result = await this.#write(
+        group,
+        { ...write, sequence: `room:${roomId}` },
+        write.apply,
+      );
+      return result.ok ? result.versionstamp : null;
+    });
+    const remember = () => {
       if (this.#pipes.get(roomId) !== pipe) return;
       this.#remember(roomId, pipe.landed);
       if (pipe.over) this.#pipes.delete(roomId);
-    });
+    };
+    settled.then(remember, remember);
     return settled;
   }
 

@@ -12,11 +12,12 @@ import {
   type SessionEntry,
   StoreFailure,
 } from "./room_store.ts";
+import type { BatchedWrite } from "./kv_batcher.ts";
 
 /** How the store writes: one atomic operation of `group`, with its size (see kv_batcher.ts). */
 export type WriteFn = (
   group: string,
-  size: { checks: number; mutations: number; bytes: number; checked?: readonly Deno.AtomicCheck[] },
+  size: Omit<BatchedWrite, "group" | "apply">,
   apply: (op: Deno.AtomicOperation) => void,
 ) => Promise<Deno.KvCommitResult | Deno.KvCommitError>;
 

@@ -4,7 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { Writes } from "../../sync/tldraw/kv_writes.ts";
-import { PIPELINE_DEPTH, type PreparedStep, RoomPipeline } from "../../sync/tldraw/kv_pipeline.ts";
+import {
+  PIPELINE_DEPTH,
+  PIPELINE_MAX_AGE_MS,
+  type PreparedStep,
+  RoomPipeline,
+} from "../../sync/tldraw/kv_pipeline.ts";
 import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
 import type { ChangeSet, CommitResult, RoomData } from "../../sync/tldraw/room_store.ts";
 import { Random } from "../helpers/fuzz.ts";
@@ -17,95 +22,138 @@ const step = (clock: number): PreparedStep => ({
   size: 0,
 });
 
-/** A pipeline and the outcomes of its commits, in the order they settled. */
-function pipeline() {
-  const pipe = new RoomPipeline<{ clock: number }>("lease", 0, { clock: 0 });
+/**
+ * A pipeline whose operations answer when the test says: `answer(n, versionstamp | null | Error)`
+ * answers the oldest unanswered send of commit `n`. `sends` counts each commit's sends; `settled`
+ * lists the outcomes in the order they settled.
+ */
+function pipeline(now = Date.now()) {
+  const pipe = new RoomPipeline<{ clock: number }>("p1", "lease", 0, { clock: 0 }, now);
   const settled: string[] = [];
+  const sends = new Map<number, number>();
+  const waiting = new Map<number, PromiseWithResolvers<string | null>[]>();
   let clock = 0;
   const issue = () => {
     const own = [step(++clock)];
     const commit = pipe.next(own, { clock });
-    pipe.issued(commit, own).then(
+    pipe.issue(commit, () => {
+      sends.set(commit.n, (sends.get(commit.n) ?? 0) + 1);
+      const answer = Promise.withResolvers<string | null>();
+      waiting.set(commit.n, [...(waiting.get(commit.n) ?? []), answer]);
+      return answer.promise;
+    }).then(
       (result) => settled.push(`${commit.n}:${result.ok ? "ok" : result.error}`),
       (error) => settled.push(`${commit.n}:threw ${error.message}`),
     );
     return commit;
   };
-  return { pipe, settled, issue };
+  const answer = async (n: number, outcome: string | null | Error) => {
+    const next = waiting.get(n)?.shift();
+    assert.ok(next, `commit ${n} has no send waiting`);
+    if (outcome instanceof Error) next.reject(outcome);
+    else next.resolve(outcome);
+    // Let the answer and what it settles run.
+    for (let i = 0; i < 5; i++) await null;
+  };
+  return { pipe, settled, sends, issue, answer };
 }
 
-Deno.test("pipeline: commits carry what is not known to have landed, and settle in order", async () => {
-  const { pipe, settled, issue } = pipeline();
+Deno.test("pipeline: each commit checks that the one before landed, creates a marker ahead, and settles in order", async () => {
+  const { pipe, settled, issue, answer } = pipeline();
   const first = issue();
   const second = issue();
-  assert.deepEqual(first.covers, [1]);
-  assert.deepEqual(second.covers, [1, 2]);
-  assert.deepEqual(second.steps.map((s) => s.clock), [1, 2]);
-  pipe.returned(1, "v1");
-  const third = issue();
-  assert.deepEqual(third.covers, [2, 3], "commit 1 landed: no longer carried");
-  assert.deepEqual(third.steps.map((s) => s.clock), [2, 3]);
-  assert.deepEqual(third.deletes, [1], "nothing checks pipe key 1 any more");
-  pipe.returned(2, "v2");
-  pipe.returned(3, "v3");
-  await null;
-  assert.deepEqual(settled, ["1:ok", "2:ok", "3:ok"]);
-  assert.equal(pipe.confirmedClock, 3);
-  assert.deepEqual(pipe.landed, { meta: { clock: 3 }, versionstamp: "v3" });
-  // Nor pipe keys 2 and 3 now: the next commit deletes them.
-  assert.deepEqual(issue().deletes, [2, 3]);
+  assert.deepEqual(
+    [first.n, first.marker, first.after, first.ahead],
+    [1, "lease", 0, 1 + PIPELINE_DEPTH],
+  );
+  assert.deepEqual(
+    [second.n, second.marker, second.after, second.ahead],
+    [2, "lease", 1, 2 + PIPELINE_DEPTH],
+  );
+  assert.deepEqual(second.steps.map((s) => s.clock), [2], "only its own steps");
+  await answer(2, "v2");
+  assert.deepEqual(settled, [], "not before the commit ahead of it");
+  await answer(1, "v1");
+  assert.deepEqual(settled, ["1:ok", "2:ok"]);
+  assert.equal(pipe.confirmedClock, 2);
+  assert.deepEqual(pipe.landed, { meta: { clock: 2 }, versionstamp: "v2" });
   assert.equal(pipe.over, false);
 });
 
-Deno.test("pipeline: a later commit that lands first settles the earlier ones, which then fail", async () => {
-  const { pipe, settled, issue } = pipeline();
+Deno.test("pipeline: commit n + PIPELINE_DEPTH waits for commit n, whose versionstamp its marker has", async () => {
+  const { pipe, issue, answer } = pipeline();
+  for (let i = 0; i < PIPELINE_DEPTH; i++) issue();
+  assert.equal(pipe.accepts(PIPELINE_DEPTH), false, "depth reached");
+  assert.equal(pipe.accepts(PIPELINE_DEPTH - 1), false, "not after the clock it expects");
+  await answer(1, "v1");
+  assert.equal(pipe.accepts(PIPELINE_DEPTH), true);
+  assert.equal(issue().marker, "v1");
+});
+
+Deno.test("pipeline: a commit that reached the KV before the one ahead of it is sent once more after that one landed", async () => {
+  const { pipe, settled, sends, issue, answer } = pipeline();
   issue();
   issue();
   issue();
-  pipe.returned(3, "v3");
-  await null;
+  await answer(2, null);
+  await answer(3, null);
+  assert.equal(sends.get(2), 1, "not again while commit 1 is in flight");
+  await answer(1, "v1");
+  assert.equal(sends.get(2), 2);
+  assert.equal(sends.get(3), 1, "commit 3 waits for commit 2");
+  await answer(2, "v2");
+  assert.equal(sends.get(3), 2);
+  await answer(3, "v3");
   assert.deepEqual(settled, ["1:ok", "2:ok", "3:ok"]);
-  pipe.returned(1, null);
-  pipe.returned(2, null);
-  assert.equal(pipe.over, false, "their failures were expected: the pipeline goes on");
+  assert.equal(pipe.over, false);
   assert.equal(pipe.accepts(3), true);
 });
 
-Deno.test("pipeline: after a failure nothing joins; what no later commit covers fails", async () => {
-  const { pipe, settled, issue } = pipeline();
+Deno.test("pipeline: a commit that fails twice was fenced: it and every later one fail, and nothing joins", async () => {
+  const { pipe, settled, issue, answer } = pipeline();
   issue();
   issue();
   issue();
-  pipe.returned(2, null);
-  assert.equal(pipe.accepts(3), false);
-  pipe.returned(1, "v1");
-  await null;
-  assert.deepEqual(settled, ["1:ok"]);
-  pipe.returned(3, null);
-  await null;
+  await answer(1, "v1");
+  await answer(2, null);
+  assert.equal(pipe.accepts(3), true, "resent: not in doubt yet");
+  await answer(2, null);
+  // Commit 3 cannot land any more (marker 2 stays): it fails without waiting for its answer.
   assert.deepEqual(settled, ["1:ok", "2:conflict", "3:conflict"]);
   assert.equal(pipe.over, true);
+  assert.equal(pipe.accepts(3), false);
   assert.equal(pipe.confirmedClock, 1);
+  await answer(3, "late"); // ignored
+  assert.deepEqual(settled, ["1:ok", "2:conflict", "3:conflict"]);
 });
 
-Deno.test("pipeline: an operation that threw fails the commits no later one covers", async () => {
-  const { pipe, settled, issue } = pipeline();
+Deno.test("pipeline: an operation that threw fails what no later commit shows landed", async () => {
+  const { pipe, settled, issue, answer } = pipeline();
   issue();
   issue();
-  pipe.threw(1, new Error("unreachable"));
-  pipe.returned(2, null);
-  await null;
+  await answer(1, new Error("unreachable"));
+  assert.equal(pipe.accepts(2), false, "in doubt");
+  assert.deepEqual(settled, [], "commit 2 may still land, and then commit 1 did");
+  await answer(2, null);
   assert.deepEqual(settled, ["1:threw unreachable", "2:threw unreachable"]);
   assert.equal(pipe.over, true);
 });
 
-Deno.test("pipeline: at most PIPELINE_DEPTH commits in flight, and only after the last one issued", () => {
-  const { pipe, issue } = pipeline();
-  assert.equal(pipe.accepts(1), false, "not after the clock it expects");
-  for (let i = 0; i < PIPELINE_DEPTH; i++) issue();
-  assert.equal(pipe.accepts(PIPELINE_DEPTH), false);
-  pipe.returned(1, "v1");
-  assert.equal(pipe.accepts(PIPELINE_DEPTH), true);
+Deno.test("pipeline: a commit that threw landed if a later one did", async () => {
+  const { pipe, settled, issue, answer } = pipeline();
+  issue();
+  issue();
+  await answer(1, new Error("timeout"));
+  await answer(2, "v2");
+  assert.deepEqual(settled, ["1:ok", "2:ok"]);
+  assert.equal(pipe.confirmedClock, 2);
+  assert.equal(pipe.over, true, "commit 1's versionstamp, which marker 9 has, is unknown");
+});
+
+Deno.test("pipeline: takes no commits once older than PIPELINE_MAX_AGE_MS (its markers expire)", () => {
+  const { pipe } = pipeline(1_000);
+  assert.equal(pipe.accepts(0, 1_000 + PIPELINE_MAX_AGE_MS - 1), true);
+  assert.equal(pipe.accepts(0, 1_000 + PIPELINE_MAX_AGE_MS), false);
 });
 
 // --- The KV room store on a KV whose commits land out of order.
@@ -191,11 +239,17 @@ Deno.test("KV room store, remote: pipelined commits landing out of order leave e
         assert.ok(s.puts.some((p) => p.state.id === `shape:a${s.clock}`), `log of ${s.clock}`);
       }
     }
-    // The pipe keys of settled commits are deleted by later ones (the last ones expire): of one
-    // per commit, the early ones are gone.
-    const pipeKeys = await Array.fromAsync(local.list({ prefix: ["tldraw", ROOM, "pipe"] }));
-    assert.ok(pipeKeys.length < 50, `${pipeKeys.length} pipe keys left`);
-    assert.ok(pipeKeys.every(({ key }) => Number(key.at(-1)) > 10), "early pipe keys deleted");
+    // Each commit consumed its marker and created one ahead: a pipeline leaves PIPELINE_DEPTH
+    // (which expire), however many commits it made.
+    const markers = await Array.fromAsync(local.list({ prefix: ["tldraw", ROOM, "pipe"] }));
+    const perPipeline = Map.groupBy(markers, ({ key }) => String(key.at(-2)));
+    for (const [id, left] of perPipeline) {
+      assert.equal(left.length, PIPELINE_DEPTH, `pipeline ${id}: ${left.length} markers left`);
+    }
+    assert.ok(
+      markers.some(({ key }) => Number(key.at(-1)) > 40),
+      "a pipeline made most of the 60 commits",
+    );
   } finally {
     local.close();
   }
