@@ -5,6 +5,12 @@
  * entries it looks for by `c` (an older lap's, or a later one's, have another), so the log is read
  * with one or two range reads and never needs deleting.
  *
+ * On a local KV the newest entries may instead stay in the room's meta (its `t`, a slot of the clocks
+ * up to the meta's), which every commit writes anyway: a commit then dirties one page fewer of the
+ * SQLite file (the meta's and the records', not a ring slot's as well) until the tail outgrows
+ * {@link MAX_TAIL_BYTES} and goes to the ring with the commit's own entries. Readers take the entries
+ * the tail holds from the meta they read first.
+ *
  * Per clock an entry lists the ids written (`p`) and deleted (`d`), the values (`j`) when small, and
  * the origin (`o`) of a forwarded push; a commit listing too many ids is logged as `bulk` (readers of
  * it reload the room).
@@ -21,6 +27,12 @@ export type LogEntry = IdsEntry | { bulk: true; o?: string };
 /** A slot: the entries of the clocks `f`…`c`. */
 export type LogSlot = { f: number; c: number; s: LogEntry[] };
 
+/**
+ * Most bytes of entries a meta's tail holds (the entries taken over from a meta counted by their
+ * JSON, new ones by their estimate): the meta and its key stay below what an SQLite page keeps
+ * inline (~1,000 bytes for denokv's table), so the tail adds no overflow page.
+ */
+export const MAX_TAIL_BYTES = 600;
 // A log entry listing more ids than this is stored as "bulk": readers of it reload the room.
 const MAX_LOG_ENTRY_CHARS = 50_000;
 // Most bytes of log entries one slot holds (KV: 64 KiB a value).
@@ -72,9 +84,12 @@ export class LogRing {
     return this.#ctx.key(roomId, "ring", clock % this.#size);
   }
 
-  /** Packs the entries of a commit's consecutive clocks into slots (see {@link LogSlots}). */
-  slots(roomId: string): LogSlots {
-    return new LogSlots(this, roomId);
+  /**
+   * Packs the entries of a commit's consecutive clocks into slots (see {@link LogSlots}), after
+   * `tail`: the entries the room's meta holds, which end at the clock before the commit's first.
+   */
+  slots(roomId: string, tail?: LogSlot): LogSlots {
+    return new LogSlots(this, roomId, tail);
   }
 
   /**
@@ -86,9 +101,31 @@ export class LogRing {
     roomId: string,
     since: number,
     clock: number,
+    tail?: LogSlot,
   ): Promise<(IdsEntry & { c: number })[] | undefined> {
     const size = this.#size;
     if (clock - since > size) return undefined;
+    // The newest entries may be the meta's tail (which ends at the meta's clock).
+    const fromTail = tail && tail.c === clock ? tail : undefined;
+    const ringEnd = fromTail ? Math.min(clock, fromTail.f - 1) : clock;
+    const entries = ringEnd > since ? await this.#readRing(roomId, since, ringEnd) : [];
+    if (!entries) return undefined;
+    if (fromTail) {
+      for (let at = Math.max(since + 1, fromTail.f); at <= clock; at++) {
+        const entry = fromTail.s[at - fromTail.f];
+        if (!entry || "bulk" in entry) return undefined;
+        entries.push({ ...entry, c: at });
+      }
+    }
+    return entries;
+  }
+
+  async #readRing(
+    roomId: string,
+    since: number,
+    clock: number,
+  ): Promise<(IdsEntry & { c: number })[] | undefined> {
+    const size = this.#size;
     const first = (since + 1) % size;
     const last = clock % size;
     const ranges = first <= last ? [[first, last + 1]] : [[first, size], [0, last + 1]];
@@ -126,9 +163,21 @@ export class LogSlots {
   readonly #closed: { slot: LogSlot; size: number }[] = [];
   #open: { slot: LogSlot; size: number } | undefined;
 
-  constructor(ring: LogRing, roomId: string) {
+  constructor(ring: LogRing, roomId: string, tail?: LogSlot) {
     this.#ring = ring;
     this.#roomId = roomId;
+    if (tail && tail.s.length > 0) {
+      this.#open = { slot: { f: tail.f, c: tail.c, s: [...tail.s] }, size: tailSize(tail) };
+    }
+  }
+
+  /**
+   * The entries as a meta's tail, when they fit one ({@link MAX_TAIL_BYTES}); the ring is then not
+   * written ({@link writes} with `keepTail`).
+   */
+  tail(): LogSlot | undefined {
+    const open = this.#open;
+    return this.#closed.length === 0 && open && open.size <= MAX_TAIL_BYTES ? open.slot : undefined;
   }
 
   /** Slots written so far (mutations) and their bytes. */
@@ -167,13 +216,19 @@ export class LogSlots {
     this.#open = { slot: { f: clock, c: clock, s: [entry] }, size: size + 64 };
   }
 
-  /** The slots as mutations. */
-  writes(): Writes {
+  /** The slots as mutations; none when `keepTail` and they fit a meta's tail ({@link tail}). */
+  writes(keepTail = false): Writes {
     const writes = new Writes();
+    if (keepTail && this.tail()) return writes;
     const all = this.#open ? [...this.#closed, this.#open] : this.#closed;
     for (const { slot, size } of all) {
       writes.set(this.#ring.key(this.#roomId, slot.c), slot, size);
     }
     return writes;
   }
+}
+
+/** Approximate stored size of a tail, counted as {@link LogSlots} counts an open slot. */
+function tailSize(tail: LogSlot): number {
+  return JSON.stringify(tail.s).length + 64;
 }

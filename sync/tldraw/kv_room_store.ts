@@ -21,7 +21,7 @@
  * @module
  */
 import { KvBatcher } from "./kv_batcher.ts";
-import { logEntryOf, LogRing } from "./kv_log_ring.ts";
+import { logEntryOf, LogRing, type LogSlot } from "./kv_log_ring.ts";
 import {
   firstMarkers,
   newPipelineId,
@@ -65,6 +65,8 @@ const META_SIZE = 300;
 type StoredMeta = Omit<RoomMeta, "schema" | "writer"> & {
   schema?: RoomMeta["schema"];
   pending?: Pending;
+  /** The newest change-log entries, up to the meta's clock, when not in the ring (kv_log_ring.ts). */
+  t?: LogSlot;
   /** The writer's isolate id and commit time (RoomMeta.writer). */
   w?: string;
   at?: number;
@@ -93,6 +95,11 @@ export interface KvRoomStoreOptions {
   /** The KV is a network away (see {@link DocumentStore.remote}). Default `false`. */
   remote?: boolean;
   /**
+   * Keep the newest change-log entries in the room's meta until they outgrow it (kv_log_ring.ts):
+   * fewer pages written per commit on a local file. Default: unless `remote`.
+   */
+  logTail?: boolean;
+  /**
    * Another handle on the same KV file, for reads. On a local SQLite file a handle runs its
    * operations one after another, so reads on the writing handle wait behind its writes — and
    * behind the write lock another process or Worker holds (measured with two writers: read p99
@@ -114,6 +121,7 @@ export class KvRoomStore implements RoomStore {
   readonly #prefix: Deno.KvKey;
   readonly #batcher: KvBatcher | undefined;
   readonly remote: boolean;
+  readonly #logTail: boolean;
   #readKv: Deno.Kv;
   readonly #openingReader: Promise<Deno.Kv | undefined> | undefined;
   /** Last meta this isolate saw per room, to skip a read before committing. */
@@ -130,6 +138,8 @@ export class KvRoomStore implements RoomStore {
     this.#kv = kv;
     this.#prefix = options.prefix ?? ["tldraw"];
     this.remote = options.remote ?? false;
+    // On a remote KV pages cost nothing, and pipelined commits (which write the ring) follow.
+    this.#logTail = options.logTail ?? !this.remote;
     this.#batcher = options.groupCommit === false ? undefined : new KvBatcher(kv, {
       ...(options.commitsInFlight ? { inFlight: options.commitsInFlight } : {}),
       ...(options.commitLingerMs ? { linger: options.commitLingerMs } : {}),
@@ -234,7 +244,7 @@ export class KvRoomStore implements RoomStore {
         (await this.#readKv.get<WireSchema>(this.#key(roomId, "schema"))).value,
     };
     if (stored.w !== undefined) meta.writer = writerOf(stored);
-    const fromSnapshot = await this.#snapshots?.load(roomId, meta);
+    const fromSnapshot = await this.#snapshots?.load(roomId, meta, stored.t);
     if (fromSnapshot) return fromSnapshot;
     // The caller catches up from meta.documentClock right after: a listing is not a snapshot.
     const listed = await this.#records.list(roomId, meta.tombstoneHistoryStartsAtClock);
@@ -291,6 +301,7 @@ export class KvRoomStore implements RoomStore {
       steps.slice(0, planned.steps).findLast((s) => s.writer)?.writer,
     );
     if (staged) meta.pending = staged;
+    if (planned.tail) meta.t = planned.tail;
     const metaKey = this.#key(roomId, "meta");
     const versionstamp = known.versionstamp;
     const inline = staged ? planned.log : planned.writes;
@@ -382,9 +393,11 @@ export class KvRoomStore implements RoomStore {
     expectedClock: number,
     steps: readonly ChangeSet[],
     known: StoredMeta,
-  ): { steps: number; writes: Writes; log: Writes; staged: boolean } {
+  ): { steps: number; writes: Writes; log: Writes; staged: boolean; tail?: LogSlot } {
     const merged = new MergedWrites();
-    const slots = this.#log.slots(roomId);
+    // The meta's tail goes on with this commit's entries: in the meta again, or to the ring.
+    const tail = known.t?.c === expectedClock ? known.t : undefined;
+    const slots = this.#log.slots(roomId, tail);
     let schema = known.schema ?? undefined;
     let schemaBytes = schema ? JSON.stringify(schema).length + 20 : 0;
     let taken = 0;
@@ -410,9 +423,17 @@ export class KvRoomStore implements RoomStore {
       taken++;
     }
     const writes = merged.toWrites();
-    for (const m of slots.writes().list) writes.add(m);
+    const keepTail = this.#logTail && !this.remote;
+    for (const m of slots.writes(keepTail).list) writes.add(m);
     this.#writeSchema(writes, roomId, schema);
-    return { steps: taken, writes, log: new Writes(), staged: false };
+    const kept = keepTail ? slots.tail() : undefined;
+    return {
+      steps: taken,
+      writes,
+      log: new Writes(),
+      staged: false,
+      ...(kept ? { tail: kept } : {}),
+    };
   }
 
   /**
@@ -476,7 +497,7 @@ export class KvRoomStore implements RoomStore {
     const steps: LogStep[] = [];
     // Steps logged without values: their records are read below.
     const unresolved: { step: LogStep; ids: string[] }[] = [];
-    const log = await this.#log.read(roomId, since, clock);
+    const log = await this.#log.read(roomId, since, clock, meta.t);
     if (!log) return { kind: "gap", clock };
     for (const { c, p, d, j, o } of log) {
       const step: LogStep = { clock: c, puts: [], deletes: [...d] };

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { LogRing } from "./kv_log_ring.ts";
+import type { LogRing, LogSlot } from "./kv_log_ring.ts";
 import type { KvRecords } from "./kv_records.ts";
 import { CHUNK_CHARS, deletePieces, type KvContext, writePieces } from "./kv_writes.ts";
 import type { WireRecord } from "./protocol.ts";
@@ -39,10 +39,11 @@ export class KvSnapshots {
 
   /**
    * The room at `meta`'s clock from its snapshot and the change log after it, or `undefined` when
-   * there is no snapshot or the log no longer reaches back to it. Like a listing, the result may
+   * there is no snapshot or the log no longer reaches back to it (`tail`: the newest entries, kept in
+   * the meta; kv_log_ring.ts). Like a listing, the result may
    * lag commits landing meanwhile: the room catches up from its clock right after loading.
    */
-  async load(roomId: string, meta: RoomMeta): Promise<RoomData | undefined> {
+  async load(roomId: string, meta: RoomMeta, tail?: LogSlot): Promise<RoomData | undefined> {
     const reader = this.#ctx.reader();
     const head = (await reader.get<SnapshotHead>(this.#ctx.key(roomId, "snap"))).value;
     if (
@@ -53,7 +54,7 @@ export class KvSnapshots {
     const startsAt = meta.tombstoneHistoryStartsAtClock;
     const [pieces, changes, tombstones] = await Promise.all([
       this.#records.listAll<string>(roomId, "snapchunk", head.id),
-      this.#changesAfter(roomId, head.clock, meta.documentClock),
+      this.#changesAfter(roomId, head.clock, meta.documentClock, tail),
       this.#records.tombstones(roomId, startsAt),
     ]);
     if (changes.kind === "gap" || pieces.length !== head.pieces) return undefined;
@@ -71,9 +72,14 @@ export class KvSnapshots {
    * What changed after `since` up to `clock`: the current state of every record the log
    * names (a record may show a later change; applying it is still safe) and the deleted ids.
    */
-  async #changesAfter(roomId: string, since: number, clock: number): Promise<ChangesAfter> {
+  async #changesAfter(
+    roomId: string,
+    since: number,
+    clock: number,
+    tail: LogSlot | undefined,
+  ): Promise<ChangesAfter> {
     if (since === clock) return { kind: "changes", records: [], deletes: [] };
-    const log = await this.#log.read(roomId, since, clock);
+    const log = await this.#log.read(roomId, since, clock, tail);
     if (!log) return { kind: "gap" };
     const touched = new Set<string>();
     for (const entry of log) {

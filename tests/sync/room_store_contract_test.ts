@@ -2,6 +2,7 @@
  * One contract for every RoomStore implementation: memory and Deno KV must behave the same.
  */
 import assert from "node:assert/strict";
+import { withKvMethods } from "../../sync/kv_write_lock.ts";
 import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
 import { MemoryRoomStore } from "../../sync/tldraw/memory_room_store.ts";
 import type { WireRecord } from "../../sync/tldraw/protocol.ts";
@@ -31,6 +32,15 @@ const implementations: Record<string, () => Promise<Harness>> = {
     return {
       store: new KvRoomStore(kv, { logSize: 5 }),
       other: new KvRoomStore(kv, { logSize: 5 }),
+      close: () => kv.close(),
+    };
+  },
+  // Every entry in the ring (as on a remote KV), none in the meta's tail.
+  "kv, no log tail": async () => {
+    const kv = await Deno.openKv(":memory:");
+    return {
+      store: new KvRoomStore(kv, { logSize: 5, logTail: false }),
+      other: new KvRoomStore(kv, { logSize: 5, logTail: false }),
       close: () => kv.close(),
     };
   },
@@ -476,7 +486,7 @@ Deno.test("KvRoomStore: deleteRoom leaves no key of the room behind", async () =
 
 Deno.test("KvRoomStore: the schema has its own key, written only when it changes; commits write two clocks", async () => {
   await using kv = await Deno.openKv(":memory:");
-  const store = new KvRoomStore(kv);
+  const store = new KvRoomStore(kv, { logTail: false });
   await store.create("r", emptyRoom());
   const schemaKey = ["tldraw", "r", "schema"];
   const created = await kv.get(schemaKey);
@@ -590,7 +600,7 @@ Deno.test("KvRoomStore: a step logged without values holds only what that clock 
 
 Deno.test("KvRoomStore: logValues false logs ids only; readers of the step read the records", async () => {
   await using kv = await Deno.openKv(":memory:");
-  const store = new KvRoomStore(kv);
+  const store = new KvRoomStore(kv, { logTail: false });
   await store.create("r", emptyRoom());
   const a = shape("shape:a", { x: 1 });
   const b = shape("shape:b", { x: 2 });
@@ -612,7 +622,7 @@ Deno.test("KvRoomStore: logValues false logs ids only; readers of the step read 
 
 Deno.test("KvRoomStore: the change log is a ring of logSize slots, a commit's clocks in one; reads across its wrap are in order", async () => {
   await using kv = await Deno.openKv(":memory:");
-  const store = new KvRoomStore(kv, { logSize: 4 });
+  const store = new KvRoomStore(kv, { logSize: 4, logTail: false });
   await store.create("r", emptyRoom());
   for (let clock = 0; clock < 10; clock++) {
     const record = shape(`shape:${clock % 3}`, { x: clock });
@@ -664,6 +674,89 @@ Deno.test("KvRoomStore: the change log is a ring of logSize slots, a commit's cl
   }
   assert.equal((await store.stepsSince("r", 14)).kind, "gap");
   assert.equal((await store.stepsSince("r", 15)).kind, "steps");
+});
+
+/** `kv` recording the prefix (or start) of every listing, as `a/b/c`. */
+function listingKv(kv: Deno.Kv): { kv: Deno.Kv; listed: string[] } {
+  const listed: string[] = [];
+  const list = (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+    const key = "prefix" in selector ? selector.prefix : selector.start;
+    listed.push(key.join("/"));
+    return kv.list(selector, options);
+  };
+  return { kv: withKvMethods(kv, new Map([["list", list]])), listed };
+}
+
+Deno.test("KvRoomStore: the newest log entries stay in the meta until they outgrow it, then go to the ring in one slot; every reader sees them", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const store = new KvRoomStore(kv);
+  await store.create("r", emptyRoom());
+  const ringKeys =
+    async () => (await Array.fromAsync(kv.list({ prefix: ["tldraw", "r", "ring"] })));
+  type Meta = { documentClock: number; t?: { f: number; c: number; s: unknown[] } };
+  const move = (clock: number) => ({
+    puts: [{ record: shape("shape:a", { x: clock }) }],
+    deletes: [],
+    logValues: false,
+  });
+  let clock = 0;
+  while ((await ringKeys()).length === 0) {
+    assert.ok(clock < 40, "the ring is never written");
+    assert.ok((await commit(store, "r", clock, move(clock))).ok);
+    clock++;
+    const meta = (await kv.get<Meta>(["tldraw", "r", "meta"])).value!;
+    if ((await ringKeys()).length === 0) {
+      assert.deepEqual([meta.t?.f, meta.t?.c, meta.t?.s.length], [1, clock, clock], "in the tail");
+    } else assert.equal(meta.t, undefined, "the tail went to the ring");
+  }
+  assert.ok(clock > 2, `the tail held only ${clock - 1} entries`);
+  const [slot] = await ringKeys();
+  assert.deepEqual(slot!.key.at(-1), clock);
+  assert.deepEqual(
+    (slot!.value as Meta["t"])!.f,
+    1,
+    "the tail's entries and the commit's, one slot",
+  );
+  // Two more: in the tail again.
+  for (const _ of [1, 2]) assert.ok((await commit(store, "r", clock, move(clock++))).ok);
+  assert.equal((await ringKeys()).length, 1);
+
+  // Another isolate reads every step, from the ring and the tail; the newest from the tail alone.
+  const listing = listingKv(kv);
+  const other = new KvRoomStore(listing.kv);
+  for (const since of [0, 1, clock - 3, clock - 1]) {
+    const steps = await other.stepsSince("r", since);
+    assert.equal(steps.kind, "steps", `since ${since}`);
+    if (steps.kind !== "steps") return;
+    assert.deepEqual(
+      steps.steps.map((s) => [s.clock, s.puts.length]),
+      Array.from(
+        { length: clock - since },
+        (_, i) => [since + 1 + i, i === clock - since - 1 ? 1 : 0],
+      ),
+      `since ${since}: every clock, the record only at its last change`,
+    );
+  }
+  listing.listed.length = 0;
+  await other.stepsSince("r", clock - 1);
+  assert.ok(!listing.listed.some((key) => key.includes("ring")), "the tail alone: no ring read");
+
+  // A snapshot, then commits into the tail: loading from the snapshot applies them.
+  await store.saveSnapshot("r", clock, [{
+    state: shape("shape:a", { x: clock - 1 }),
+    lastChangedClock: clock,
+  }]);
+  const create = (id: string) => ({ puts: [{ record: shape(id) }], deletes: [], logValues: false });
+  assert.ok((await commit(store, "r", clock, create("shape:b"))).ok);
+  assert.ok((await commit(store, "r", clock + 1, create("shape:c"))).ok);
+  listing.listed.length = 0;
+  const loaded = await new KvRoomStore(listing.kv).load("r");
+  assert.deepEqual(loaded?.records.map((r) => r.state.id).sort(), [
+    "shape:a",
+    "shape:b",
+    "shape:c",
+  ]);
+  assert.ok(!listing.listed.some((key) => key.endsWith("/rec")), "loaded from the snapshot");
 });
 
 Deno.test("KvRoomStore: a group larger than one atomic operation is committed as its longest prefix that fits", async () => {
