@@ -308,6 +308,7 @@ export class GroupCommit {
       maxRecordChars: limits.maxRecordChars,
       maxRecordIdChars: limits.maxRecordIdChars,
       legacyAppend: core.sink.legacyAppend,
+      tombstones: core.cache.tombstones,
       committedAt: after
         ? (origin) => this.#inFlightOrigin(origin) ?? committedAt(origin)
         : committedAt,

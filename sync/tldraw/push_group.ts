@@ -53,6 +53,8 @@ export interface GroupContext {
   maxRecordChars: number;
   maxRecordIdChars: number;
   legacyAppend: boolean;
+  /** The ids with a committed tombstone (and so maybe a stored one). */
+  tombstones: { has(id: string): boolean };
   /** The clock an origin was committed at, if it was. */
   committedAt(origin: string): number | undefined;
 }
@@ -71,6 +73,12 @@ class Overlay<V> implements Lookup<V> {
   }
   set(id: string, value: V | null): void {
     this.#changes.set(id, value);
+  }
+
+  /** Whether `id` was deleted here or in an overlay below (its tombstone may be on its way). */
+  deleted(id: string): boolean {
+    if (this.#changes.get(id) === null) return true;
+    return this.#base instanceof Overlay && this.#base.deleted(id);
   }
 }
 
@@ -141,6 +149,10 @@ export function planGroup<P extends QueuedPush>(
     let stepClock: number | undefined;
     let sizes: number[] | undefined;
     if (plan.docDiff) {
+      for (const put of plan.changeSet.puts) {
+        const id = put.record.id;
+        if (!put.prev && !ctx.tombstones.has(id) && !records.deleted(id)) put.noTombstone = true;
+      }
       sizes = plan.changeSet.puts.map(({ record }) => recordJson(record).length);
       stepClock = ++clock;
       roomChars += plan.bytesDelta;

@@ -51,7 +51,11 @@ export interface RoomData {
  * to clean up (e.g. the KV store deletes the chunks of the replaced value) without reading first.
  */
 export interface ChangeSet {
-  puts: { record: WireRecord; prev?: StoredRecord | undefined }[];
+  /**
+   * `noTombstone`: the record is new and no tombstone of its id can be stored (the planner knows
+   * the room has none), so a store need not delete one.
+   */
+  puts: { record: WireRecord; prev?: StoredRecord | undefined; noTombstone?: boolean }[];
   deletes: { id: string; prev: StoredRecord }[];
   /** Replaces the stored schema (after a migration of the stored records). */
   schema?: WireSchema;

@@ -759,6 +759,31 @@ Deno.test("KvRoomStore: the newest log entries stay in the meta until they outgr
   assert.ok(!listing.listed.some((key) => key.endsWith("/rec")), "loaded from the snapshot");
 });
 
+Deno.test("KvRoomStore: a new record marked noTombstone deletes no tombstone key; a re-created one does", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const tombDeletes: string[] = [];
+  const atomic = () => {
+    const op = kv.atomic();
+    const del = op.delete.bind(op);
+    op.delete = (key) => {
+      if (key.at(-2) === "tomb") tombDeletes.push(String(key.at(-1)));
+      return del(key);
+    };
+    return op;
+  };
+  const store = new KvRoomStore(withKvMethods(kv, new Map([["atomic", atomic]])));
+  await store.create("r", emptyRoom());
+  const a = shape("shape:a");
+  await commit(store, "r", 0, { puts: [{ record: a, noTombstone: true }], deletes: [] });
+  assert.deepEqual(tombDeletes, []);
+  const prev = { state: a, lastChangedClock: 1 };
+  await commit(store, "r", 1, { puts: [], deletes: [{ id: "shape:a", prev }] });
+  assert.equal((await kv.get(["tldraw", "r", "tomb", "shape:a"])).value, 2);
+  await commit(store, "r", 2, { puts: [{ record: a }], deletes: [] });
+  assert.deepEqual(tombDeletes, ["shape:a"]);
+  assert.equal((await kv.get(["tldraw", "r", "tomb", "shape:a"])).value, null);
+});
+
 Deno.test("KvRoomStore: a group larger than one atomic operation is committed as its longest prefix that fits", async () => {
   await using kv = await Deno.openKv(":memory:");
   const store = new KvRoomStore(kv);

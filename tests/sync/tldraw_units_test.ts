@@ -84,6 +84,7 @@ function groupContext(overrides: Partial<GroupContext> = {}): GroupContext {
     maxRecordChars: 100_000,
     maxRecordIdChars: 512,
     legacyAppend: false,
+    tombstones: new Set(),
     committedAt: () => undefined,
     ...overrides,
   };
@@ -107,6 +108,41 @@ Deno.test("planGroup: each push sees the ones before it; changing pushes get con
   assert.deepEqual(steps[2]!.deletes.map((d) => d.id), ["shape:a"]);
   // Planning leaves everything to the caller: nothing was settled.
   assert.ok(pushes.every((push) => push.outcomes.length === 0));
+});
+
+Deno.test("planGroup: a new id is marked as having no tombstone unless the room deleted it (committed, in flight or in the group)", () => {
+  const ctx = groupContext({ tombstones: new Set(["shape:gone"]) });
+  const first = planGroup(ctx, [
+    queued({ "shape:new": ["put", shape("shape:new")] }),
+    queued({ "shape:gone": ["put", shape("shape:gone")] }, { key: "b" }),
+    queued({ "shape:new": ["patch", { x: ["put", 5] }] }, { key: "c" }),
+    queued({ "shape:new": ["remove"] }, { key: "d" }),
+    queued({ "shape:new": ["put", shape("shape:new")] }, { key: "e" }),
+  ], 10);
+  const marks = (steps: typeof first.steps) =>
+    steps.flatMap((step) => step.puts.map((put) => [put.record.id, put.noTombstone === true]));
+  assert.deepEqual(marks(first.steps), [
+    ["shape:new", true],
+    ["shape:gone", false], // a committed tombstone
+    ["shape:new", false], // an update
+    ["shape:new", false], // deleted earlier in the group
+  ]);
+  // Planned on the state a group in flight leaves: its deletes count too.
+  const next = planGroup(
+    { ...ctx, records: first.records, clock: first.clock },
+    [
+      queued({ "shape:other": ["put", shape("shape:other")] }),
+      queued({ "shape:new": ["remove"] }, { key: "b" }),
+    ],
+    10,
+  );
+  const after = planGroup(
+    { ...ctx, records: next.records, clock: next.clock },
+    [queued({ "shape:new": ["put", shape("shape:new")] })],
+    10,
+  );
+  assert.deepEqual(marks(next.steps), [["shape:other", true]]);
+  assert.deepEqual(marks(after.steps), [["shape:new", false]]);
 });
 
 Deno.test("planGroup: a rejected push skips the rest of its client's pushes, not others'", () => {
