@@ -302,6 +302,55 @@ Deno.test("pipelined commits on a remote KV: a busy room keeps commits in flight
   }
 });
 
+Deno.test("pipelined commits on a remote KV: a busy room spaces its commits over a round trip instead of issuing them in a burst", async () => {
+  await using local = await Deno.openKv(":memory:");
+  const remote = jitteryKv(local, () => 20);
+  const kvStore = new KvRoomStore(remote.kv, { remote: true, commitsInFlight: 16 });
+  // Each pipelined commit: when it was issued, and how many steps it had.
+  const issued: { at: number; steps: number }[] = [];
+  const store = withOverrides<RoomStore>(kvStore, {
+    pipelineSteps: (roomId, expectedClock, steps) => {
+      const result = kvStore.pipelineSteps(roomId, expectedClock, steps);
+      if (result) issued.push({ at: performance.now(), steps: steps.length });
+      return result;
+    },
+  });
+  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  try {
+    const pushers = [await join(room, "a"), await join(room, "b"), await join(room, "c")];
+    const observer = await join(room, "o");
+    const total = 600;
+    const sent = [0, 0, 0];
+    for (let n = 0; n < total; n++) {
+      const i = n % 3;
+      push(room, pushers[i]!, sent[i]!++, { [`shape:${n}`]: ["put", geoShape(`shape:${n}`)] });
+      // They keep arriving, one by one (a microtask apart, with a macrotask now and then so that
+      // commits return): without spacing, each would go out at once, eight in a burst.
+      await null;
+      if (n % 20 === 19) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    await until(() => observer.dataEvents().length === total, 10_000);
+    await room.idle();
+    // Gaps after commits of big groups, once a commit has returned (its time is then known).
+    const firstReturn = issued[0]!.at + 20;
+    const gaps = issued.slice(1)
+      .map((commit, i) => ({ gap: commit.at - issued[i]!.at, after: issued[i]! }))
+      .filter(({ after }) => after.steps >= 4 && after.at > firstReturn)
+      .map(({ gap }) => gap)
+      .sort((a, b) => a - b);
+    assert.ok(gaps.length >= 5, `commits after big groups: ${gaps.length}`);
+    // A round trip (at least 20 ms here) over 8 commits: 2.5 ms apart or more (issued in bursts,
+    // the median gap was 1.4–1.9 ms, most of them under 0.6 ms).
+    const median = gaps[gaps.length >> 1]!;
+    assert.ok(
+      median >= 2.4,
+      `median gap ${median.toFixed(2)} ms: ${gaps.map((g) => g.toFixed(1))}`,
+    );
+  } finally {
+    await room.close();
+  }
+});
+
 Deno.test("pipelined commits on a remote KV: more pushes than one group queued behind a commit go out as several pipelined groups", async () => {
   await using local = await Deno.openKv(":memory:");
   const remote = jitteryKv(local, () => 15);
