@@ -85,8 +85,12 @@ const MEMORY_ROOMS = Number(flags["memory-rooms"]);
 const CREATE_EVERY = Number(flags["create-every"]);
 const only = new Set(flags.only.split(",").filter(Boolean));
 const wanted = (key: string) => only.size === 0 || only.has(key);
-/** Between runs: let the previous run's session removals and unloads finish. */
-const IDLE_WAIT_MS = 3_000;
+/**
+ * Between runs: let the previous run's session removals and unloads finish (up to 15 s: after
+ * saturation a room of tens of MB writes its history version and snapshot, seconds of CPU that fell
+ * into the next scenario's window with a 3 s wait).
+ */
+const IDLE_WAIT_MS = 15_000;
 
 interface SteadyScenario {
   key: string;
