@@ -5,7 +5,10 @@
  * `edit` → read-write; the owner always read-write. Per-user join rate limit → `RATE_LIMITED`. A
  * signed-in visit is recorded in the user's `file_state` (a guest's "shared with me"), and a room
  * loaded for the join takes the file's name.
- * Refusals are accept-then-close 4099 because the tldraw client retries HTTP errors forever.
+ * Refusals are accept-then-close 4099 because the tldraw client retries HTTP errors forever. A
+ * signed-in user's file that is not there yet is waited for a moment (`newFileGraceMs`): the app
+ * opens a new file's board as soon as it sends the file's creation on the user-data channel, and
+ * the board's socket may arrive first (a `NOT_FOUND` would end the board for good).
  *
  * `GET /app/file/:fileId/readonly-link` (the owner): the file's read-only id. `/ro/<id>` opens the
  * file's room read-only for anyone while the file is shared (view or edit), without putting the
@@ -39,9 +42,16 @@ const REFUSAL_REASONS = {
   not_authenticated: CloseReason.NOT_AUTHENTICATED,
 } as const;
 
+/** How long a signed-in user's missing file is waited for before `NOT_FOUND` (ms). */
+export const DEFAULT_NEW_FILE_GRACE_MS = 3_000;
+// Pause between looks for a file that is not there yet (ms).
+const NEW_FILE_POLL_MS = 100;
+
 /** Options of {@link fileRoomRoutes}. */
 export interface FileRoomRouteOptions {
   joinRate?: RateLimit;
+  /** See {@link DEFAULT_NEW_FILE_GRACE_MS}. */
+  newFileGraceMs?: number;
 }
 
 /** The authenticated file-room route. */
@@ -93,7 +103,13 @@ export function fileRoomRoutes(
       if (identity && await joins.isLimited(identity.userId)) {
         throw new RoomAccessDenied(CloseReason.RATE_LIMITED);
       }
-      const access = await userData.fileAccess(fileId, identity);
+      let access = await userData.fileAccess(fileId, identity);
+      // A file created a moment ago by its owner's app may not be committed yet.
+      const graceUntil = Date.now() + (options.newFileGraceMs ?? DEFAULT_NEW_FILE_GRACE_MS);
+      while (identity && access.kind === "not_found" && Date.now() < graceUntil) {
+        await new Promise((resolve) => setTimeout(resolve, NEW_FILE_POLL_MS));
+        access = await userData.fileAccess(fileId, identity);
+      }
       if (access.kind !== "ok") throw new RoomAccessDenied(REFUSAL_REASONS[access.kind]);
       // The visit makes a shared file one of the guest's files; the session need not wait for it.
       if (identity) {

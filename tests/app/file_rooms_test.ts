@@ -51,7 +51,7 @@ async function closeReason(server: AuthServer, fileId: string, userId?: string, 
 }
 
 Deno.test(`${engine} file rooms: admission follows the file row`, async () => {
-  await using server = await startAuthServer();
+  await using server = await startAuthServer({ fileRooms: { newFileGraceMs: 200 } });
   await seed(server);
   assert.deepEqual(await closeReason(server, "private"), {
     code: 4099,
@@ -85,6 +85,29 @@ Deno.test(`${engine} file rooms: admission follows the file row`, async () => {
     assert.equal(reply.isReadonly, readonly, `${fileId} as ${userId ?? "anonymous"}`);
     await socket.close();
   }
+});
+
+Deno.test(`${engine} file rooms: a new file's board that connects before the file is committed is admitted once it is`, async () => {
+  await using server = await startAuthServer({ fileRooms: { newFileGraceMs: 5_000 } });
+  await seed(server);
+  // The app opens the board as soon as it sends the creation; the row lands a moment later.
+  const connecting = connectRaw(await url(server, "fresh", "alice"));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await server.deps.database.db.insertInto("file").values({
+    id: "fresh",
+    name: "Fresh",
+    ownerId: "alice",
+    publishedSlug: "slug-fresh",
+    createdAt: now,
+    updatedAt: now,
+  }).execute();
+  const { socket, reply } = await connecting;
+  assert.equal(reply.isReadonly, false);
+  await socket.close();
+  // Not for anonymous visitors, and not past the grace.
+  const started = Date.now();
+  assert.deepEqual(await closeReason(server, "never"), { code: 4099, reason: "NOT_FOUND" });
+  assert.ok(Date.now() - started < 2_000, "an anonymous visitor waited");
 });
 
 Deno.test(`${engine} file rooms: the per-user join rate limit closes with RATE_LIMITED`, async () => {
