@@ -224,6 +224,30 @@ Deno.test("slow commits: each group's patches leave once it is settled, on a loc
   assert.deepEqual(await framesForTwoGroups(true), [1, 1]);
 });
 
+/**
+ * Loads room "r" on `store` with three pushers and an observer, and pushes `total` shape creations
+ * from the pushers in turn, awaiting `pause(n)` after push `n`; resolves once the observer has them
+ * all. The caller closes the room.
+ */
+async function pushShapes(
+  store: RoomStore,
+  total: number,
+  pause: (n: number) => Promise<unknown> | undefined,
+) {
+  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  const pushers = [await join(room, "a"), await join(room, "b"), await join(room, "c")];
+  const observer = await join(room, "o");
+  const sent = [0, 0, 0];
+  for (let n = 0; n < total; n++) {
+    const i = n % 3;
+    push(room, pushers[i]!, sent[i]!++, { [`shape:${n}`]: ["put", geoShape(`shape:${n}`)] });
+    await pause(n);
+  }
+  await until(() => observer.dataEvents().length === total, 10_000);
+  await room.idle();
+  return { room, pushers, observer, sent };
+}
+
 /** `kv` counting, per record id, the record writes of operations that landed. */
 function countingRecordWrites(kv: Deno.Kv): { kv: Deno.Kv; written: Map<string, number> } {
   const written = new Map<string, number>();
@@ -264,20 +288,14 @@ Deno.test("pipelined commits on a remote KV: a busy room keeps commits in flight
       return result.finally(() => inFlight--);
     },
   });
-  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  const total = 300;
+  // About 3 pushes a millisecond: dozens within one round trip.
+  const { room, pushers, observer, sent } = await pushShapes(
+    store,
+    total,
+    (n) => n % 3 === 2 ? new Promise((resolve) => setTimeout(resolve, 1)) : undefined,
+  );
   try {
-    const pushers = [await join(room, "a"), await join(room, "b"), await join(room, "c")];
-    const observer = await join(room, "o");
-    const total = 300;
-    const sent = [0, 0, 0];
-    for (let n = 0; n < total; n++) {
-      const i = n % 3;
-      push(room, pushers[i]!, sent[i]!++, { [`shape:${n}`]: ["put", geoShape(`shape:${n}`)] });
-      // About 3 pushes a millisecond: dozens within one round trip.
-      if (i === 2) await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-    await until(() => observer.dataEvents().length === total, 10_000);
-    await room.idle();
     pushers.forEach((socket, i) => {
       const results = socket.dataEvents().filter((e) => e.type === "push_result");
       assert.deepEqual(results.map((e) => e.clientClock), [...Array(sent[i]).keys()]);
@@ -315,22 +333,14 @@ Deno.test("pipelined commits on a remote KV: a busy room spaces its commits over
       return result;
     },
   });
-  const room = await TldrawRoom.load({ roomId: "r", store, timeouts: FAST });
+  // They keep arriving, one by one (a microtask apart, with a macrotask now and then so that
+  // commits return): without spacing, each would go out at once, eight in a burst.
+  const { room } = await pushShapes(
+    store,
+    600,
+    (n) => n % 20 === 19 ? new Promise((resolve) => setTimeout(resolve, 0)) : Promise.resolve(),
+  );
   try {
-    const pushers = [await join(room, "a"), await join(room, "b"), await join(room, "c")];
-    const observer = await join(room, "o");
-    const total = 600;
-    const sent = [0, 0, 0];
-    for (let n = 0; n < total; n++) {
-      const i = n % 3;
-      push(room, pushers[i]!, sent[i]!++, { [`shape:${n}`]: ["put", geoShape(`shape:${n}`)] });
-      // They keep arriving, one by one (a microtask apart, with a macrotask now and then so that
-      // commits return): without spacing, each would go out at once, eight in a burst.
-      await null;
-      if (n % 20 === 19) await new Promise((resolve) => setTimeout(resolve, 0));
-    }
-    await until(() => observer.dataEvents().length === total, 10_000);
-    await room.idle();
     // Gaps after commits of big groups, once a commit has returned (its time is then known).
     const firstReturn = issued[0]!.at + 20;
     const gaps = issued.slice(1)
@@ -339,13 +349,10 @@ Deno.test("pipelined commits on a remote KV: a busy room spaces its commits over
       .map(({ gap }) => gap)
       .sort((a, b) => a - b);
     assert.ok(gaps.length >= 5, `commits after big groups: ${gaps.length}`);
-    // A round trip (at least 20 ms here) over 8 commits: 2.5 ms apart or more (issued in bursts,
-    // the median gap was 1.4–1.9 ms, most of them under 0.6 ms).
-    const median = gaps[gaps.length >> 1]!;
-    assert.ok(
-      median >= 2.4,
-      `median gap ${median.toFixed(2)} ms: ${gaps.map((g) => g.toFixed(1))}`,
-    );
+    // A round trip (at least 20 ms here) over 8 commits: 2.5 ms apart or more. (Issued in bursts,
+    // about half the gaps were under 1 ms.)
+    const short = gaps.filter((gap) => gap < 1);
+    assert.ok(short.length <= gaps.length / 5, `gaps: ${gaps.map((g) => g.toFixed(1))}`);
   } finally {
     await room.close();
   }
