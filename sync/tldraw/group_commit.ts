@@ -33,7 +33,7 @@ const RETRY_JITTER_MS = 2;
 const RETRY_JITTER_MAX_MS = 8;
 // Pipelined groups of at least this many pushes are spaced over a round trip (see #pipelined); a
 // room at a human pace, whose groups are a push or two, issues each at once.
-const PACED_GROUP = 4;
+export const PACED_GROUP = 4;
 // Longest a room holds its commits back when another isolate reports contention.
 const MAX_YIELD_MS = 100;
 
