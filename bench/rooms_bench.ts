@@ -259,22 +259,31 @@ interface Result {
   /** Commits that lost the clock race, and forwarded pushes committed by their own isolate. */
   conflicts: number;
   fallbacks: number;
+  /** KV reads and commits per acknowledged push (all isolates). */
+  kvReads: number;
+  kvCommits: number;
 }
 
 /** Counters of the engine (summed over the isolates' `/metrics`) that tell how commits went. */
 const ENGINE_COUNTERS = {
   conflicts: "tldraw_commit_conflicts_total",
   fallbacks: "tldraw_forward_fallbacks_total",
+  kvCommits: 'kv_operations_total{kind="commit"}',
+  kvReads: "kv_operations_total",
 } as const;
 type EngineCounters = Record<keyof typeof ENGINE_COUNTERS, number>;
 
 async function engineCounters(server: Server): Promise<EngineCounters> {
-  const totals: EngineCounters = { conflicts: 0, fallbacks: 0 };
+  const totals: EngineCounters = { conflicts: 0, fallbacks: 0, kvCommits: 0, kvReads: 0 };
   for (const port of server.directPorts) {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     for (const [key, name] of Object.entries(ENGINE_COUNTERS)) {
       for (const line of text.split("\n")) {
-        if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) {
+        const matches = name.includes("{")
+          ? line.startsWith(`${name} `)
+          : line.startsWith(`${name} `) || line.startsWith(`${name}{`);
+        // Reads: every kind of KV operation but commits.
+        if (matches && !(key === "kvReads" && line.includes('kind="commit"'))) {
           totals[key as keyof EngineCounters] += Number(line.slice(line.lastIndexOf(" ") + 1));
         }
       }
@@ -362,6 +371,8 @@ async function run(
     load,
     conflicts: (counters1.conflicts - counters0.conflicts) / seconds,
     fallbacks: (counters1.fallbacks - counters0.fallbacks) / seconds,
+    kvReads: (counters1.kvReads - counters0.kvReads) / stats.acked,
+    kvCommits: (counters1.kvCommits - counters0.kvCommits) / stats.acked,
   };
 }
 
@@ -428,6 +439,8 @@ const header = [
   "client CPU",
   "lost races/s",
   "fallbacks/s",
+  "KV reads/push",
+  "KV commits/push",
 ];
 const rows = results.map((r) => [
   r.server,
@@ -445,6 +458,8 @@ const rows = results.map((r) => [
   fmt(r.clientCpu, 2),
   fmt(r.conflicts, 0),
   fmt(r.fallbacks, 0),
+  fmt(r.kvReads, 2),
+  fmt(r.kvCommits, 2),
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
 const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ");

@@ -269,6 +269,19 @@ function progress(message: string): void {
   console.error(`  … ${message}`);
 }
 
+/**
+ * `BENCH_BASELINE_ENV=K=V,K=V`: settings for the baseline server only; with `BENCH_BASELINE_DIR=.`
+ * a setting is measured against the default in one run (e.g. `HISTORY_INTERVAL_MS=3600000`).
+ */
+function baselineEnv(): Record<string, string> {
+  const pairs = (Deno.env.get("BENCH_BASELINE_ENV") ?? "").split(",").filter(Boolean);
+  return Object.fromEntries(pairs.map((pair) => {
+    const at = pair.indexOf("=");
+    if (at < 1) throw new Error(`BENCH_BASELINE_ENV: ${pair} is not K=V`);
+    return [pair.slice(0, at), pair.slice(at + 1)];
+  }));
+}
+
 async function startServers(dataDir: string): Promise<ServerProcess[]> {
   const names = flags.servers.split(",").filter(Boolean);
   const profile = flags["cpu-prof"] ? [`--cpu-prof`, `--cpu-prof-dir=${flags["cpu-prof"]}`] : [];
@@ -297,6 +310,7 @@ async function startServers(dataDir: string): Promise<ServerProcess[]> {
         ...(Deno.env.get("BENCH_DATABASE_URL")
           ? { BENCH_DATABASE_URL: Deno.env.get("BENCH_DATABASE_URL")! }
           : {}),
+        ...(name === "baseline" ? baselineEnv() : {}),
       },
       denoFlags: profile,
     });

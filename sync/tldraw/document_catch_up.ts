@@ -30,7 +30,7 @@ export class DocumentCatchUp {
     }
     if (result.kind === "steps" && result.steps[0]?.clock === core.cache.clock + 1) {
       if (result.writer) core.writer = result.writer;
-      for (const step of result.steps) this.apply(step);
+      for (const step of result.steps) this.#applyWhole(step);
       core.cache.applyHistoryStart(result.tombstoneHistoryStartsAtClock);
       core.confirmedAt = Math.max(core.confirmedAt, readAt);
       core.sender?.pump(core.writer?.isolateId);
@@ -49,22 +49,36 @@ export class DocumentCatchUp {
     const next = steps.findIndex((step) => step.clock === core.cache.clock + 1);
     if (next < 0) return await this.now();
     if (writer) core.writer = { isolateId: writer, at: Date.now() };
-    for (const step of steps.slice(next)) this.apply(step);
+    for (const step of steps.slice(next)) {
+      // A patch of a record this isolate does not have: the log has the whole records.
+      if (!this.apply(step)) return await this.now();
+    }
     core.sender?.pump(core.writer?.isolateId);
   }
 
   /**
    * Applies one committed clock of another isolate and sends it as one patch; when it is a push
-   * this isolate forwarded, that push is settled with it instead.
+   * this isolate forwarded, that push is settled with it instead. `false` (nothing applied) when
+   * the step patches a record the cache does not have.
    */
-  apply(step: LogStep): void {
+  apply(step: LogStep): boolean {
     const core = this.#core;
     const forward = core.cache.applyStep(step);
-    if (step.origin === undefined) return core.sink.changed({ forward, step: true });
+    if (!forward) return false;
+    if (step.origin === undefined) {
+      core.sink.changed({ forward, step: true });
+      return true;
+    }
     core.origins.add(step.origin, step.clock);
     const push = core.sender?.stepApplied(step.origin);
     if (push?.live()) push.settle({ kind: "committed_elsewhere", forward, clock: step.clock });
     else core.sink.changed({ forward, step: true });
+    return true;
+  }
+
+  /** Applies a step read from the store (whole records: it always applies). */
+  #applyWhole(step: LogStep): void {
+    if (!this.apply(step)) throw new Error(`step ${step.clock} of the log did not apply`);
   }
 
   /**
@@ -82,7 +96,7 @@ export class DocumentCatchUp {
     core.writer = data.meta.writer;
     const rebuilt = stepsFromReload(data, core.cache.clock);
     if (rebuilt.ok) {
-      for (const step of rebuilt.steps) this.apply(step);
+      for (const step of rebuilt.steps) this.#applyWhole(step);
       core.cache.applyHistoryStart(data.meta.tombstoneHistoryStartsAtClock);
     } else {
       core.log.info("catch-up gap: sessions re-hydrate", {

@@ -19,7 +19,15 @@ import {
 } from "./push_group.ts";
 import type { QueuedPush } from "./queued_push.ts";
 import type { RoomQueue } from "./room_queue.ts";
-import { type ChangeSet, type CommitResult, type LogStep, RoomStoreError } from "./room_store.ts";
+import type { ObjectDiff } from "./diff.ts";
+import { recordJson } from "./record_json.ts";
+import {
+  type ChangeSet,
+  type CommitResult,
+  type LogStep,
+  type RecordPatch,
+  RoomStoreError,
+} from "./room_store.ts";
 
 // Clients' pushes are not given up after a number of lost races but after this long losing them:
 // under load a loser's catch-up takes long enough for the winner to commit again many times, and
@@ -387,17 +395,29 @@ export class GroupCommit {
   }
 }
 
-/** The steps a group committed, as another isolate reads them from the log. */
+/**
+ * The steps a group committed, as another isolate reads them from the log, with the patches its
+ * sessions were sent for records that existed before (a notice carries those instead of whole
+ * records: a moved shape is a few dozen bytes, not several hundred).
+ */
 function committedSteps(items: readonly GroupItem<QueuedPush>[]): LogStep[] {
   const steps: LogStep[] = [];
-  for (const { plan, clock } of items) {
+  for (const { plan, clock, sizes } of items) {
     if (!plan || clock === undefined) continue;
     const { puts, deletes, origin } = plan.changeSet;
+    const patches: RecordPatch[] = [];
+    for (const [i, { record, prev }] of puts.entries()) {
+      const change = prev ? plan.docDiff?.[record.id] : undefined;
+      if (change?.[0] !== "patch") continue;
+      const chars = sizes?.[i] ?? recordJson(record).length;
+      patches.push({ id: record.id, diff: change[1] as ObjectDiff, chars });
+    }
     steps.push({
       clock,
       puts: puts.map(({ record }) => ({ state: record, lastChangedClock: clock })),
       deletes: deletes.map(({ id }) => id),
       ...(origin === undefined ? {} : { origin }),
+      ...(patches.length > 0 ? { patches } : {}),
     });
   }
   return steps;

@@ -29,7 +29,11 @@ export class SessionRejection extends Error {
 
 /** Full records of a change: `puts[id]` is the new record or `[before, after]`. */
 export interface ForwardDiff {
-  puts: Record<string, WireRecord | [WireRecord, WireRecord]>;
+  /** `[before, after, diff]`: the diff between them is known (a patch another isolate sent). */
+  puts: Record<
+    string,
+    WireRecord | [WireRecord, WireRecord] | [WireRecord, WireRecord, ObjectDiff]
+  >;
   deletes: string[];
 }
 
@@ -62,7 +66,9 @@ export function toNetworkDiff(forward: ForwardDiff, legacyAppend = false): WireN
   const diff: WireNetworkDiff = {};
   for (const [id, put] of Object.entries(forward.puts)) {
     if (Array.isArray(put)) {
-      const patch = diffRecord(put[0], put[1], legacyAppend);
+      const patch = put.length === 3 && !legacyAppend
+        ? put[2]
+        : diffRecord(put[0], put[1], legacyAppend);
       if (patch) diff[id] = ["patch", patch as WirePatch];
     } else diff[id] = ["put", put];
   }

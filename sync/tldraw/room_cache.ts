@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { applyObjectDiff } from "./diff.ts";
 import type { CachedRecord, ForwardDiff } from "./push_plan.ts";
 import type { WireRecord } from "./protocol.ts";
 import { recordJson, storedRecordId } from "./record_json.ts";
@@ -70,8 +71,14 @@ export class RoomCache {
     }
   }
 
-  /** A step another isolate committed; returns the change it makes here, for the sessions. */
-  applyStep(step: LogStep): ForwardDiff {
+  /**
+   * A step another isolate committed; returns the change it makes here, for the sessions, or
+   * `undefined` (and changes nothing) when it patches a record this cache does not have.
+   */
+  applyStep(step: LogStep): ForwardDiff | undefined {
+    const whole = new Set(step.puts.map((record) => record.state.id));
+    const patches = step.patches?.filter((patch) => !whole.has(patch.id)) ?? [];
+    if (patches.some((patch) => !this.records.has(patch.id))) return undefined;
     const forward: ForwardDiff = { puts: {}, deletes: [] };
     for (const record of step.puts) {
       const id = record.state.id;
@@ -79,6 +86,12 @@ export class RoomCache {
       forward.puts[id] = prev ? [prev, record.state] : record.state;
       this.set(record.state, record.lastChangedClock);
       this.tombstones.delete(id);
+    }
+    for (const { id, diff, chars } of patches) {
+      const prev = this.records.get(id)!.state;
+      const next = applyObjectDiff(prev, diff);
+      forward.puts[id] = [prev, next, diff];
+      this.set(next, step.clock, chars);
     }
     for (const id of step.deletes) {
       if (this.records.has(id)) forward.deletes.push(id);

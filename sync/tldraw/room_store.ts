@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { ObjectDiff } from "./diff.ts";
 import type { WireRecord, WireSchema } from "./protocol.ts";
 
 /** Per-room metadata. */
@@ -130,6 +131,20 @@ export interface LogStep {
   deletes: string[];
   /** The {@link ChangeSet.origin} it was committed with. */
   origin?: string;
+  /**
+   * Records this step changed, as patches to their state at the clock before (only in steps
+   * announced on the bus: the store's log keeps whole records). The committing isolate lists them
+   * alongside the whole records in `puts`; a notice carries the patch alone, and a receiver finds
+   * those records in `patches` only.
+   */
+  patches?: RecordPatch[];
+}
+
+/** A record changed by `diff` from its state at the step's previous clock; its JSON is `chars` long. */
+export interface RecordPatch {
+  id: string;
+  diff: ObjectDiff;
+  chars: number;
 }
 
 /** The outcome of {@link RoomStore.stepsSince}. */

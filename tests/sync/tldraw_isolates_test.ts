@@ -233,3 +233,55 @@ Deno.test("a commit too big for one bus notice reaches the other isolate in seve
     countReads,
   );
 });
+
+Deno.test("moves of a shape reach the other isolate as patches on the bus: its sessions get the same diffs, its copy the same record", async () => {
+  let reads = 0;
+  const countReads = (store: RoomStore, index: number) =>
+    index === 0 ? store : withOverrides<RoomStore>(store, {
+      stepsSince: (...args) => {
+        reads++;
+        return store.stepsSince(...args);
+      },
+    });
+  await withIsolates(
+    2,
+    async ([one, two], hub) => {
+      const a = await one!.join("a");
+      const same = await one!.join("same");
+      const b = await two!.join("b");
+      // What the commit notices carry (another endpoint on the same bus).
+      const notices: string[] = [];
+      hub.connect().subscribe("tldraw:room", (body) => notices.push(JSON.stringify(body)));
+      pushShape(a.connection, 0, "shape:s");
+      await until(() => b.socket.dataEvents().length === 1, 1_000);
+      const readsBefore = reads;
+      for (let n = 1; n <= 10; n++) {
+        a.connection.message(JSON.stringify({
+          type: "push",
+          clientClock: n,
+          diff: { "shape:s": ["patch", { x: ["put", n * 10], y: ["put", n] }] },
+        }));
+      }
+      await until(() => b.socket.dataEvents().length === 11, 2_000);
+      await until(() => same.socket.dataEvents().length === 11, 2_000);
+      assert.deepEqual(b.socket.dataEvents(), same.socket.dataEvents());
+      assert.deepEqual(b.socket.dataEvents()[10].diff, {
+        "shape:s": ["patch", { x: ["put", 100], y: ["put", 10] }],
+      });
+      assert.equal(reads - readsBefore, 0, "the other isolate read the log");
+      // The moves went as patches: no notice after the creation carries the whole record.
+      const moves = notices.filter((n) => n.includes('"steps"')).slice(1);
+      assert.ok(moves.length > 0 && moves.every((n) => !n.includes('"typeName"')), `${moves}`);
+      // The other isolate's copy is the record as committed: a session joining there gets it.
+      const late = await two!.join("late");
+      const connect = late.socket.sent.find((f) => f.type === "connect")!;
+      const record = connect.diff["shape:s"][1];
+      assert.deepEqual([record.x, record.y], [100, 10]);
+      const stored = await one!.manager.store.load("room");
+      assert.deepEqual(record, stored!.records.find((r) => r.state.id === "shape:s")!.state);
+    },
+    60_000,
+    {},
+    countReads,
+  );
+});

@@ -26,7 +26,8 @@ import {
   OriginIndex,
 } from "../../sync/tldraw/forwarding.ts";
 import type { PlanSession } from "../../sync/tldraw/push_plan.ts";
-import { RecordSchema } from "../../sync/tldraw/push_plan.ts";
+import { RecordSchema, toNetworkDiff } from "../../sync/tldraw/push_plan.ts";
+import { diffRecord } from "../../sync/tldraw/diff.ts";
 import { type GroupContext, planGroup } from "../../sync/tldraw/push_group.ts";
 import type { PushRequest, WireNetworkDiff, WireRecord } from "../../sync/tldraw/protocol.ts";
 import type { PushOutcome, QueuedPush } from "../../sync/tldraw/queued_push.ts";
@@ -453,11 +454,52 @@ Deno.test("RoomCache: another isolate's step becomes a change with the record be
     puts: [{ state: a2, lastChangedClock: 2 }, { state: b, lastChangedClock: 2 }],
     deletes: ["shape:never"],
   });
+  assert.ok(forward);
   assert.deepEqual(forward.puts["shape:a"], [a, a2]);
   assert.deepEqual(forward.puts["shape:b"], b);
   assert.deepEqual(forward.deletes, [], "deleting what was not here changes nothing");
   assert.equal(cache.clock, 2);
   assert.equal(cache.tombstones.get("shape:never"), 2);
+});
+
+Deno.test("RoomCache: a step's patches apply to the records before; one of a record not here applies nothing", () => {
+  const cache = new RoomCache();
+  const props = { ...(shape("shape:a").props as Record<string, unknown>), text: "hi" };
+  const a = shape("shape:a", { x: 1, props });
+  cache.replace({
+    meta: { documentClock: 1, tombstoneHistoryStartsAtClock: 0, schema: null },
+    records: [{ state: a, lastChangedClock: 1 }],
+    tombstones: new Map(),
+  });
+  const a2 = { ...a, x: 5, props: { ...props, text: "hi there" } };
+  const diff = diffRecord(a, a2)!;
+  const chars = JSON.stringify(a2).length;
+  // A patch of a record the cache lacks: nothing changes, whatever else the step holds.
+  const b = shape("shape:b");
+  const missing = cache.applyStep({
+    clock: 2,
+    puts: [{ state: b, lastChangedClock: 2 }],
+    deletes: [],
+    patches: [{ id: "shape:zzz", diff, chars }],
+  });
+  assert.equal(missing, undefined);
+  assert.equal(cache.clock, 1);
+  assert.equal(cache.records.has("shape:b"), false);
+  // The patch alone, as a notice carries it: the record after, and the sessions get the same diff.
+  const forward = cache.applyStep({
+    clock: 2,
+    puts: [],
+    deletes: [],
+    patches: [{ id: "shape:a", diff, chars }],
+  });
+  assert.ok(forward);
+  assert.deepEqual(cache.records.get("shape:a"), { state: a2, lastChangedClock: 2, chars });
+  assert.deepEqual(forward.puts["shape:a"], [a, a2, diff]);
+  assert.deepEqual(toNetworkDiff(forward), { "shape:a": ["patch", diff] });
+  // Protocol 7 clients get no string appends: the diff is computed again for them.
+  const legacy = toNetworkDiff(forward, true)["shape:a"]!;
+  assert.deepEqual(legacy, ["patch", diffRecord(a, a2, true)]);
+  assert.notDeepEqual(legacy, ["patch", diff]);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -542,4 +584,39 @@ Deno.test("commitNotices: a commit's steps split over notices in order, each fit
   assert.deepEqual(capped.at(-1), { clock: 100, writer: "w" });
   const carried = capped.flatMap((n) => n.steps?.map((s) => s.clock) ?? []);
   assert.deepEqual(carried, lots.slice(0, carried.length).map((s) => s.clock));
+});
+
+Deno.test("commitNotices: records changed by a patch go as the patch, a fraction of the record's size", () => {
+  const before = geoShape("shape:a") as WireRecord;
+  const after = { ...before, x: 12.5, y: 40 };
+  const created = geoShape("shape:new") as WireRecord;
+  const diff = diffRecord(before, after)!;
+  const chars = JSON.stringify(after).length;
+  const step: LogStep = {
+    clock: 7,
+    puts: [{ state: after, lastChangedClock: 7 }, { state: created, lastChangedClock: 7 }],
+    deletes: ["shape:gone"],
+    origin: "o7",
+    patches: [{ id: "shape:a", diff, chars }],
+  };
+  const [body, ...rest] = commitNotices(7, "w", [step]);
+  assert.equal(rest.length, 0);
+  const notice = parseClockNotice(body!)!;
+  assert.deepEqual(notice.steps, [{
+    clock: 7,
+    puts: [{ state: created, lastChangedClock: 7 }],
+    deletes: ["shape:gone"],
+    origin: "o7",
+    patches: [{ id: "shape:a", diff, chars }],
+  }]);
+  const withWhole = JSON.stringify(commitNotices(7, "w", [{ ...step, patches: undefined }]));
+  const withPatch = JSON.stringify(body);
+  assert.ok(
+    withPatch.length + chars / 2 < withWhole.length,
+    `${withPatch.length} vs ${withWhole.length} bytes`,
+  );
+  // A malformed patch makes the notice a clock alone (the receiver reads the log).
+  const broken = structuredClone(body) as { steps: { u: unknown[][] }[] };
+  broken.steps[0]!.u[0]![1] = { x: null };
+  assert.deepEqual(parseClockNotice(broken as unknown as Json), { clock: 7, writer: "w" });
 });
