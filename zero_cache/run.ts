@@ -46,6 +46,8 @@ export interface RunningZeroCache extends AsyncDisposable {
   child: Deno.ChildProcess;
   /** SIGTERM, then waits for the exit. */
   stop(): Promise<void>;
+  /** The last 20,000 characters zero-cache printed (with `output: "piped"`; else empty). */
+  recentOutput(): string;
 }
 
 /** Why zero-cache cannot start here, said so a person can fix it. */
@@ -176,7 +178,7 @@ export async function startZeroCache(options: ZeroCacheOptions): Promise<Running
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  return { url, child, stop, [Symbol.asyncDispose]: stop };
+  return { url, child, stop, recentOutput: () => output, [Symbol.asyncDispose]: stop };
 }
 
 /** The origin of this server as configured (a wildcard host is reached on loopback). */

@@ -72,6 +72,7 @@ Deno.test({
     const replica = await Deno.makeTempDir({ prefix: "zero_replica_" });
     let server: AuthServer | undefined;
     const clients: { close(): Promise<void> }[] = [];
+    let zeroCacheOutput = () => "";
     try {
       server = await startAuthServer({ database });
       await using cache = await startZeroCache({
@@ -81,6 +82,7 @@ Deno.test({
         port: freePortPair(),
         output: "piped",
       });
+      zeroCacheOutput = cache.recentOutput;
       const aliceToken = await server.token("alice", { name: "Alice" });
       const bobToken = await server.token("bob", { name: "Bob" });
       const alice = zeroClient(cache.url, "alice", aliceToken);
@@ -213,6 +215,10 @@ Deno.test({
       const row = await database.db.selectFrom("file").select("isDeleted").where("id", "=", id)
         .executeTakeFirstOrThrow();
       assert.equal(row.isDeleted, true);
+    } catch (error) {
+      // What zero-cache said decides most failures here (a client it kept closing, say).
+      console.error(`zero-cache's last output:\n${zeroCacheOutput()}`);
+      throw error;
     } finally {
       for (const client of clients) await client.close();
       // A closed Zero client's run loop still has its own sleeps (5 s at most) to finish.
