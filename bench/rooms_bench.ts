@@ -16,7 +16,8 @@
  * each room's clients all on one isolate ("rooms split": no cross-isolate contention). Reported:
  * acknowledged pushes/s, delivered patches/s, fan-out p50/p99 (same-isolate and cross-isolate), the
  * server process's CPU and the load generator's CPU (this process), commits that lost the clock
- * race and forwarded pushes committed by their own isolate (from the isolates' `/metrics`), and the
+ * race, forwarded pushes committed by their own isolate and KV reads and commits per acknowledged
+ * push (from the isolates' `/metrics`), and the
  * latency the bus adds; then the server's CPU by thread (each isolate's JavaScript thread, KV's SQLite threads, the supervisor's
  * main thread, V8's helpers) and the machine's idle share, to show where the CPU goes; last, the
  * CPU ceiling of each many-room run on two isolates: the machine's cores divided by the CPU one
