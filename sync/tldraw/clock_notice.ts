@@ -13,7 +13,7 @@
 import { isJsonObject, type Json } from "../bus/bus.ts";
 import { utf8Length } from "../utf8.ts";
 import type { ObjectDiff } from "./diff.ts";
-import type { WireRecord } from "./protocol.ts";
+import { isObjectDiff, type WireRecord } from "./protocol.ts";
 import { recordJson } from "./record_json.ts";
 import type { LogStep, RecordPatch } from "./room_store.ts";
 
@@ -139,20 +139,8 @@ export function parseClockNotice(body: Json): ClockNotice | null {
 function parsePatch(value: Json): RecordPatch | null {
   if (!Array.isArray(value) || value.length !== 3) return null;
   const [id, diff, chars] = value;
-  if (typeof id !== "string" || typeof chars !== "number" || !isObjectDiff(diff ?? null)) {
-    return null;
-  }
+  if (typeof id !== "string" || typeof chars !== "number" || !isObjectDiff(diff)) return null;
   return { id, diff: diff as unknown as ObjectDiff, chars };
-}
-
-/** Every op a non-empty array led by its name (applyObjectDiff reads `op[0]`), nested ones too. */
-function isObjectDiff(value: Json): boolean {
-  if (!isJsonObject(value)) return false;
-  for (const op of Object.values(value)) {
-    if (!Array.isArray(op) || typeof op[0] !== "string") return false;
-    if (op[0] === "patch" && !isObjectDiff(op[1] ?? null)) return false;
-  }
-  return true;
 }
 
 function isRecord(value: Json): boolean {

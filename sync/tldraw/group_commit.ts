@@ -371,7 +371,8 @@ export class GroupCommit {
   /** A group was committed: the host and the other isolates learn of it. */
   #committed(items: readonly GroupItem<QueuedPush>[]): void {
     const core = this.#core;
-    core.announce(core.cache.clock, committedSteps(items));
+    // Patches only go on the bus: a room alone on this isolate needs none.
+    core.announce(core.cache.clock, committedSteps(items, core.options.peers.present));
     if (core.cache.tombstones.size > core.options.limits.maxTombstones) {
       void this.#queue.run(() => this.#pruneTombstones());
     }
@@ -398,15 +399,15 @@ export class GroupCommit {
 /**
  * The steps a group committed, as another isolate reads them from the log, with the patches its
  * sessions were sent for records that existed before (a notice carries those instead of whole
- * records: a moved shape is a few dozen bytes, not several hundred).
+ * records: a moved shape is a few dozen bytes, not several hundred) when `withPatches`.
  */
-function committedSteps(items: readonly GroupItem<QueuedPush>[]): LogStep[] {
+function committedSteps(items: readonly GroupItem<QueuedPush>[], withPatches: boolean): LogStep[] {
   const steps: LogStep[] = [];
   for (const { plan, clock, sizes } of items) {
     if (!plan || clock === undefined) continue;
     const { puts, deletes, origin } = plan.changeSet;
     const patches: RecordPatch[] = [];
-    for (const [i, { record, prev }] of puts.entries()) {
+    for (const [i, { record, prev }] of withPatches ? puts.entries() : []) {
       const change = prev ? plan.docDiff?.[record.id] : undefined;
       if (change?.[0] !== "patch") continue;
       const chars = sizes?.[i] ?? recordJson(record).length;

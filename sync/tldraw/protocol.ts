@@ -182,7 +182,8 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function isObjectDiff(value: unknown): boolean {
+/** Whether `value` is an object diff: each op an array led by its name. */
+export function isObjectDiff(value: unknown): boolean {
   if (!isPlainObject(value)) return false;
   for (const key in value) {
     const op = value[key];
