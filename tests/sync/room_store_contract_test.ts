@@ -759,6 +759,28 @@ Deno.test("KvRoomStore: the newest log entries stay in the meta until they outgr
   assert.ok(!listing.listed.some((key) => key.endsWith("/rec")), "loaded from the snapshot");
 });
 
+Deno.test("KvRoomStore: the tail holds as many entries whether its size is remembered or read back", async () => {
+  // Commits until the tail goes to the ring: through one store (which remembers the size of the
+  // tail it wrote) or through a new store each time (which measures the tail it reads).
+  const entriesBeforeRing = async (freshStoreEachCommit: boolean) => {
+    await using kv = await Deno.openKv(":memory:");
+    let store = new KvRoomStore(kv);
+    await store.create("r", emptyRoom());
+    const id = (i: number) => `shape:${"x".repeat(i % 7)}${i}`;
+    for (let clock = 0; clock < 60; clock++) {
+      if (freshStoreEachCommit) store = new KvRoomStore(kv);
+      const changes = { puts: [{ record: shape(id(clock)) }], deletes: [], logValues: false };
+      assert.ok((await commit(store, "r", clock, changes)).ok);
+      const ring = await Array.fromAsync(kv.list({ prefix: ["tldraw", "r", "ring"] }));
+      if (ring.length > 0) return clock;
+    }
+    throw new Error("the ring is never written");
+  };
+  const remembered = await entriesBeforeRing(false);
+  assert.ok(remembered > 3, `the tail held only ${remembered} entries`);
+  assert.equal(remembered, await entriesBeforeRing(true));
+});
+
 Deno.test("KvRoomStore: a new record marked noTombstone deletes no tombstone key; a re-created one does", async () => {
   await using kv = await Deno.openKv(":memory:");
   const tombDeletes: string[] = [];
