@@ -48,11 +48,15 @@ export class DocumentCatchUp {
     if (core.cache.clock >= clock) return;
     const next = steps.findIndex((step) => step.clock === core.cache.clock + 1);
     if (next < 0) return await this.now();
-    if (writer) core.writer = { isolateId: writer, at: Date.now() };
+    const heardAt = Date.now();
+    if (writer) core.writer = { isolateId: writer, at: heardAt };
     for (const step of steps.slice(next)) {
       // A patch of a record this isolate does not have: the log has the whole records.
       if (!this.apply(step)) return await this.now();
     }
+    // The writer's notice told the clock as a poll would have: the next poll is skipped. A notice
+    // lost after this one shows as a gap in the next notice, or is read by the poll after next.
+    core.confirmedAt = Math.max(core.confirmedAt, heardAt);
     core.sender?.pump(core.writer?.isolateId);
   }
 

@@ -87,7 +87,8 @@ export class DocumentCore {
   /**
    * When the store last showed that nothing was committed elsewhere after this cache's clock (epoch
    * ms): a commit of ours landed (it is checked against the room's clock, or against the lease when
-   * pipelined), or a catch-up read the log. The clock poll skips a turn after one.
+   * pipelined), a catch-up read the log, or another isolate's commit notice was applied in order.
+   * The clock poll skips a turn after one.
    */
   confirmedAt = 0;
 

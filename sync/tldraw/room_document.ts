@@ -255,8 +255,9 @@ export class RoomDocument {
       skipped = 0;
       const since = lastTurn;
       lastTurn = Date.now();
-      // A commit of ours or a read since the last turn showed the clock then: a busy room never
-      // polls (a commit by another isolate makes our next one fail and catch up).
+      // A commit of ours, a read or another isolate's notice since the last turn showed the clock
+      // then: a busy room never polls (a commit by another isolate makes our next one fail and
+      // catch up; a notice lost between two others shows as a gap in the later one).
       if (this.#core.confirmedAt >= since) return;
       if (this.#queue.pending === 0) void this.catchUp();
     }, ms);

@@ -99,6 +99,40 @@ Deno.test("a lost bus notice is repaired by the periodic clock check", async () 
   }, 200);
 });
 
+Deno.test("an isolate that applies the writer's notices skips its clock polls; a lost last notice is still read by one", async () => {
+  const reads = { count: 0 };
+  await withIsolates(
+    2,
+    async ([one, two], hub) => {
+      const a = await one!.join("a");
+      const b = await two!.join("b");
+      pushShape(a.connection, 0, "shape:first");
+      await until(() => b.socket.dataEvents().length === 1, 1_000);
+      // A second of edits, one every 50 ms, polled for every 100 ms: the notices tell the clock.
+      const readsBefore = reads.count;
+      for (let n = 1; n <= 20; n++) {
+        pushShape(a.connection, n, `shape:${n}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await until(() => b.socket.dataEvents().length === 21, 1_000);
+      assert.ok(
+        reads.count - readsBefore <= 1,
+        `${reads.count - readsBefore} polls while notices came`,
+      );
+      // The last notice is lost: a poll reads the commit within two intervals.
+      hub.setDropRule(() => true);
+      const lostAt = Date.now();
+      pushShape(a.connection, 21, "shape:lost");
+      await until(() => b.socket.dataEvents().some((e) => e.diff?.["shape:lost"]), 1_000);
+      assert.ok(hub.dropped > 0);
+      assert.ok(Date.now() - lostAt < 500, `repaired after ${Date.now() - lostAt} ms`);
+    },
+    100,
+    {},
+    countingLogReads(reads),
+  );
+});
+
 Deno.test("concurrent pushes on three isolates: clocks only increase and every copy converges", async () => {
   await withIsolates(3, async (isolates) => {
     const sessions = await Promise.all(isolates.map((isolate, i) => isolate.join(`s${i}`)));
