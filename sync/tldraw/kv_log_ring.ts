@@ -162,7 +162,8 @@ export class LogSlots {
   readonly #roomId: string;
   readonly #closed: { slot: LogSlot; size: number }[] = [];
   #open: { slot: LogSlot; size: number } | undefined;
-  // JSON length of the open slot's entries (what a tail is measured by).
+  // JSON length of the open slot's entries (what a tail is measured by), kept only while the slot
+  // may still become a tail (its size only grows).
   #openChars = 0;
 
   constructor(ring: LogRing, roomId: string, tail?: LogSlot) {
@@ -215,12 +216,12 @@ export class LogSlots {
       open.slot.c = clock;
       open.slot.s.push(entry);
       open.size += size;
-      this.#openChars += 1 + JSON.stringify(entry).length;
+      if (open.size <= MAX_TAIL_BYTES) this.#openChars += 1 + JSON.stringify(entry).length;
       return;
     }
     if (open) this.#closed.push(open);
     this.#open = { slot: { f: clock, c: clock, s: [entry] }, size: size + 64 };
-    this.#openChars = 2 + JSON.stringify(entry).length;
+    this.#openChars = size + 64 <= MAX_TAIL_BYTES ? 2 + JSON.stringify(entry).length : 0;
   }
 
   /** The slots as mutations; none when `keepTail` and they fit a meta's tail ({@link tail}). */
