@@ -26,6 +26,7 @@ import type { LinkMessage, RoomLink } from "./room_link.ts";
 import {
   DEFAULT_LIMITS,
   DEFAULT_TIMEOUTS,
+  newIsolateId,
   type RoomHooks,
   type RoomLimits,
   type RoomTimeouts,
@@ -77,7 +78,7 @@ export class TldrawRoom {
     this.roomId = options.roomId;
     const schema = this.#schema = RecordSchema.for(options.schema ?? defaultSchema());
     const log = (options.log ?? silentLogger).child({ roomId: options.roomId });
-    const isolateId = options.isolateId ?? crypto.randomUUID();
+    const isolateId = options.isolateId ?? newIsolateId();
     const limits = { ...DEFAULT_LIMITS, ...options.limits };
     const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     const hooks = options.hooks ?? {};

@@ -17,6 +17,7 @@ import {
   TldrawRoom,
 } from "./room.ts";
 import { BusRoomLink } from "./room_link.ts";
+import { newIsolateId } from "./room_options.ts";
 import type { RoomStore } from "./room_store.ts";
 
 export { busTopic, forwardTopic, presenceTopic } from "./room_link.ts";
@@ -75,7 +76,7 @@ export class RoomManager {
 
   constructor(options: RoomManagerOptions) {
     this.#options = options;
-    this.isolateId = options.isolateId ?? crypto.randomUUID();
+    this.isolateId = options.isolateId ?? newIsolateId();
   }
 
   /** Number of rooms loaded (or loading). */
