@@ -310,14 +310,9 @@ export class GroupCommit {
     }
   }
 
-  /** Marks the steps as this isolate's, and without the log's copies of values when alone. */
+  /** Marks the steps as this isolate's. */
   #stamp(steps: ChangeSet[]): void {
-    // Alone in the room: nobody reads the log's copies of the values now.
-    const logValues = this.#core.options.peers.present;
-    for (const step of steps) {
-      if (!logValues) step.logValues = false;
-      step.writer = this.#core.options.isolateId;
-    }
+    for (const step of steps) step.writer = this.#core.options.isolateId;
   }
 
   /** How a group sees the room (push_group.ts): the cache, or as `after` will leave it. */

@@ -11,16 +11,20 @@
  * {@link MAX_TAIL_BYTES} and goes to the ring with the commit's own entries. Readers take the entries
  * the tail holds from the meta they read first.
  *
- * Per clock an entry lists the ids written (`p`) and deleted (`d`), the values (`j`) when small, and
- * the origin (`o`) of a forwarded push; a commit listing too many ids is logged as `bulk` (readers of
- * it reload the room).
+ * Per clock an entry lists the ids written (`p`) and deleted (`d`) and the origin (`o`) of a
+ * forwarded push; a commit listing too many ids is logged as `bulk` (readers of it reload the room).
+ * Readers of a step read its records (those still as that clock left them). Entries written before
+ * may also hold the records' JSON (`j`), which readers use. Writing the values into the log too,
+ * while another isolate shared the room, doubled what a commit wrote (measured, 200 rooms spread over
+ * 2 isolates: the SQLite threads 0.34 → 0.18 cores without them); that isolate gets the changes in
+ * the commit notices, and reads the log only after a lost one.
  *
  * @module
  */
-import { byteSize, type KvContext, Writes } from "./kv_writes.ts";
+import { type KvContext, Writes } from "./kv_writes.ts";
 import type { ChangeSet } from "./room_store.ts";
 
-/** One clock's entry: the ids it wrote and deleted, maybe their values, maybe the push's origin. */
+/** One clock's entry: the ids it wrote and deleted (maybe their values: older logs), maybe the push's origin. */
 export type IdsEntry = { p: string[]; d: string[]; j?: string[]; o?: string };
 /** A clock's entry, or a marker that it changed too much to list (readers reload). */
 export type LogEntry = IdsEntry | { bulk: true; o?: string };
@@ -37,31 +41,18 @@ export const MAX_TAIL_BYTES = 600;
 const MAX_LOG_ENTRY_CHARS = 50_000;
 // Most bytes of log entries one slot holds (KV: 64 KiB a value).
 const MAX_LOG_SLOT_BYTES = 56_000;
-// Below this (stored bytes) a log entry carries the records' JSON too: another isolate then forwards
-// exactly what was written at that clock with one range read, instead of reading the records (which
-// may have changed again since). Most pushes are a few hundred bytes.
-const MAX_LOG_VALUE_BYTES = 48_000;
-
-/** The log entry of one step, with its approximate stored size; `values`: the puts' JSON. */
-export function logEntryOf(
-  changes: ChangeSet,
-  values: readonly string[],
-): { entry: LogEntry; size: number } {
+/** The log entry of one step, with its approximate stored size. */
+export function logEntryOf(changes: ChangeSet): { entry: LogEntry; size: number } {
   const ids = { p: changes.puts.map((p) => p.record.id), d: changes.deletes.map((d) => d.id) };
   const idsSize = JSON.stringify(ids).length;
   const origin = changes.origin ? { o: changes.origin } : {};
-  let entry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS
+  const entry: LogEntry = idsSize > MAX_LOG_ENTRY_CHARS
     ? { bulk: true, ...origin }
     : { ...ids, ...origin };
-  let size = Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64 + (changes.origin?.length ?? 0);
-  if (!("bulk" in entry) && changes.logValues !== false) {
-    const valuesSize = values.reduce((n, v) => n + byteSize(v) + 8, 0);
-    if (idsSize + valuesSize <= MAX_LOG_VALUE_BYTES) {
-      entry = { ...entry, j: [...values] };
-      size += valuesSize;
-    }
-  }
-  return { entry, size };
+  return {
+    entry,
+    size: Math.min(idsSize, MAX_LOG_ENTRY_CHARS) + 64 + (changes.origin?.length ?? 0),
+  };
 }
 
 /** One room's change-log ring. */

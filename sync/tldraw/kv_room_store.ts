@@ -38,7 +38,6 @@ import { KvSnapshots } from "./kv_snapshot.ts";
 import { type Pending, StagedCommits } from "./kv_staged_commit.ts";
 import { type KvContext, MAX_MUTATIONS, MergedWrites, Writes } from "./kv_writes.ts";
 import type { WireSchema } from "./protocol.ts";
-import { recordJson } from "./record_json.ts";
 import {
   type ChangeSet,
   CommitError,
@@ -454,8 +453,8 @@ export class KvRoomStore implements RoomStore {
   }
 
   /**
-   * One clock step's record, tombstone and chunk writes, and its change-log entry (with the records'
-   * JSON when small enough, so catch-up is one range read). Each record is serialised once.
+   * One clock step's record, tombstone and chunk writes, and its change-log entry (the ids it
+   * changed). Each record is serialised once.
    */
   #stepWrites(
     roomId: string,
@@ -463,9 +462,8 @@ export class KvRoomStore implements RoomStore {
     changes: ChangeSet,
   ): { writes: Writes; entry: ReturnType<typeof logEntryOf>["entry"]; size: number } {
     const writes = new Writes();
-    const values = changes.puts.map((p) => recordJson(p.record));
-    changes.puts.forEach(({ record, prev, noTombstone }, i) => {
-      this.#records.write(writes, roomId, record, clock, prev, values[i]);
+    changes.puts.forEach(({ record, prev, noTombstone }) => {
+      this.#records.write(writes, roomId, record, clock, prev);
       // A record and its tombstone never coexist, so only a created record (no `prev`) can replace
       // one: an update saves a delete (a fifth of a one-shape push's mutations, and their share of
       // the ~20 % of an isolate's CPU that submitting KV writes takes), and so does a new id the
@@ -477,7 +475,7 @@ export class KvRoomStore implements RoomStore {
       this.#records.deleteChunks(writes, roomId, prev);
       writes.set(this.#key(roomId, "tomb", id), clock, 64);
     }
-    return { writes, ...logEntryOf(changes, values) };
+    return { writes, ...logEntryOf(changes) };
   }
 
   /** See {@link RoomStore.saveSnapshot}. */

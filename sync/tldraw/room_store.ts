@@ -68,12 +68,6 @@ export interface ChangeSet {
    * commits it twice (forwarding.ts).
    */
   origin?: string;
-  /**
-   * `false`: the change log may list this step's ids without the records' values (no other
-   * isolate serves the room just now; one that reads the step later reads the records instead).
-   * Halves what a small push writes. Default: values when small.
-   */
-  logValues?: boolean;
 }
 
 /** Why a commit was refused. */
@@ -220,7 +214,12 @@ export interface DocumentStore {
   ): Promise<CommitResult> | undefined;
   /** Current clock (cheap: one read). `-1` when the room does not exist. */
   readClock(roomId: string): Promise<number>;
-  /** Changes committed after `clock`, one {@link LogStep} per clock (cross-isolate catch-up). */
+  /**
+   * Changes committed after `clock`, one {@link LogStep} per clock (cross-isolate catch-up). A step
+   * lists what its clock wrote, except that a record changed again by a later step may be left to
+   * that step (a store may keep only records' latest values): applied in order, the steps still
+   * end at the room's state.
+   */
   stepsSince(roomId: string, clock: number): Promise<StepsSince>;
   /**
    * Forgets tombstones older than `startsAt` and moves the history cutoff there, iff the room is at

@@ -8,6 +8,7 @@ import { MemoryRoomStore } from "../../sync/tldraw/memory_room_store.ts";
 import type { WireRecord } from "../../sync/tldraw/protocol.ts";
 import {
   type ChangeSet,
+  type LogStep,
   type RoomData,
   type RoomStore,
   RoomStoreError,
@@ -70,6 +71,41 @@ function byId(records: StoredRecord[]): Record<string, StoredRecord> {
     if (chars !== undefined) assert.equal(chars, JSON.stringify(state).length, state.id);
     return [state.id, { state, lastChangedClock }];
   }));
+}
+
+/** One clock of a room's history, as a test committed it. */
+type Wrote = { clock: number; puts: WireRecord[]; deletes: string[] };
+
+/**
+ * `steps` are `history` as {@link RoomStore.stepsSince} may give it: one step per clock listing what
+ * that clock wrote, except what a later clock of `history` changed again, which a step may leave out.
+ */
+function assertStepsOf(steps: readonly LogStep[], history: readonly Wrote[]): void {
+  assert.deepEqual(steps.map((s) => s.clock), history.map((h) => h.clock));
+  history.forEach((wrote, i) => {
+    const later = new Set(
+      history.slice(i + 1).flatMap((h) => [...h.puts.map((p) => p.id), ...h.deletes]),
+    );
+    const step = steps[i]!;
+    const puts = byId(step.puts);
+    for (const record of wrote.puts) {
+      const put = puts[record.id];
+      if (put) {
+        assert.deepEqual(put, { state: record, lastChangedClock: wrote.clock }, `${wrote.clock}`);
+      } else assert.ok(later.has(record.id), `clock ${wrote.clock} lacks ${record.id}`);
+    }
+    assert.deepEqual(
+      Object.keys(puts).sort(),
+      wrote.puts.map((p) => p.id).filter((id) => puts[id]).sort(),
+    );
+    for (const id of wrote.deletes) {
+      assert.ok(
+        step.deletes.includes(id) || later.has(id),
+        `clock ${wrote.clock} lacks delete ${id}`,
+      );
+    }
+    assert.ok(step.deletes.every((id) => wrote.deletes.includes(id)), `clock ${wrote.clock}`);
+  });
 }
 
 for (const [name, open] of Object.entries(implementations)) {
@@ -150,10 +186,10 @@ for (const [name, open] of Object.entries(implementations)) {
     const since0 = await other.stepsSince("r", 0);
     assert.equal(since0.kind, "steps");
     if (since0.kind !== "steps") return;
-    assert.deepEqual(byId(since0.steps[0]!.puts), {
-      "shape:a": { state: a, lastChangedClock: 1 },
-      "shape:b": { state: b, lastChangedClock: 1 },
-    });
+    assertStepsOf(since0.steps, [
+      { clock: 1, puts: [a, b], deletes: [] },
+      { clock: 2, puts: [], deletes: ["shape:a"] },
+    ]);
     assert.deepEqual(since0.steps[1]!.deletes, ["shape:a"]);
     // Re-creating a deleted id clears its tombstone.
     await commit(store, "r", 2, { puts: [{ record: a }], deletes: [] });
@@ -245,21 +281,20 @@ for (const [name, open] of Object.entries(implementations)) {
     });
     await commit(store, "r", 3, { puts: [{ record: big }], deletes: [] });
     assert.deepEqual(await other.stepsSince("r", 4), { kind: "none", clock: 4 });
-    assert.deepEqual(await other.stepsSince("r", 0), {
-      kind: "steps",
-      clock: 4,
-      tombstoneHistoryStartsAtClock: 0,
-      steps: [
-        {
-          clock: 1,
-          puts: [{ state: a1, lastChangedClock: 1 }, { state: b, lastChangedClock: 1 }],
-          deletes: [],
-        },
-        { clock: 2, puts: [{ state: a2, lastChangedClock: 2 }], deletes: [] },
-        { clock: 3, puts: [], deletes: ["shape:b"] },
-        { clock: 4, puts: [{ state: big, lastChangedClock: 4 }], deletes: [] },
-      ],
-    });
+    const since0 = await other.stepsSince("r", 0);
+    assert.equal(since0.kind, "steps");
+    if (since0.kind !== "steps") return;
+    assert.deepEqual([since0.clock, since0.tombstoneHistoryStartsAtClock], [4, 0]);
+    assertStepsOf(since0.steps, [
+      { clock: 1, puts: [a1, b], deletes: [] },
+      { clock: 2, puts: [a2], deletes: [] },
+      { clock: 3, puts: [], deletes: ["shape:b"] },
+      { clock: 4, puts: [big], deletes: [] },
+    ]);
+    // What no later clock changed is always there.
+    assert.deepEqual(byId(since0.steps[1]!.puts)["shape:a"]?.state, a2);
+    assert.deepEqual(since0.steps[2]!.deletes, ["shape:b"]);
+    assert.deepEqual(byId(since0.steps[3]!.puts)["shape:big"]?.state, big);
     const from2 = await other.stepsSince("r", 2);
     assert.equal(from2.kind === "steps" && from2.steps.map((s) => s.clock).join(), "3,4");
   });
@@ -341,10 +376,14 @@ for (const [name, open] of Object.entries(implementations)) {
     const steps = await other.stepsSince("r", 0);
     assert.equal(steps.kind, "steps");
     if (steps.kind !== "steps") return;
-    assert.deepEqual(steps.steps.map((s) => s.clock), [1, 2, 3]);
+    assertStepsOf(steps.steps, [
+      { clock: 1, puts: [a1, big1], deletes: [] },
+      { clock: 2, puts: [a2, b], deletes: [] },
+      { clock: 3, puts: [big2], deletes: ["shape:b"] },
+    ]);
     assert.deepEqual(steps.steps[2]!.deletes, ["shape:b"]);
     assert.deepEqual(steps.steps[2]!.puts.map((p) => p.state.id), ["shape:big"]);
-    assert.deepEqual(steps.steps[1]!.puts.map((p) => p.state.id).sort(), ["shape:a", "shape:b"]);
+    assert.deepEqual(byId(steps.steps[1]!.puts)["shape:a"]?.state, a2);
     // A stale group is a conflict and writes nothing.
     const lost = await store.commitSteps("r", 2, [
       { puts: [{ record: shape("shape:c") }], deletes: [] },
@@ -415,7 +454,6 @@ for (const [name, open] of Object.entries(implementations)) {
         deletes: [],
         origin: "i1:8",
         writer: "i2",
-        logValues: false,
       })).ok,
     );
     const steps = await store.stepsSince("r", 0);
@@ -598,26 +636,36 @@ Deno.test("KvRoomStore: a step logged without values holds only what that clock 
   assert.equal(steps.steps[1]!.puts[0]!.state.text, v2.text);
 });
 
-Deno.test("KvRoomStore: logValues false logs ids only; readers of the step read the records", async () => {
+Deno.test("KvRoomStore: the log lists ids only and readers of a step read its records; values in entries written before are read", async () => {
   await using kv = await Deno.openKv(":memory:");
   const store = new KvRoomStore(kv, { logTail: false });
   await store.create("r", emptyRoom());
   const a = shape("shape:a", { x: 1 });
   const b = shape("shape:b", { x: 2 });
-  await commit(store, "r", 0, { puts: [{ record: a }], deletes: [], logValues: false });
+  await commit(store, "r", 0, { puts: [{ record: a }], deletes: [] });
   await commit(store, "r", 1, { puts: [{ record: b }], deletes: [] });
-  type Slot = { s: { p: string[]; j?: string[] }[] };
-  const log = await kv.get<Slot>(["tldraw", "r", "ring", 1]);
-  assert.deepEqual(log.value?.s[0]?.p, ["shape:a"]);
-  assert.equal(log.value?.s[0]?.j, undefined, "ids only");
-  assert.ok((await kv.get<Slot>(["tldraw", "r", "ring", 2])).value?.s[0]?.j, "values by default");
-  const steps = await new KvRoomStore(kv).stepsSince("r", 0);
-  assert.equal(steps.kind, "steps");
-  if (steps.kind !== "steps") return;
-  assert.deepEqual(steps.steps.map((s) => [s.clock, s.puts.map((p) => p.state)]), [
-    [1, [a]],
-    [2, [b]],
-  ]);
+  type Slot = { f: number; c: number; s: { p: string[]; d: string[]; j?: string[] }[] };
+  for (const clock of [1, 2]) {
+    const slot = (await kv.get<Slot>(["tldraw", "r", "ring", clock])).value;
+    assert.equal(slot?.s.length, 1);
+    assert.equal(slot?.s[0]?.j, undefined, "ids only");
+  }
+  const read = async () => {
+    const steps = await new KvRoomStore(kv).stepsSince("r", 0);
+    assert.equal(steps.kind, "steps");
+    return steps.kind === "steps"
+      ? steps.steps.map((s) => [s.clock, s.puts.map((p) => p.state)])
+      : [];
+  };
+  assert.deepEqual(await read(), [[1, [a]], [2, [b]]]);
+  // An entry written with the values (as before): the reader takes them from the log.
+  const logged = shape("shape:b", { x: 5 });
+  await kv.set(["tldraw", "r", "ring", 2], {
+    f: 2,
+    c: 2,
+    s: [{ p: ["shape:b"], d: [], j: [JSON.stringify(logged)] }],
+  });
+  assert.deepEqual(await read(), [[1, [a]], [2, [logged]]]);
 });
 
 Deno.test("KvRoomStore: the change log is a ring of logSize slots, a commit's clocks in one; reads across its wrap are in order", async () => {
@@ -635,9 +683,10 @@ Deno.test("KvRoomStore: the change log is a ring of logSize slots, a commit's cl
   const steps = await store.stepsSince("r", 6);
   assert.equal(steps.kind, "steps");
   if (steps.kind !== "steps") return;
+  // Clock 7 wrote shape:0, which clock 10 changed again: its step leaves it to that one.
   assert.deepEqual(
     steps.steps.map((step) => [step.clock, step.puts[0]?.state.x]),
-    [[7, 6], [8, 7], [9, 8], [10, 9]],
+    [[7, undefined], [8, 7], [9, 8], [10, 9]],
   );
   // Clock 6's slot holds clock 10 now: from 5 on the log no longer reaches.
   assert.equal((await store.stepsSince("r", 5)).kind, "gap");
@@ -697,7 +746,6 @@ Deno.test("KvRoomStore: the newest log entries stay in the meta until they outgr
   const move = (clock: number) => ({
     puts: [{ record: shape("shape:a", { x: clock }) }],
     deletes: [],
-    logValues: false,
   });
   let clock = 0;
   while ((await ringKeys()).length === 0) {
@@ -746,7 +794,7 @@ Deno.test("KvRoomStore: the newest log entries stay in the meta until they outgr
     state: shape("shape:a", { x: clock - 1 }),
     lastChangedClock: clock,
   }]);
-  const create = (id: string) => ({ puts: [{ record: shape(id) }], deletes: [], logValues: false });
+  const create = (id: string) => ({ puts: [{ record: shape(id) }], deletes: [] });
   assert.ok((await commit(store, "r", clock, create("shape:b"))).ok);
   assert.ok((await commit(store, "r", clock + 1, create("shape:c"))).ok);
   listing.listed.length = 0;
@@ -769,7 +817,7 @@ Deno.test("KvRoomStore: the tail holds as many entries whether its size is remem
     const id = (i: number) => `shape:${"x".repeat(i % 7)}${i}`;
     for (let clock = 0; clock < 60; clock++) {
       if (freshStoreEachCommit) store = new KvRoomStore(kv);
-      const changes = { puts: [{ record: shape(id(clock)) }], deletes: [], logValues: false };
+      const changes = { puts: [{ record: shape(id(clock)) }], deletes: [] };
       assert.ok((await commit(store, "r", clock, changes)).ok);
       const ring = await Array.fromAsync(kv.list({ prefix: ["tldraw", "r", "ring"] }));
       if (ring.length > 0) return clock;
