@@ -24,7 +24,7 @@
 import { type KvContext, Writes } from "./kv_writes.ts";
 import type { ChangeSet } from "./room_store.ts";
 
-/** One clock's entry: the ids it wrote and deleted (maybe their values: older logs), maybe the push's origin. */
+/** One clock's entry: the ids it wrote and deleted, maybe the push's origin (older logs: values). */
 export type IdsEntry = { p: string[]; d: string[]; j?: string[]; o?: string };
 /** A clock's entry, or a marker that it changed too much to list (readers reload). */
 export type LogEntry = IdsEntry | { bulk: true; o?: string };

@@ -17,6 +17,8 @@ export type Head = { c: number; j: string } | { c: number; n: number };
 const LIST_BATCH_SIZE = 500;
 // kv.getMany reads at most 10 keys.
 const GET_MANY_LIMIT = 10;
+// getMany reads in flight at once for one caller (a remote KV answers them in parallel).
+const READS_AT_ONCE = 8;
 
 /** The record and tombstone keys of one room. */
 export class KvRecords {
@@ -115,24 +117,32 @@ export class KvRecords {
     return tombstones;
   }
 
-  /** The record head and tombstone of each id, read together (KV reads 10 keys at a time). */
+  /**
+   * The record head and tombstone of each id, read together (KV reads 10 keys at a time; up to
+   * {@link READS_AT_ONCE} such reads at once, not one round trip after another).
+   */
   async heads(
     roomId: string,
     ids: string[],
   ): Promise<{ id: string; head: Head | null; tombstone: number | null }[]> {
-    const out: { id: string; head: Head | null; tombstone: number | null }[] = [];
     const key = this.#ctx.key;
+    const batches: string[][] = [];
     for (let i = 0; i < ids.length; i += GET_MANY_LIMIT / 2) {
-      const batch = ids.slice(i, i + GET_MANY_LIMIT / 2);
+      batches.push(ids.slice(i, i + GET_MANY_LIMIT / 2));
+    }
+    const readBatch = async (batch: string[]) => {
       const keys = batch.flatMap((id) => [key(roomId, "rec", id), key(roomId, "tomb", id)]);
       const entries = await this.#ctx.reader().getMany<(Head | number)[]>(keys);
-      batch.forEach((id, j) =>
-        out.push({
-          id,
-          head: (entries[2 * j]?.value ?? null) as Head | null,
-          tombstone: (entries[2 * j + 1]?.value ?? null) as number | null,
-        })
-      );
+      return batch.map((id, j) => ({
+        id,
+        head: (entries[2 * j]?.value ?? null) as Head | null,
+        tombstone: (entries[2 * j + 1]?.value ?? null) as number | null,
+      }));
+    };
+    const out: { id: string; head: Head | null; tombstone: number | null }[] = [];
+    for (let i = 0; i < batches.length; i += READS_AT_ONCE) {
+      const read = await Promise.all(batches.slice(i, i + READS_AT_ONCE).map(readBatch));
+      for (const part of read) out.push(...part);
     }
     return out;
   }

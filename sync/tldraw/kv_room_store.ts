@@ -509,8 +509,13 @@ export class KvRoomStore implements RoomStore {
       }
       steps.push(step);
     }
+    // Every id's head and tombstone, read once however many steps list it (a shape moved in each
+    // of 50 steps is one key, not 50 reads).
+    const distinct = [...new Set(unresolved.flatMap(({ ids }) => ids))];
+    const heads = new Map((await this.#records.heads(roomId, distinct)).map((h) => [h.id, h]));
     for (const { step, ids } of unresolved) {
-      for (const { id, head, tombstone } of await this.#records.heads(roomId, ids)) {
+      for (const id of ids) {
+        const { head, tombstone } = heads.get(id)!;
         // Only what is still as that clock left it; later changes come with their own step.
         if (head && head.c === step.clock) {
           const json = await this.#records.json(roomId, id, head);

@@ -668,6 +668,30 @@ Deno.test("KvRoomStore: the log lists ids only and readers of a step read its re
   assert.deepEqual(await read(), [[1, [a]], [2, [logged]]]);
 });
 
+Deno.test("KvRoomStore: a catch-up over many steps of one record reads its head once", async () => {
+  await using kv = await Deno.openKv(":memory:");
+  const store = new KvRoomStore(kv);
+  await store.create("r", emptyRoom());
+  for (let clock = 0; clock < 20; clock++) {
+    const record = shape("shape:a", { x: clock });
+    assert.ok((await commit(store, "r", clock, { puts: [{ record }], deletes: [] })).ok);
+  }
+  let reads = 0;
+  const counted = withKvMethods(
+    kv,
+    new Map([["getMany", (keys: Deno.KvKey[]) => {
+      reads++;
+      return kv.getMany(keys);
+    }]]),
+  );
+  const steps = await new KvRoomStore(counted).stepsSince("r", 0);
+  assert.equal(steps.kind, "steps");
+  if (steps.kind !== "steps") return;
+  assert.equal(steps.steps.length, 20);
+  assert.deepEqual(steps.steps.at(-1)!.puts.map((p) => p.state.x), [19]);
+  assert.equal(reads, 1);
+});
+
 Deno.test("KvRoomStore: the change log is a ring of logSize slots, a commit's clocks in one; reads across its wrap are in order", async () => {
   await using kv = await Deno.openKv(":memory:");
   const store = new KvRoomStore(kv, { logSize: 4, logTail: false });
