@@ -8,7 +8,7 @@ import { createTLSchema } from "@tldraw/tlschema";
 import type { WireRecord, WireSchema } from "../tldraw/protocol.ts";
 import type { RoomStore } from "../tldraw/room_store.ts";
 import { recordJson, storedRecordJson } from "../tldraw/record_json.ts";
-import { gzipInThread } from "./gzip.ts";
+import { type CompressedText, gzipText, type TextCompressor } from "./gzip.ts";
 
 /** A document copy: what `GET /snapshot/:slug`, history and published routes return. */
 export interface DocumentSnapshot {
@@ -21,22 +21,20 @@ export interface DocumentSnapshot {
 /**
  * A document copy with its records as JSON texts: a loaded room's cache, whose records are neither
  * parsed nor serialized again for it (serializing a 5,000-shape room took 12–17 ms of the thread
- * that serves its sessions, once per history version).
+ * that serves its sessions, once per history version). The texts may be produced as they are
+ * iterated (the records are immutable), and are iterated again if a compression is redone.
  */
 export interface DocumentText {
   clock: number;
   schema: WireSchema;
-  recordTexts: readonly string[];
+  recordTexts: Iterable<string>;
 }
 
 /** Either form of a document copy (what {@link encodeSnapshot} stores). */
 export type DocumentCopy = DocumentSnapshot | DocumentText;
 
 /** A snapshot ready to store: compressed bytes plus the uncompressed size. */
-export interface EncodedSnapshot {
-  data: Uint8Array;
-  size: number;
-}
+export type EncodedSnapshot = CompressedText;
 
 let currentSchema: WireSchema | undefined;
 
@@ -46,22 +44,37 @@ export function serverSchema(): WireSchema {
 }
 
 /**
- * JSON → gzip. Compression matters: history keeps many copies of mostly text documents. `gzip`
+ * JSON → gzip. Compression matters: history keeps many copies of mostly text documents. `compress`
  * may move the compression off this thread (see gzip.ts).
  */
-export async function encodeSnapshot(
+export function encodeSnapshot(
   snapshot: DocumentCopy,
-  gzip: (bytes: Uint8Array) => Promise<Uint8Array> = gzipInThread,
+  compress: TextCompressor = gzipText,
 ): Promise<EncodedSnapshot> {
-  // The records' JSON comes from their caches (record_json.ts): only the schema is serialized here.
-  const records = "recordTexts" in snapshot
-    ? snapshot.recordTexts
-    : snapshot.records.map(recordJson);
-  const text = `{"clock":${JSON.stringify(snapshot.clock)},"schema":${
-    JSON.stringify(snapshot.schema)
-  },"records":[${records.join(",")}]}`;
-  const json = new TextEncoder().encode(text);
-  return { data: await gzip(json), size: json.byteLength };
+  return compress(snapshotParts(snapshot));
+}
+
+/**
+ * The JSON text of `snapshot` in parts, a record at a time (iterable again): the compressor joins and
+ * encodes them a chunk at a time, so a big document is never one string on the serving thread. The
+ * records' JSON comes from their caches (record_json.ts): only the schema is serialized here.
+ */
+function snapshotParts(snapshot: DocumentCopy): Iterable<string> {
+  const records = "recordTexts" in snapshot ? snapshot.recordTexts : snapshot.records;
+  return {
+    *[Symbol.iterator]() {
+      yield `{"clock":${JSON.stringify(snapshot.clock)},"schema":${
+        JSON.stringify(snapshot.schema)
+      },"records":[`;
+      let first = true;
+      for (const record of records) {
+        if (!first) yield ",";
+        first = false;
+        yield typeof record === "string" ? record : recordJson(record);
+      }
+      yield "]}";
+    },
+  };
 }
 
 /** gzip → JSON. Drivers return BYTEA as a Buffer or a Uint8Array; both are accepted. */

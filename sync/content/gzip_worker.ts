@@ -1,18 +1,27 @@
 /**
- * The worker behind {@link GzipWorker}: gzips the bytes it is sent and sends them back (both ways
- * transferred, not copied).
+ * The worker behind {@link GzipWorker}: compresses the chunks of each job as they arrive and sends
+ * the result back at the job's end (chunks and result transferred, not copied).
  *
  * @module
  */
 /// <reference lib="deno.worker" />
-import { gzipInThread } from "./gzip.ts";
+import { type GzipReply, type GzipRequest, type GzipSink, gzipStream } from "./gzip.ts";
 
-self.onmessage = async (event: MessageEvent<{ id: number; bytes: Uint8Array }>) => {
-  const { id, bytes } = event.data;
+const jobs = new Map<number, GzipSink>();
+
+self.onmessage = async (event: MessageEvent<GzipRequest>) => {
+  const request = event.data;
+  let job = jobs.get(request.id);
+  if (!job) jobs.set(request.id, job = gzipStream());
+  if ("bytes" in request) return job.write(request.bytes);
+  jobs.delete(request.id);
+  let reply: GzipReply;
   try {
-    const compressed = await gzipInThread(bytes);
-    self.postMessage({ id, bytes: compressed }, [compressed.buffer]);
+    const bytes = await job.end();
+    reply = { id: request.id, bytes };
+    self.postMessage(reply, [bytes.buffer]);
   } catch (error) {
-    self.postMessage({ id, error: error instanceof Error ? error.message : String(error) });
+    reply = { id: request.id, error: error instanceof Error ? error.message : String(error) };
+    self.postMessage(reply);
   }
 };

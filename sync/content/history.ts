@@ -22,6 +22,7 @@ import {
   encodeSnapshot,
   readRoomText,
 } from "./document.ts";
+import type { TextCompressor } from "./gzip.ts";
 
 /** Why a version was written. */
 export const VersionReason = {
@@ -64,11 +65,11 @@ export const DEFAULT_RETENTION: RetentionPolicy = {
 /** Postgres access to `room_history`. */
 export class HistoryStore {
   readonly #database: Database;
-  readonly #gzip: ((bytes: Uint8Array) => Promise<Uint8Array>) | undefined;
-  /** `gzip` compresses the versions (default: on this thread). */
-  constructor(database: Database, gzip?: (bytes: Uint8Array) => Promise<Uint8Array>) {
+  readonly #compress: TextCompressor | undefined;
+  /** `compress` compresses the versions (default: on this thread, see gzip.ts). */
+  constructor(database: Database, compress?: TextCompressor) {
     this.#database = database;
-    this.#gzip = gzip;
+    this.#compress = compress;
   }
 
   /**
@@ -81,7 +82,7 @@ export class HistoryStore {
     reason: VersionReason,
     now = Date.now(),
   ): Promise<VersionInfo | null> {
-    const { data, size } = await encodeSnapshot(snapshot, this.#gzip);
+    const { data, size } = await encodeSnapshot(snapshot, this.#compress);
     const values = { roomId, clock: snapshot.clock, createdAt: now, reason, size, data };
     const db = this.#database.db;
     const row = reason === "restore"

@@ -101,7 +101,7 @@ export function createContent(deps: ContentDeps, options: ContentOptions = {}): 
   const store = options.wrapStore ? options.wrapStore(kvStore) : kvStore;
   // Versions of big rooms are compressed off the thread that serves their sessions.
   const gzipWorker = new GzipWorker();
-  const history = new HistoryStore(deps.database, (bytes) => gzipWorker.gzip(bytes));
+  const history = new HistoryStore(deps.database, (parts) => gzipWorker.gzipText(parts));
   const recorder = new HistoryRecorder({
     history,
     store,

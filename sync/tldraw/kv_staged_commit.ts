@@ -13,6 +13,7 @@ import {
   joinPieces,
   type KvContext,
   type Mutation,
+  slicePieces,
   writePieces,
   Writes,
 } from "./kv_writes.ts";
@@ -42,8 +43,7 @@ export class StagedCommits {
     const pieces = await writePieces(
       this.#ctx.kv,
       this.#pieceKey(roomId, stageId),
-      json,
-      CHUNK_CHARS,
+      slicePieces(json, CHUNK_CHARS),
     );
     return { stageId, pieces, clock };
   }

@@ -158,26 +158,36 @@ export function byteSize(text: string): number {
 }
 
 /**
- * Writes `text` as pieces of `size` characters under `key(i)`, a few per atomic operation (staged
- * commits, snapshots). Returns how many; throws `write_failed` if a write fails.
+ * Writes `pieces` under `key(0)`, `key(1)`, … a few per atomic operation (staged commits,
+ * snapshots), taking them from the iterable as it goes: a generator of pieces builds each next few
+ * only after the previous operation returned, so a big text is never built in one go. Writes one
+ * empty piece when there is none. Returns how many; throws `write_failed` if a write fails.
  */
 export async function writePieces(
   kv: Deno.Kv,
   key: (index: number) => Deno.KvKey,
-  text: string,
-  size: number,
+  pieces: Iterable<string>,
 ): Promise<number> {
-  const count = Math.max(1, Math.ceil(text.length / size));
-  for (let first = 0; first < count; first += PIECES_PER_OP) {
-    const op = kv.atomic();
-    for (let i = first; i < Math.min(count, first + PIECES_PER_OP); i++) {
-      op.set(key(i), text.slice(i * size, (i + 1) * size));
-    }
+  let count = 0;
+  let op = kv.atomic();
+  const commit = async () => {
     if (!(await op.commit()).ok) {
       throw new RoomStoreError(StoreFailure.write_failed, "piece write failed");
     }
+    op = kv.atomic();
+  };
+  for (const piece of pieces) {
+    op.set(key(count++), piece);
+    if (count % PIECES_PER_OP === 0) await commit();
   }
+  if (count === 0) op.set(key(count++), "");
+  if (count % PIECES_PER_OP !== 0) await commit();
   return count;
+}
+
+/** `text` in pieces of `size` characters. */
+export function* slicePieces(text: string, size: number): Generator<string> {
+  for (let at = 0; at < text.length; at += size) yield text.slice(at, at + size);
 }
 
 /** Deletes the pieces `key(0)` … `key(count - 1)`. */

@@ -164,13 +164,19 @@ export class TldrawRoom {
 
   /**
    * The document at {@link clock}, for copies (history versions): the records as their JSON texts,
-   * from the cache (records loaded from the store are not parsed for it).
+   * from the cache (records loaded from the store are not parsed for it), looked up as the copy is
+   * encoded (a chunk per macrotask turn, see gzip.ts): only the list of records is taken now.
    */
-  documentText(): { clock: number; schema: WireSchema; recordTexts: string[] } {
+  documentText(): { clock: number; schema: WireSchema; recordTexts: Iterable<string> } {
+    const records = [...this.#document.records.values()];
     return {
       clock: this.#document.clock,
       schema: this.#schema.wire,
-      recordTexts: [...this.#document.records.values()].map(storedRecordJson),
+      recordTexts: {
+        *[Symbol.iterator]() {
+          for (const record of records) yield storedRecordJson(record);
+        },
+      },
     };
   }
 
