@@ -1,6 +1,6 @@
 /**
- * tldraw rooms across isolates: `deno run -A bench/rooms_bench.ts [--seconds=N] [--cpu-prof=DIR]
- * [--only=1x50-1,1x50-2,200x5-1,200x5-2,200x5-split]` (`--cpu-prof`: the server writes a V8 CPU
+ * tldraw rooms across isolates: `deno run -A bench/rooms_bench.ts [--seconds=N] [--runs=N]
+ * [--cpu-prof=DIR] [--only=1x50-1,1x50-2,200x5-1,200x5-2,200x5-split]` (`--cpu-prof`: the server writes a V8 CPU
  * profile per thread into DIR, the isolates' as `*.worker-N.cpuprofile`; summarise them with
  * bench/cpu_profile_top.ts).
  *
@@ -24,6 +24,10 @@
  * acknowledged push cost (the load generator runs on the same cores), compared with the single
  * isolate's throughput.
  *
+ * With `--runs=N` the scenarios are measured N times over (the servers stay up), and a last table
+ * gives issue 17's efficiency targets: server CPU per acknowledged push on two isolates against one,
+ * per run, with the median and range over the runs (single runs of 8 s swing by a third here).
+ *
  * Before and after a change, in one run: with `BENCH_BASELINE_DIR=<dir>` (a checkout of the earlier
  * code, e.g. `git worktree add /tmp/base <commit>`) its server runs every scenario too, alternating
  * which goes first, and the tables have a row for each (`server`: ours / baseline).
@@ -40,12 +44,15 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     seconds: { type: "string", default: "8" },
+    /** Times every scenario is measured (medians and ranges in the last table). */
+    runs: { type: "string", default: "1" },
     "cpu-prof": { type: "string", default: "" },
     /** Comma list of runs (all by default): 1x50-1, 1x50-2, 200x5-1, 200x5-2, 200x5-split. */
     only: { type: "string", default: "" },
   },
 });
 const SECONDS = Number(values.seconds);
+const RUNS = Math.max(1, Number(values.runs));
 const WARMUP_MS = 2_000;
 const ROOT = new URL("../", import.meta.url);
 const SCHEMA = createTLSchema().serialize();
@@ -239,6 +246,8 @@ function percentile(sorted: number[], p: number): number {
 interface Result {
   /** `ours`, or `baseline` (BENCH_BASELINE_DIR). */
   server: string;
+  /** Which of the `--runs` (1, 2, …). */
+  run: number;
   scenario: string;
   isolates: number;
   pushes: number;
@@ -309,7 +318,7 @@ async function run(
   isolates: number,
   thinkMs: number,
   spread: "clients" | "rooms" = "clients",
-): Promise<Omit<Result, "server">> {
+): Promise<Omit<Result, "server" | "run">> {
   const stats = new Stats();
   const clients: BenchClient[] = [];
   const tag = crypto.randomUUID().slice(0, 6);
@@ -394,26 +403,33 @@ const results: Result[] = [];
 const only = new Set(values.only.split(",").filter(Boolean));
 const wanted = (key: string) => only.size === 0 || only.has(key);
 let turn = 0;
+let runNumber = 1;
 /** Runs one scenario on every server, alternating which goes first. */
-async function each(run: (server: Server) => Promise<Omit<Result, "server">>): Promise<void> {
+async function each(
+  run: (server: Server) => Promise<Omit<Result, "server" | "run">>,
+): Promise<void> {
   const order = turn++ % 2 === 0 ? servers : [...servers].reverse();
   const measured: Result[] = [];
-  for (const { name, server } of order) measured.push({ server: name, ...await run(server) });
+  for (const { name, server } of order) {
+    measured.push({ server: name, run: runNumber, ...await run(server) });
+  }
   results.push(...measured.sort((a, b) => a.server.localeCompare(b.server)).reverse());
 }
 try {
-  for (const isolates of [1, 2]) {
-    if (!wanted(`1x50-${isolates}`)) continue;
-    await each((server) => run(server, "1 room × 50 clients", 1, 50, isolates, 50));
-  }
-  for (const isolates of [1, 2]) {
-    if (!wanted(`200x5-${isolates}`)) continue;
-    await each((server) => run(server, "200 rooms × 5 clients", 200, 5, isolates, 0));
-  }
-  if (wanted("200x5-split")) {
-    await each((server) =>
-      run(server, "200 rooms × 5 clients, rooms split", 200, 5, 2, 0, "rooms")
-    );
+  for (; runNumber <= RUNS; runNumber++) {
+    for (const isolates of [1, 2]) {
+      if (!wanted(`1x50-${isolates}`)) continue;
+      await each((server) => run(server, "1 room × 50 clients", 1, 50, isolates, 50));
+    }
+    for (const isolates of [1, 2]) {
+      if (!wanted(`200x5-${isolates}`)) continue;
+      await each((server) => run(server, "200 rooms × 5 clients", 200, 5, isolates, 0));
+    }
+    if (wanted("200x5-split")) {
+      await each((server) =>
+        run(server, "200 rooms × 5 clients, rooms split", 200, 5, 2, 0, "rooms")
+      );
+    }
   }
 } finally {
   for (const { server } of servers) await server.stop();
@@ -426,6 +442,7 @@ console.log(
 );
 const header = [
   "server",
+  "run",
   "scenario",
   "isolates",
   "pushes/s",
@@ -445,6 +462,7 @@ const header = [
 ];
 const rows = results.map((r) => [
   r.server,
+  String(r.run),
   r.scenario,
   String(r.isolates),
   fmt(r.pushes, 0),
@@ -473,6 +491,7 @@ console.log(
 );
 const threadHeader = [
   "server",
+  "run",
   "scenario",
   "isolates",
   "isolate 0 JS",
@@ -504,6 +523,7 @@ const threadRows = results.map((r) => {
   const all = [...r.threads.values()].reduce((a, b) => a + b, 0);
   return [
     r.server,
+    String(r.run),
     r.scenario,
     String(r.isolates),
     fmt(t(isolate0), 2),
@@ -529,17 +549,18 @@ console.log();
 for (const { name } of servers) {
   for (const scenario of new Set(results.map((r) => r.scenario))) {
     const mine = results.filter((r) => r.server === name);
-    const one = mine.find((r) => scenario.startsWith(r.scenario) && r.isolates === 1);
-    const two = mine.find((r) => r.scenario === scenario && r.isolates === 2);
-    if (!one || !two) continue;
-    console.log(
-      `${name}, ${scenario}: 2 isolates deliver ${
-        fmt(two.delivered / one.delivered, 2)
-      }× the single ` +
-        `isolate; the bus adds ${fmt(two.crossP50 - two.sameP50)} ms at p50, ` +
-        `${fmt(two.crossP99 - two.sameP99)} ms at p99 (cross p99 = ` +
-        `${fmt(two.crossP99 / two.sameP99, 2)}× same-isolate p99)`,
-    );
+    for (const two of mine.filter((r) => r.scenario === scenario && r.isolates === 2)) {
+      const one = singleOf(two);
+      if (!one) continue;
+      console.log(
+        `${name}, run ${two.run}, ${scenario}: 2 isolates deliver ${
+          fmt(two.delivered / one.delivered, 2)
+        }× the single ` +
+          `isolate; the bus adds ${fmt(two.crossP50 - two.sameP50)} ms at p50, ` +
+          `${fmt(two.crossP99 - two.sameP99)} ms at p99 (cross p99 = ` +
+          `${fmt(two.crossP99 / two.sameP99, 2)}× same-isolate p99)`,
+      );
+    }
   }
 }
 
@@ -552,18 +573,64 @@ console.log(
 );
 for (const r of results) {
   if (r.isolates !== 2 || !r.scenario.startsWith("200 rooms")) continue;
-  const one = results.find((o) =>
-    o.server === r.server && r.scenario.startsWith(o.scenario) && o.isolates === 1
-  );
+  const one = singleOf(r);
   if (!one) continue;
   const perPush = (r.serverCpu + r.clientCpu) / r.pushes;
   const ceiling = cores / perPush;
   console.log(
-    `${r.server}, ${r.scenario}: ${fmt(perPush * 1e6, 0)} µs of CPU per push (single isolate: ` +
+    `${r.server}, run ${r.run}, ${r.scenario}: ${
+      fmt(perPush * 1e6, 0)
+    } µs of CPU per push (single isolate: ` +
       `${fmt((one.serverCpu + one.clientCpu) / one.pushes * 1e6, 0)} µs, using ` +
       `${fmt(100 * (1 - one.idle), 0)} % of the machine): at most ${fmt(ceiling, 0)} push/s, ` +
       `${fmt(ceiling / one.pushes, 2)}× the single isolate (measured ` +
       `${fmt(r.pushes / one.pushes, 2)}×; at the single isolate's CPU per push ` +
       `${fmt(cores / (one.serverCpu + one.clientCpu), 2)}×)`,
   );
+}
+
+/** The single-isolate result `two` (a run on two isolates) is measured against: same server and run. */
+function singleOf(two: Result): Result | undefined {
+  return results.find((o) =>
+    o.server === two.server && o.run === two.run && o.isolates === 1 &&
+    two.scenario.startsWith(o.scenario)
+  );
+}
+
+// Issue 17: CPU per acknowledged push (server processes only) on two isolates ≤ 1.15× one
+// isolate's with rooms split, ≤ 1.5× with clients spread; per run, then median and range.
+const TARGETS = [
+  { scenario: "1 room × 50 clients", label: "1 room × 50, clients spread", limit: 1.5 },
+  { scenario: "200 rooms × 5 clients", label: "200 rooms, clients spread", limit: 1.5 },
+  { scenario: "200 rooms × 5 clients, rooms split", label: "200 rooms, rooms split", limit: 1.15 },
+];
+const cpuPerPush = (r: Result) => r.serverCpu / r.pushes * 1e6;
+console.log(
+  "\ntargets (issue 17): server CPU per acknowledged push, two isolates ÷ one isolate of the same run",
+);
+for (const { name } of servers) {
+  for (const target of TARGETS) {
+    const pairs = results
+      .filter((r) => r.server === name && r.scenario === target.scenario && r.isolates === 2)
+      .map((two) => ({ two, one: singleOf(two) }))
+      .filter((p): p is { two: Result; one: Result } => p.one !== undefined);
+    if (pairs.length === 0) continue;
+    const ratios = pairs.map(({ one, two }) => cpuPerPush(two) / cpuPerPush(one));
+    const sorted = [...ratios].sort((a, b) => a - b);
+    const median = sorted.length % 2 === 1
+      ? sorted[(sorted.length - 1) / 2]!
+      : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+    const perRun = pairs.map(({ one, two }, i) =>
+      `run ${two.run}: ${fmt(cpuPerPush(two), 0)} / ${fmt(cpuPerPush(one), 0)} µs = ` +
+      `${fmt(ratios[i]!, 2)}${ratios[i]! <= target.limit ? " met" : ""}`
+    );
+    console.log(
+      `  ${
+        median <= target.limit ? "MET " : "MISS"
+      }  ${name}, ${target.label} ≤ ${target.limit}×: ` +
+        `median ${fmt(median, 2)} (range ${fmt(sorted[0]!, 2)}–${fmt(sorted.at(-1)!, 2)}; ` +
+        `met in ${ratios.filter((r) => r <= target.limit).length} of ${ratios.length}) — ` +
+        perRun.join(", "),
+    );
+  }
 }
