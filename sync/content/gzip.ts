@@ -75,12 +75,18 @@ async function compressChunks(
 ): Promise<CompressedText> {
   const encoder = new TextEncoder();
   let size = 0;
-  for (let next = first; !next.done;) {
-    const bytes = encoder.encode(next.value);
-    size += bytes.byteLength;
-    sink.write(bytes);
-    next = rest.next();
-    if (!next.done) await macrotask();
+  try {
+    for (let next = first; !next.done;) {
+      const bytes = encoder.encode(next.value);
+      size += bytes.byteLength;
+      sink.write(bytes);
+      next = rest.next();
+      if (!next.done) await macrotask();
+    }
+  } catch (error) {
+    // The text could not be built: the stream (or the worker's job) is ended all the same.
+    sink.end().catch(() => {});
+    throw error;
   }
   return { data: await sink.end(), size };
 }

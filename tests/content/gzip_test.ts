@@ -85,3 +85,22 @@ Deno.test("gzip worker: a job whose worker stops midway is compressed again in p
   assert.equal(compressed.size, utf8Size(parts.join("")));
   assert.equal(worker.offloaded, 0);
 });
+
+Deno.test("gzip worker: a text whose parts fail midway rejects, and the worker serves the next one", async () => {
+  const worker = new GzipWorker();
+  try {
+    const failing = {
+      *[Symbol.iterator]() {
+        yield* partsOf(20_000);
+        throw new Error("record unreadable");
+      },
+    };
+    await assert.rejects(worker.gzipText(failing), /record unreadable/);
+    const parts = partsOf(20_000);
+    const compressed = await worker.gzipText(parts);
+    assert.equal(await gunzip(compressed.data), parts.join(""));
+    assert.equal(worker.offloaded, 1);
+  } finally {
+    worker.close();
+  }
+});
