@@ -130,28 +130,20 @@ export class KvSnapshots {
  */
 function* snapshotPieces(records: readonly StoredRecord[]): Generator<string> {
   const wide = /[\u0100-\uffff]/;
-  let lines: string[] = [];
-  let chars = 0;
-  let rest = "";
-  const cut = function* (final: boolean): Generator<string> {
-    let text = rest + lines.join("");
-    lines = [];
-    while (text.length >= 2 * CHUNK_CHARS || (final && text.length > 0)) {
+  let text = "";
+  function* cut(atLeast: number): Generator<string> {
+    while (text.length >= atLeast) {
       const size = wide.test(text.slice(0, 2 * CHUNK_CHARS)) ? CHUNK_CHARS : 2 * CHUNK_CHARS;
       yield text.slice(0, size);
       text = text.slice(size);
     }
-    rest = text;
-    chars = text.length;
-  };
+  }
   for (const record of records) {
     const id = JSON.stringify(storedRecordId(record));
-    const line = `${record.lastChangedClock}\t${id}\t${storedRecordJson(record)}\n`;
-    lines.push(line);
-    chars += line.length;
-    if (chars >= 2 * CHUNK_CHARS) yield* cut(false);
+    text += `${record.lastChangedClock}\t${id}\t${storedRecordJson(record)}\n`;
+    yield* cut(2 * CHUNK_CHARS);
   }
-  yield* cut(true);
+  yield* cut(1);
 }
 
 /**
