@@ -10,6 +10,7 @@
 import type { DocumentCatchUp } from "./document_catch_up.ts";
 import type { DocumentCore } from "./document_core.ts";
 import { PIPELINE_DEPTH } from "./kv_pipeline.ts";
+import { isDatabaseLocked } from "./locked_retry.ts";
 import {
   type GroupContext,
   type GroupItem,
@@ -191,8 +192,9 @@ export class GroupCommit {
     try {
       if (this.#pipelineFailed || !result?.ok) {
         // Planned on a state that was not committed: planned again, before anything newer. Pushes
-        // whose own commit threw fail as they do when not pipelined.
-        if (failure && !this.#pipelineFailed) {
+        // whose own commit threw fail as they do when not pipelined, unless a busy KV file refused
+        // it (nothing was written; the usual path retries that too).
+        if (failure && !this.#pipelineFailed && !isDatabaseLocked(failure)) {
           for (const { push } of group.items) {
             if (push.live()) push.settle({ kind: "failed", error: failure });
           }

@@ -55,8 +55,9 @@ export function withLockedRetry<S extends RoomStore>(
   options: LockedRetryOptions = {},
 ): S {
   return wrapMethods(store, ({ method, call }) =>
-    // writeSlot writes nothing (and is not async); pipelineSteps may answer `undefined`, and only
-    // remote stores (which are never locked) pipeline.
+    // writeSlot writes nothing (and is not async); pipelineSteps may answer `undefined`, and a
+    // pipelined commit a busy file refused (a local file behind a remote-KV setup, as in the
+    // benchmark) is planned and committed again by the room (group_commit.ts).
     method === "writeSlot" || method === "pipelineSteps"
       ? call()
       : retryWhileLocked(() => call() as Promise<unknown>, options));

@@ -9,6 +9,7 @@ import { KvRoomStore } from "../../sync/tldraw/kv_room_store.ts";
 import { TldrawRoom } from "../../sync/tldraw/room.ts";
 import type { RoomStore } from "../../sync/tldraw/room_store.ts";
 import { withOverrides } from "../helpers/overrides.ts";
+import { isDatabaseLocked, withLockedRetry } from "../../sync/tldraw/locked_retry.ts";
 import { jitteryKv } from "../helpers/jittery_kv.ts";
 import { withKvMethods } from "../../sync/kv_write_lock.ts";
 import { MAX_GROUP_PUSHES } from "../../sync/tldraw/push_group.ts";
@@ -405,6 +406,67 @@ Deno.test("pipelined commits on a remote KV: more pushes than one group queued b
     const data = (await kvStore.load("r"))!;
     assert.equal(data.meta.documentClock, burst + 1);
     for (let n = 1; n <= burst; n++) {
+      assert.ok(data.records.some((r) => r.state.id === `shape:${n}`), `shape:${n} lost`);
+    }
+  } finally {
+    await room.close();
+  }
+});
+
+/** `kv` whose atomic commits numbered in `failing` (1-based) throw SQLite's busy error unapplied. */
+function lockedAt(kv: Deno.Kv, failing: Set<number>): { kv: Deno.Kv; failed: () => number } {
+  let commits = 0;
+  let failed = 0;
+  const atomic = () => {
+    const op = kv.atomic();
+    const commit = op.commit.bind(op);
+    op.commit = () => {
+      if (!failing.has(++commits)) return commit();
+      failed++;
+      return Promise.reject(new TypeError("database is locked"));
+    };
+    return op;
+  };
+  return { kv: withKvMethods(kv, new Map([["atomic", atomic]])), failed: () => failed };
+}
+
+Deno.test("pipelined commits on a remote KV: a commit refused by a busy file is planned and committed again, not failed", async () => {
+  await using local = await Deno.openKv(":memory:");
+  const remote = jitteryKv(local, () => 5 + Math.random() * 5);
+  const locked = lockedAt(remote.kv, new Set([4, 9, 10, 17, 30]));
+  const kvStore = new KvRoomStore(locked.kv, { remote: true, commitsInFlight: 8 });
+  let refusedInPipeline = 0;
+  const pipelining = withOverrides<RoomStore>(kvStore, {
+    pipelineSteps: (roomId, expectedClock, steps) => {
+      const result = kvStore.pipelineSteps(roomId, expectedClock, steps);
+      result?.catch((error) => {
+        if (isDatabaseLocked(error)) refusedInPipeline++;
+      });
+      return result;
+    },
+  });
+  // As the server runs it: a busy file is retried.
+  const store = withLockedRetry(pipelining, { sleep: () => Promise.resolve() });
+  const total = 120;
+  const { room, pushers, observer, sent } = await pushShapes(
+    store,
+    total,
+    (n) => n % 3 === 2 ? new Promise((resolve) => setTimeout(resolve, 1)) : undefined,
+  );
+  try {
+    assert.ok(refusedInPipeline > 0, `pipelined commits refused: ${refusedInPipeline}`);
+    pushers.forEach((socket, i) => {
+      assert.equal(socket.closedWith, null);
+      const results = socket.dataEvents().filter((e) => e.type === "push_result");
+      assert.deepEqual(results.map((e) => e.clientClock), [...Array(sent[i]).keys()]);
+      assert.ok(results.every((e) => e.action === "commit"));
+    });
+    assert.deepEqual(
+      observer.dataEvents().map((e) => e.serverClock),
+      Array.from({ length: total }, (_, n) => n + 1),
+    );
+    const data = (await kvStore.load("r"))!;
+    for (let n = 0; n < total; n++) {
       assert.ok(data.records.some((r) => r.state.id === `shape:${n}`), `shape:${n} lost`);
     }
   } finally {
