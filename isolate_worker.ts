@@ -26,6 +26,7 @@ self.onmessage = async (event: MessageEvent<ToIsolate>) => {
         reusePort: message.reusePort,
         directPort: true,
         ...(message.kvWriteLock ? { kvWriteLock: message.kvWriteLock } : {}),
+        ...(message.busPorts ? { busPorts: message.busPorts } : {}),
       });
       reply({ type: "listening", isolate, port: server.port, directPort: server.directPort! });
     } catch (error) {

@@ -19,6 +19,7 @@ import { openDatabase } from "./db/open.ts";
 import { openPGlite } from "./db/pglite.ts";
 import type { Logger } from "./log.ts";
 import { createKvWriteLockBuffer } from "./sync/kv_write_lock.ts";
+import { linkWorkers } from "./sync/bus/port_bus.ts";
 
 /** Supervisor → worker. */
 export type ToIsolate =
@@ -29,6 +30,8 @@ export type ToIsolate =
     reusePort: boolean;
     /** The KV write lock all isolates share (a KV file only; see sync/kv_write_lock.ts). */
     kvWriteLock?: SharedArrayBuffer;
+    /** Its ends of the channels linking it to every other isolate (sync/bus/port_bus.ts). */
+    busPorts?: MessagePort[];
   }
   | { type: "shutdown"; reason: string };
 
@@ -70,6 +73,8 @@ export async function startIsolates(config: Config, log: Logger): Promise<Runnin
   const kvWriteLock = kvPath !== undefined && kvPath !== ":memory:"
     ? createKvWriteLockBuffer()
     : undefined;
+  // The bus between the isolates: a MessagePort per pair (cheaper than a BroadcastChannel here).
+  const busPorts = config.isolates > 1 ? linkWorkers(config.isolates) : [];
   try {
     for (let isolate = 0; isolate < config.isolates; isolate++) {
       const worker = new Worker(new URL("./isolate_worker.ts", import.meta.url), {
@@ -77,19 +82,27 @@ export async function startIsolates(config: Config, log: Logger): Promise<Runnin
         name: `isolate-${isolate}`,
       });
       workers.push(worker);
-      const started = await request(worker, {
-        type: "start",
-        isolate,
-        reusePort: true,
-        ...(kvWriteLock ? { kvWriteLock } : {}),
-        // The first isolate may pick a free port (PORT=0); the others join it.
-        config: { ...workerConfig, http: { ...workerConfig.http, port } },
-      }, "listening");
+      const started = await request(
+        worker,
+        {
+          type: "start",
+          isolate,
+          reusePort: true,
+          ...(kvWriteLock ? { kvWriteLock } : {}),
+          ...(busPorts[isolate] ? { busPorts: busPorts[isolate] } : {}),
+          // The first isolate may pick a free port (PORT=0); the others join it.
+          config: { ...workerConfig, http: { ...workerConfig.http, port } },
+        },
+        "listening",
+        undefined,
+        busPorts[isolate],
+      );
       port = started.port;
       directPorts.push(started.directPort);
     }
   } catch (error) {
     for (const worker of workers) worker.terminate();
+    for (const ports of busPorts) for (const port of ports) port.close();
     await closeDatabase();
     throw error;
   }
@@ -167,7 +180,7 @@ async function prepareDatabase(
     workerConfig: {
       ...config,
       migrateOnStart: false,
-      // LISTEN/NOTIFY does not cross pglite-socket: isolates of one process use BroadcastChannel.
+      // LISTEN/NOTIFY does not cross pglite-socket: the isolates of one process use their ports.
       bus: config.bus === "none" ? "none" : "broadcast",
       database: {
         kind: "postgres",
@@ -188,6 +201,7 @@ function request<T extends FromIsolate["type"]>(
   message: ToIsolate,
   expect: T,
   timeoutMs = 60_000,
+  transfer: Transferable[] = [],
 ): Promise<Extract<FromIsolate, { type: T }>> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -215,6 +229,6 @@ function request<T extends FromIsolate["type"]>(
     };
     worker.addEventListener("message", onMessage);
     worker.addEventListener("error", onError);
-    worker.postMessage(message);
+    worker.postMessage(message, transfer);
   });
 }

@@ -50,6 +50,8 @@ export interface ServeOptions {
   directPort?: boolean;
   /** The KV write lock shared by the isolates of this process (see sync/kv_write_lock.ts). */
   kvWriteLock?: SharedArrayBuffer;
+  /** Ports to the other isolate Workers of this process: the bus goes through them (port_bus.ts). */
+  busPorts?: MessagePort[];
   /** Wraps the opened KV handle (benchmarks: a remote KV's latency, bench/latent_kv.ts). */
   wrapKv?: (kv: Deno.Kv) => Deno.Kv;
 }
@@ -83,7 +85,7 @@ export async function startServer(
     throw error;
   }
   const db = database;
-  const bus = await openBus(config, db, log);
+  const bus = await openBus(config, db, log, options.busPorts);
   const lifecycle = new Lifecycle();
   const app = createApp({ config, kv, database: db, log, lifecycle, ...(bus ? { bus } : {}) });
 

@@ -3,9 +3,10 @@
  * same rooms. Nothing on the bus is trusted to arrive: it is a hint that makes convergence fast, while
  * correctness comes from the durable catch-up path (KV change log, Postgres change table).
  *
- * Implementations: {@link MemoryBusHub} (tests), {@link BroadcastChannelBus} (Workers of one process;
- * Deno Deploy), {@link PostgresBus} (LISTEN/NOTIFY: separate processes or machines sharing a database),
- * and {@link CombinedBus} (several at once, de-duplicated).
+ * Implementations: {@link MemoryBusHub} (tests), {@link BroadcastChannelBus} (Deno Deploy),
+ * {@link PortBus} (the Workers of `--isolates N`), {@link PostgresBus} (LISTEN/NOTIFY: separate
+ * processes or machines sharing a database), and {@link CombinedBus} (several at once,
+ * de-duplicated).
  *
  * @module
  */

@@ -8,6 +8,7 @@ import { BusMessageTooLarge, MAX_BUS_MESSAGE_BYTES } from "../../sync/bus/bus.ts
 import { BroadcastChannelBus } from "../../sync/bus/broadcast_channel_bus.ts";
 import { CombinedBus } from "../../sync/bus/combined_bus.ts";
 import { MemoryBusHub } from "../../sync/bus/memory_bus.ts";
+import { linkWorkers, PortBus } from "../../sync/bus/port_bus.ts";
 import { PostgresBus } from "../../sync/bus/postgres_bus.ts";
 import { openTestDatabase, TEST_ENGINE } from "../helpers/db.ts";
 
@@ -34,6 +35,20 @@ const implementations: Record<string, () => Promise<Pair>> = {
     const namespace = `test-${crypto.randomUUID()}`;
     const a = new BroadcastChannelBus({ namespace, id: "a" });
     const b = new BroadcastChannelBus({ namespace, id: "b" });
+    return Promise.resolve({
+      a,
+      b,
+      async [Symbol.asyncDispose]() {
+        await a.close();
+        await b.close();
+      },
+    });
+  },
+  message_ports: () => {
+    // The supervisor's wiring, with both ends in this isolate.
+    const [aPorts, bPorts] = linkWorkers(2);
+    const a = new PortBus(aPorts!, "a");
+    const b = new PortBus(bPorts!, "b");
     return Promise.resolve({
       a,
       b,

@@ -342,3 +342,24 @@ Deno.test("eviction: a draining isolate closes with 1012; the real client resume
     await closeAll(sockets);
   }
 });
+
+Deno.test("3 isolates: with polling off, each one's changes reach the other two over the bus (a MessagePort per pair)", async () => {
+  // ROOM_POLL_MS=0: no isolate reads the room's clock on its own, so only a bus message can tell it
+  // about a change another isolate committed (or carry a push to the room's writer).
+  await using cluster = await startCluster(3, { ROOM_POLL_MS: "0" });
+  const room = "ports";
+  const sockets: RawSocket[] = [];
+  try {
+    for (let i = 0; i < 3; i++) sockets.push((await connectRaw(cluster.roomUrl(i, room))).socket);
+    for (let i = 0; i < 3; i++) {
+      const id = `shape:from-${i}`;
+      sockets[i]!.send({ type: "push", clientClock: 0, diff: { [id]: ["put", geoShape(id)] } });
+      await sockets[i]!.waitForEvent((e) => e.type === "push_result", 5_000);
+      for (const socket of sockets.filter((_, j) => j !== i)) {
+        await socket.waitForEvent((e) => e.type === "patch" && id in e.diff, 5_000);
+      }
+    }
+  } finally {
+    await closeAll(sockets);
+  }
+});
