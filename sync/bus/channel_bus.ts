@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { nextTurn } from "../next_turn.ts";
 import { type Bus, type BusEnvelope, encodeEnvelope, envelopeFrom, TopicHandlers } from "./bus.ts";
 
 /** Where a {@link ChannelBus} sends its batches and hears those of the others. */
@@ -24,7 +25,8 @@ export class ChannelBus implements Bus {
   readonly #channel: BusChannel;
   /** Envelopes published in this turn, sent together at its end. */
   #outbox: string[] = [];
-  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Cancels the flush at the end of this turn, while one is due. */
+  #cancelFlush: (() => void) | null = null;
   #seq = 0;
   #closed = false;
 
@@ -39,11 +41,11 @@ export class ChannelBus implements Bus {
     if (this.#closed) throw new Error("bus closed");
     // Encoded now: the size rule applies to each message, and a caller may change `body` later.
     this.#outbox.push(encodeEnvelope({ topic, origin: this.id, seq: ++this.#seq, body }));
-    this.#flushTimer ??= setTimeout(() => this.#flush(), 0);
+    this.#cancelFlush ??= nextTurn(() => this.#flush());
   }
 
   #flush(): void {
-    this.#flushTimer = null;
+    this.#cancelFlush = null;
     const batch = this.#outbox;
     this.#outbox = [];
     if (batch.length === 0 || this.#closed) return;
@@ -72,7 +74,7 @@ export class ChannelBus implements Bus {
 
   close(): Promise<void> {
     // What was published before closing still goes out.
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    this.#cancelFlush?.();
     this.#flush();
     this.#closed = true;
     this.#channel.close();

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { macrotask } from "../next_turn.ts";
 
 /** Characters of text encoded (and, in place, compressed) per macrotask turn. */
 export const CHUNK_CHARS = 256 * 1024;
@@ -64,8 +65,6 @@ function* chunksOf(parts: Iterable<string>): Generator<string> {
   }
   if (pending.length > 0) yield pending.join("");
 }
-
-const macrotask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /** Encodes the chunks into `sink`, one per macrotask turn. */
 async function compressChunks(

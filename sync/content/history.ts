@@ -23,6 +23,7 @@ import {
   readRoomText,
 } from "./document.ts";
 import type { TextCompressor } from "./gzip.ts";
+import { macrotask } from "../next_turn.ts";
 
 /** Why a version was written. */
 export const VersionReason = {
@@ -321,8 +322,7 @@ export class HistoryRecorder {
   }
 
   #inTurn<T>(write: () => Promise<T>): Promise<T> {
-    const run = this.#writeTurn.then(() => new Promise((resolve) => setTimeout(resolve, 0)))
-      .then(write);
+    const run = this.#writeTurn.then(macrotask).then(write);
     this.#writeTurn = run.catch(() => {});
     return run;
   }
