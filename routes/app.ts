@@ -47,9 +47,16 @@ export function createApp(input: AppDeps): Hono {
   const app = new Hono();
   const metrics = input.metrics ?? new MetricsRegistry();
   const engine = serverMetrics(metrics);
-  // Everything below shares this registry and sees the bus through its counters.
+  // Everything below shares this registry and sees the bus through its counters (one series per
+  // direction and topic kind, looked up once: every bus message is counted).
+  const busSeries = new Map<string, { inc(): void }>();
   const bus = input.bus &&
-    meteredBus(input.bus, (direction, kind) => engine.busNotices.inc({ direction, kind }));
+    meteredBus(input.bus, (direction, kind) => {
+      const key = `${direction} ${kind}`;
+      let series = busSeries.get(key);
+      if (!series) busSeries.set(key, series = engine.busNotices.with({ direction, kind }));
+      series.inc();
+    });
   // Every KV operation of this isolate is counted (kv_operations_total).
   const kv = meteredKv(input.kv, kvOperationCounter(metrics));
   const deps: AppDeps = { ...input, kv, metrics, ...(bus ? { bus } : {}) };
