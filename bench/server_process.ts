@@ -64,19 +64,29 @@ export class ServerProcess {
     }).spawn();
     const lines = readLines(child.stdout);
     let announcement: ServerAnnouncement | undefined;
-    for await (const line of lines) {
+    // Not `for await … break`: breaking out would end the generator, and stdout would no longer be
+    // drained (a server printing more, e.g. with `--trace-gc`, would then block on a full pipe).
+    while (!announcement) {
+      const next = await lines.next();
+      if (next.done) break;
       try {
-        announcement = (JSON.parse(line) as { ready?: ServerAnnouncement }).ready;
+        announcement = (JSON.parse(next.value) as { ready?: ServerAnnouncement }).ready;
       } catch {
         // a log line before the announcement
       }
-      if (announcement) break;
     }
     if (!announcement) throw new Error(`${options.name}: exited before announcing its port`);
     const server = new ServerProcess(options.name, child, announcement);
     // Keep both pipes drained so the server never blocks on a full pipe.
+    // `BENCH_SERVER_STDOUT=<prefix>`: each server's stdout also goes to `<prefix>.<name>` (e.g. V8's
+    // `--trace-gc` lines, with `BENCH_BASELINE_ENV=DENO_V8_FLAGS=--trace-gc`).
+    const copyTo = Deno.env.get("BENCH_SERVER_STDOUT");
     void (async () => {
-      for await (const _ of lines);
+      for await (const line of lines) {
+        if (copyTo) {
+          await Deno.writeTextFile(`${copyTo}.${options.name}`, `${line}\n`, { append: true });
+        }
+      }
     })();
     void (async () => {
       for await (const line of readLines(child.stderr)) {
