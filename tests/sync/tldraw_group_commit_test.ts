@@ -250,6 +250,35 @@ async function pushShapes(
   return { room, pushers, observer, sent };
 }
 
+/** A pause after every third push: about 3 pushes a millisecond. */
+const everyThird = (n: number) =>
+  n % 3 === 2 ? new Promise((resolve) => setTimeout(resolve, 1)) : undefined;
+
+/**
+ * Every push of {@link pushShapes} was acknowledged with `commit`, in each session's order, the
+ * observer saw one clock step per push, and every shape is stored; returns the stored room.
+ */
+async function assertAllCommitted(
+  shapes: Awaited<ReturnType<typeof pushShapes>>,
+  store: RoomStore,
+  total: number,
+) {
+  shapes.pushers.forEach((socket, i) => {
+    assert.equal(socket.closedWith, null);
+    const results = socket.dataEvents().filter((e) => e.type === "push_result");
+    assert.deepEqual(results.map((e) => e.clientClock), [...Array(shapes.sent[i]).keys()]);
+    assert.ok(results.every((e) => e.action === "commit"));
+  });
+  assert.deepEqual(
+    shapes.observer.dataEvents().map((e) => e.serverClock),
+    Array.from({ length: total }, (_, n) => n + 1),
+  );
+  const data = (await store.load("r"))!;
+  for (let n = 0; n < total; n++) {
+    assert.ok(data.records.some((r) => r.state.id === `shape:${n}`), `shape:${n} lost`);
+  }
+}
+
 /** `kv` counting, per record id, the record writes of operations that landed. */
 function countingRecordWrites(kv: Deno.Kv): { kv: Deno.Kv; written: Map<string, number> } {
   const written = new Map<string, number>();
@@ -292,33 +321,19 @@ Deno.test("pipelined commits on a remote KV: a busy room keeps commits in flight
   });
   const total = 300;
   // About 3 pushes a millisecond: dozens within one round trip.
-  const { room, pushers, observer, sent } = await pushShapes(
-    store,
-    total,
-    (n) => n % 3 === 2 ? new Promise((resolve) => setTimeout(resolve, 1)) : undefined,
-  );
+  const shapes = await pushShapes(store, total, everyThird);
   try {
-    pushers.forEach((socket, i) => {
-      const results = socket.dataEvents().filter((e) => e.type === "push_result");
-      assert.deepEqual(results.map((e) => e.clientClock), [...Array(sent[i]).keys()]);
-      assert.ok(results.every((e) => e.action === "commit"));
-    });
-    // One clock step per push, in order.
-    assert.deepEqual(
-      observer.dataEvents().map((e) => e.serverClock),
-      Array.from({ length: total }, (_, n) => n + 1),
-    );
+    // In order, one clock step per push, every shape stored.
+    await assertAllCommitted(shapes, kvStore, total);
     assert.ok(pipelined > 5, `pipelined commits: ${pipelined}`);
     assert.ok(mostInFlight > 1, "no commit was issued while another was in flight");
     assert.ok(remote.stats.reordered > 0, "the KV applied some operations out of order");
-    const data = (await kvStore.load("r"))!;
     for (let n = 0; n < total; n++) {
-      assert.ok(data.records.some((r) => r.state.id === `shape:${n}`), `shape:${n} lost`);
       // (Commits carrying the steps of those in flight wrote each shape several times.)
       assert.equal(counted.written.get(`shape:${n}`), 1, `shape:${n} written more than once`);
     }
   } finally {
-    await room.close();
+    await shapes.room.close();
   }
 });
 
@@ -448,28 +463,11 @@ Deno.test("pipelined commits on a remote KV: a commit refused by a busy file is 
   // As the server runs it: a busy file is retried.
   const store = withLockedRetry(pipelining, { sleep: () => Promise.resolve() });
   const total = 120;
-  const { room, pushers, observer, sent } = await pushShapes(
-    store,
-    total,
-    (n) => n % 3 === 2 ? new Promise((resolve) => setTimeout(resolve, 1)) : undefined,
-  );
+  const shapes = await pushShapes(store, total, everyThird);
   try {
     assert.ok(refusedInPipeline > 0, `pipelined commits refused: ${refusedInPipeline}`);
-    pushers.forEach((socket, i) => {
-      assert.equal(socket.closedWith, null);
-      const results = socket.dataEvents().filter((e) => e.type === "push_result");
-      assert.deepEqual(results.map((e) => e.clientClock), [...Array(sent[i]).keys()]);
-      assert.ok(results.every((e) => e.action === "commit"));
-    });
-    assert.deepEqual(
-      observer.dataEvents().map((e) => e.serverClock),
-      Array.from({ length: total }, (_, n) => n + 1),
-    );
-    const data = (await kvStore.load("r"))!;
-    for (let n = 0; n < total; n++) {
-      assert.ok(data.records.some((r) => r.state.id === `shape:${n}`), `shape:${n} lost`);
-    }
+    await assertAllCommitted(shapes, kvStore, total);
   } finally {
-    await room.close();
+    await shapes.room.close();
   }
 });
