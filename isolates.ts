@@ -82,21 +82,15 @@ export async function startIsolates(config: Config, log: Logger): Promise<Runnin
         name: `isolate-${isolate}`,
       });
       workers.push(worker);
-      const started = await request(
-        worker,
-        {
-          type: "start",
-          isolate,
-          reusePort: true,
-          ...(kvWriteLock ? { kvWriteLock } : {}),
-          ...(busPorts[isolate] ? { busPorts: busPorts[isolate] } : {}),
-          // The first isolate may pick a free port (PORT=0); the others join it.
-          config: { ...workerConfig, http: { ...workerConfig.http, port } },
-        },
-        "listening",
-        undefined,
-        busPorts[isolate],
-      );
+      const started = await request(worker, {
+        type: "start",
+        isolate,
+        reusePort: true,
+        ...(kvWriteLock ? { kvWriteLock } : {}),
+        ...(busPorts[isolate] ? { busPorts: busPorts[isolate] } : {}),
+        // The first isolate may pick a free port (PORT=0); the others join it.
+        config: { ...workerConfig, http: { ...workerConfig.http, port } },
+      }, "listening");
       port = started.port;
       directPorts.push(started.directPort);
     }
@@ -201,7 +195,6 @@ function request<T extends FromIsolate["type"]>(
   message: ToIsolate,
   expect: T,
   timeoutMs = 60_000,
-  transfer: Transferable[] = [],
 ): Promise<Extract<FromIsolate, { type: T }>> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -229,6 +222,7 @@ function request<T extends FromIsolate["type"]>(
     };
     worker.addEventListener("message", onMessage);
     worker.addEventListener("error", onError);
-    worker.postMessage(message, transfer);
+    // A start message's bus ports move to the worker (a MessagePort is transferred, not copied).
+    worker.postMessage(message, message.type === "start" ? message.busPorts ?? [] : []);
   });
 }
