@@ -1,7 +1,7 @@
 /**
  * "After this task": a callback (or a promise) that runs once the current task and its microtasks
- * are done and pending I/O and timers have had their turn — to batch what one task publishes, or to
- * let sockets in between the chunks of a long job.
+ * are done, on a later turn of the event loop — to batch what one task publishes, or to let sockets
+ * and due timers in between the chunks of a long job (they run between such turns).
  *
  * Why not `setTimeout(fn, 0)`: under Deno's Node-compatible timers (Deno 2.9 here) a delay of 0
  * means 1 ms, and a chain of them measured 2.3 ms per turn on the benchmark VM; `setImmediate`
