@@ -91,6 +91,23 @@ const wanted = (key: string) => only.size === 0 || only.has(key);
  * into the next scenario's window with a 3 s wait).
  */
 const IDLE_WAIT_MS = 15_000;
+/**
+ * Both servers drop a closed session 5 s after its socket closed and only then unload the room:
+ * until then a server sits idle, and its unload (a snapshot, a history version) would fall into the
+ * next run's window, on whichever server that is (measured: the seeding's six 5,000-shape rooms
+ * unloading in the first scenario's window took our fan-out p99 there from 11 to 41 ms).
+ */
+const UNLOAD_AFTER_MS = 6_500;
+/** When each server's last load ended (its sessions closed). */
+const loadEndedAt = new Map<string, number>();
+
+/** Waits until every server has had time to unload what earlier runs left, and is idle. */
+async function settle(servers: ServerProcess[]): Promise<void> {
+  const last = Math.max(0, ...servers.map((s) => loadEndedAt.get(s.name) ?? 0));
+  const wait = last + UNLOAD_AFTER_MS - performance.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  await Promise.all(servers.map((s) => s.waitIdle(IDLE_WAIT_MS)));
+}
 
 interface SteadyScenario {
   key: string;
@@ -147,12 +164,14 @@ async function interleaved<T>(
   const order = scenarioIndex++ % 2 === 0 ? servers : [...servers].reverse();
   const results = new Map<string, T>();
   for (const server of order) {
-    await Promise.all(servers.map((s) => s.waitIdle(IDLE_WAIT_MS)));
+    await settle(servers);
     try {
       results.set(server.name, await body(server));
     } catch (error) {
       // One failed run (e.g. timed out on an overloaded machine) leaves a gap, not an empty report.
       progress(`${server.name}: ${error instanceof Error ? error.message : error}`);
+    } finally {
+      loadEndedAt.set(server.name, performance.now());
     }
   }
   return results;
@@ -378,6 +397,7 @@ async function main(): Promise<void> {
           shapes: SHAPES,
           perPush: 250,
         });
+        loadEndedAt.set(server.name, performance.now());
         progress(`seeded ${server.name} in ${seeded.seedSeconds?.toFixed(1)} s`);
       }));
     }
@@ -388,11 +408,8 @@ async function main(): Promise<void> {
       );
     }
     if (wanted("sat")) saturation = await interleaved(servers, (s) => runSaturation(s, runId));
-    if (wanted("join")) {
-      // Both servers drop a closed session after 5 s and then unload the room.
-      await new Promise((resolve) => setTimeout(resolve, 6_000));
-      joins = await interleaved(servers, (server) => runJoin(server, joinRooms));
-    }
+    // The seeded rooms are unloaded by now: `interleaved` settles the servers first.
+    if (wanted("join")) joins = await interleaved(servers, (server) => runJoin(server, joinRooms));
     if (wanted("idle")) idle = await interleaved(servers, (server) => runIdle(server, runId));
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
