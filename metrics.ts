@@ -198,6 +198,9 @@ export const LATENCY_BUCKETS = [
   10,
 ];
 
+/** Event-loop delay buckets in seconds, 2 ms to 2 s. */
+export const EVENT_LOOP_DELAY_BUCKETS = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2];
+
 /** The metrics of one isolate. */
 export class MetricsRegistry {
   readonly #metrics = new Map<string, Metric<unknown>>();
@@ -276,6 +279,8 @@ export interface ServerMetrics {
   mutationRejects: Counter;
   /** `debug_tail_dropped_total`: log lines a slow debug-tail client did not get. */
   debugTailDropped: Counter;
+  /** `event_loop_delay_seconds`: how late the isolate's event loop runs (event_loop_delay.ts). */
+  eventLoopDelay: Histogram;
   /**
    * `zero_mutations_total{outcome}`: Zero mutations pushed by zero-cache, by outcome (`ok`,
    * `app_error`, `already_processed`, `push_failed`).
@@ -384,6 +389,11 @@ export function serverMetrics(registry: MetricsRegistry): ServerMetrics {
     debugTailDropped: registry.counter(
       "debug_tail_dropped_total",
       "Log lines not delivered to a slow debug-tail client",
+    ),
+    eventLoopDelay: registry.histogram(
+      "event_loop_delay_seconds",
+      "How late this isolate's event loop ran a timer due every 25 ms (GC pauses, long tasks, CPU)",
+      EVENT_LOOP_DELAY_BUCKETS,
     ),
   };
   for (const channel of SYNC_CHANNELS) {

@@ -27,33 +27,48 @@ export interface Measured {
   kv?: KvRates | undefined;
 }
 
-/** KV operations per second over a window. */
+/** KV operations per second over a window, and the event loop's stalls in it. */
 export interface KvRates {
   readsPerSec: number;
   commitsPerSec: number;
+  /** Ticks of `event_loop_delay_seconds` later than 20 / 50 / 100 ms (event_loop_delay.ts). */
+  loopStalls: [number, number, number];
 }
 
+/** The counters of our server's `/metrics` a window reads. */
+interface ServerTotals {
+  reads: number;
+  commits: number;
+  /** Loop ticks in all, and within 20 / 50 / 100 ms. */
+  ticks: number;
+  within: [number, number, number];
+}
+
+const STALL_BOUNDS = ["0.02", "0.05", "0.1"];
+
 /** `kv_operations_total` of the server now, or undefined when it has no such metric. */
-async function kvTotals(
-  server: ServerProcess,
-): Promise<{ reads: number; commits: number } | undefined> {
+async function kvTotals(server: ServerProcess): Promise<ServerTotals | undefined> {
   try {
     const response = await fetch(`http://127.0.0.1:${server.port}/metrics`);
     if (!response.ok) {
       await response.body?.cancel();
       return undefined;
     }
-    let reads = 0;
-    let commits = 0;
+    const totals: ServerTotals = { reads: 0, commits: 0, ticks: 0, within: [0, 0, 0] };
     let found = false;
     for (const line of (await response.text()).split("\n")) {
+      const bucket = /^event_loop_delay_seconds_bucket\{le="([\d.]+)"\} (\d+)/.exec(line);
+      const at = bucket ? STALL_BOUNDS.indexOf(bucket[1]!) : -1;
+      if (at >= 0) totals.within[at] = Number(bucket![2]);
+      const ticks = /^event_loop_delay_seconds_count (\d+)/.exec(line);
+      if (ticks) totals.ticks = Number(ticks[1]);
       const match = /^kv_operations_total\{kind="(\w+)"\} (\d+)/.exec(line);
       if (!match) continue;
       found = true;
-      if (match[1] === "commit") commits += Number(match[2]);
-      else reads += Number(match[2]);
+      if (match[1] === "commit") totals.commits += Number(match[2]);
+      else totals.reads += Number(match[2]);
     }
-    return found ? { reads, commits } : undefined;
+    return found ? totals : undefined;
   } catch {
     return undefined;
   }
@@ -73,7 +88,7 @@ export class WindowMeter {
   >();
   #started = new Map<
     string,
-    { cpu: number; main: number; at: number; kv: { reads: number; commits: number } | undefined }
+    { cpu: number; main: number; at: number; kv: ServerTotals | undefined }
   >();
 
   constructor(readonly server: ServerProcess) {}
@@ -102,6 +117,9 @@ export class WindowMeter {
           ? {
             readsPerSec: (kv.reads - start.kv.reads) / seconds,
             commitsPerSec: (kv.commits - start.kv.commits) / seconds,
+            loopStalls: start.kv.within.map((within, i) =>
+              (kv.ticks - start.kv!.ticks) - (kv.within[i]! - within)
+            ) as [number, number, number],
           }
           : undefined,
       });

@@ -30,6 +30,7 @@ import { fileRoomRoutes } from "./file_rooms.ts";
 import { tldrImportRoutes } from "./tldr_import.ts";
 import { adminRoutes, takeIsolateReport } from "./admin.ts";
 import { IsolateReports } from "../sync/isolate_reports.ts";
+import { watchEventLoop } from "../event_loop_delay.ts";
 import { AdminCommands } from "../sync/admin_commands.ts";
 import { FileRooms } from "../sync/file_rooms.ts";
 import { jwtAccessHooks, tokenAuthHooks } from "../sync/livestore/hooks.ts";
@@ -181,6 +182,8 @@ export function createApp(input: AppDeps): Hono {
   });
   reports.start();
   deps.lifecycle.onDrain(() => reports.stop());
+  const loop = watchEventLoop((delay) => engine.eventLoopDelay.observe(delay));
+  deps.lifecycle.onDrain(() => loop.stop());
   app.route("/", adminRoutes(deps, rooms, userData.auth, adminCommands, reports));
   app.route("/", historyRoutes(deps, rooms, userData, content));
   app.route("/", snapshotRoutes(deps, userData, content, readonlyIds));
