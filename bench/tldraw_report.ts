@@ -140,11 +140,12 @@ function saturationSteps(results: BenchResults): string {
       steps.map((s) =>
         `${formatCount(s.phase.offeredPerSec)}→${formatMs(s.phase.fanout.p99)}` +
         `${s.phase.lostAcks + s.phase.lostFanouts ? "(lost)" : ""} ` +
-        `${s.cpuPercent.toFixed(0)}% (${s.mainCpuPercent.toFixed(0)}%)`
+        `${s.cpuPercent.toFixed(0)}% (${s.mainCpuPercent.toFixed(0)}%)` +
+        (s.kv && s.kv.loopStalls[1] > 0 ? ` late ${s.kv.loopStalls[1]}` : "")
       ).join(", ");
   });
-  return "saturation steps (offered push/s → fan-out p99 ms, server CPU % (JS thread %)):\n" +
-    lines.join("\n");
+  return "saturation steps (offered push/s → fan-out p99 ms, server CPU % (JS thread %), " +
+    "event-loop ticks > 50 ms late if any):\n" + lines.join("\n");
 }
 
 /**
