@@ -63,6 +63,14 @@ export const DEFAULT_RETENTION: RetentionPolicy = {
   maxAgeMs: 365 * 24 * 3_600_000,
 };
 
+/** A version {@link HistoryStore.addBatch} stores unless its room has one at its clock. */
+export interface PendingVersion {
+  roomId: string;
+  snapshot: DocumentCopy;
+  reason: Exclude<VersionReason, "restore">;
+  createdAt: number;
+}
+
 /** Postgres access to `room_history`. */
 export class HistoryStore {
   readonly #database: Database;
@@ -97,6 +105,44 @@ export class HistoryStore {
         RETURNING "id"`.execute(db)).rows[0];
     if (!row) return null;
     return { id: String(row.id), roomId, clock: snapshot.clock, createdAt: now, reason, size };
+  }
+
+  /**
+   * Stores several versions (of different rooms) with one statement, each unless a version of its
+   * room at its clock exists; returns each one's new version, or `null`, in order. The documents are
+   * compressed first, one per macrotask turn. Per small room a version costs the serving thread
+   * mostly the statement (building it, the round trip, the answer), so many rooms' versions written
+   * together cost little more than one.
+   */
+  async addBatch(versions: readonly PendingVersion[]): Promise<(VersionInfo | null)[]> {
+    const rows = [];
+    for (const [index, version] of versions.entries()) {
+      if (index > 0) await macrotask();
+      const { data, size } = await encodeSnapshot(version.snapshot, this.#compress);
+      rows.push({ ...version, clock: version.snapshot.clock, size, data });
+    }
+    if (rows.length === 0) return [];
+    const values = sql.join(
+      rows.map((row) =>
+        sql`(${row.roomId}, ${row.clock}::bigint, ${row.createdAt}::bigint, ${row.reason}, ${row.size}::integer, ${row.data}::bytea)`
+      ),
+    );
+    const { rows: inserted } = await sql<{ id: number; roomId: string; clock: number | string }>`
+      INSERT INTO "room_history" ("roomId", "clock", "createdAt", "reason", "size", "data")
+      SELECT v."roomId", v."clock", v."createdAt", v."reason", v."size", v."data"
+      FROM (VALUES ${values}) AS v("roomId", "clock", "createdAt", "reason", "size", "data")
+      WHERE NOT EXISTS (
+        SELECT 1 FROM "room_history" h WHERE h."roomId" = v."roomId" AND h."clock" = v."clock"
+      )
+      RETURNING "id", "roomId", "clock"`.execute(this.#database.db);
+    const ids = new Map(inserted.map((row) => [`${row.roomId} ${Number(row.clock)}`, row.id]));
+    return rows.map((row) => {
+      const id = ids.get(`${row.roomId} ${row.clock}`);
+      if (id === undefined) return null;
+      ids.delete(`${row.roomId} ${row.clock}`); // the same room and clock twice: stored once
+      const { roomId, clock, createdAt, reason, size } = row;
+      return { id: String(id), roomId, clock, createdAt, reason, size };
+    });
   }
 
   /** Versions of a room, newest first. */
@@ -187,6 +233,9 @@ export function thin(
  */
 const PRUNE_EVERY_MS = 10 * 60_000;
 
+/** Versions stored with one statement at most (documents are compressed one per turn first). */
+const MAX_BATCH_VERSIONS = 50;
+
 /**
  * A document this big (uncompressed) or bigger waits one more interval between versions per
  * multiple of it: copying, compressing and storing a 25 MB document every 8 s took the serving
@@ -225,11 +274,20 @@ export class HistoryRecorder {
   /** Serialises writes per room, so a leave never races the timer's write. */
   readonly #chains = new Map<string, Promise<unknown>>();
   /**
-   * Versions are written one at a time for the whole isolate, each after a macrotask turn: with
-   * embedded PGlite a write runs on this thread (~50 ms for a 5,000-shape room), and 100 rooms
-   * emptied at once wrote back to back without letting a socket in (a 1.4 s stall in the benchmark).
+   * Writes take turns for the whole isolate, each after a macrotask turn: with embedded PGlite a
+   * write runs on this thread (~50 ms for a 5,000-shape room), and 100 rooms emptied at once wrote
+   * back to back without letting a socket in (a 1.4 s stall in the benchmark).
    */
   #writeTurn: Promise<unknown> = Promise.resolve();
+  /**
+   * Versions waiting for their turn: one turn stores all of them (up to {@link MAX_BATCH_VERSIONS})
+   * with one statement. Many small rooms' versions otherwise cost a statement each.
+   */
+  #waiting: {
+    version: PendingVersion;
+    stored: (version: VersionInfo | null) => void;
+    failed: (error: unknown) => void;
+  }[] = [];
   /** When each room was last pruned here, oldest first (re-inserted on each prune). */
   readonly #prunedAt = new Map<string, number>();
   #stopped = false;
@@ -306,7 +364,7 @@ export class HistoryRecorder {
     loaded?: DocumentCopy,
   ): Promise<VersionInfo | null> {
     const previous = this.#chains.get(roomId) ?? Promise.resolve();
-    const run = previous.then(() => this.#inTurn(() => this.#write(roomId, reason, loaded))).catch(
+    const run = previous.then(() => this.#write(roomId, reason, loaded)).catch(
       (error) => {
         this.#options.log.warn("history write failed", { roomId, error });
         return null;
@@ -327,6 +385,25 @@ export class HistoryRecorder {
     return run;
   }
 
+  /** Stores `version` in the next turn, with every other version waiting by then. */
+  #store(version: PendingVersion): Promise<VersionInfo | null> {
+    const { promise, resolve, reject } = Promise.withResolvers<VersionInfo | null>();
+    this.#waiting.push({ version, stored: resolve, failed: reject });
+    if (this.#waiting.length === 1) void this.#inTurn(() => this.#storeWaiting());
+    return promise;
+  }
+
+  async #storeWaiting(): Promise<void> {
+    const batch = this.#waiting.splice(0, MAX_BATCH_VERSIONS);
+    if (this.#waiting.length > 0) void this.#inTurn(() => this.#storeWaiting());
+    try {
+      const stored = await this.#options.history.addBatch(batch.map((w) => w.version));
+      batch.forEach((waiting, i) => waiting.stored(stored[i] ?? null));
+    } catch (error) {
+      for (const waiting of batch) waiting.failed(error);
+    }
+  }
+
   async #write(
     roomId: string,
     reason: VersionReason,
@@ -340,18 +417,21 @@ export class HistoryRecorder {
       state.latestClock <= state.savedClock
     ) return null;
     const snapshot = this.#readLoaded?.(roomId) ?? loaded ??
-      await readRoomText(this.#options.store, roomId);
+      await this.#inTurn(() => readRoomText(this.#options.store, roomId));
     if (!snapshot) return null;
     // Only when the clock moved since the last version (restores always count).
     if (reason !== VersionReason.restore && snapshot.clock <= state.savedClock) return null;
     const now = Date.now();
-    const version = await this.#options.history.add(roomId, snapshot, reason, now);
+    const version = reason === VersionReason.restore
+      ? await this.#inTurn(() => this.#options.history.add(roomId, snapshot, reason, now))
+      : await this.#store({ roomId, snapshot, reason, createdAt: now });
     state.savedClock = Math.max(state.savedClock, snapshot.clock);
     state.latestClock = Math.max(state.latestClock, snapshot.clock);
     state.lastSavedAt = now;
     if (version) state.lastSize = version.size;
-    if (version && this.#options.retention && this.#claimPrune(roomId, now)) {
-      await this.#options.history.prune(roomId, this.#options.retention, now);
+    const retention = this.#options.retention;
+    if (version && retention && this.#claimPrune(roomId, now)) {
+      await this.#inTurn(() => this.#options.history.prune(roomId, retention, now));
     }
     return version;
   }

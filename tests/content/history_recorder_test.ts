@@ -20,10 +20,19 @@ await sleep(150);
 /** The real store, each write held up as a big document on a busy database would be. */
 class SlowHistoryStore extends HistoryStore {
   writes = 0;
-  override async add(...args: Parameters<HistoryStore["add"]>) {
-    this.writes++;
+  override async addBatch(...args: Parameters<HistoryStore["addBatch"]>) {
+    this.writes += args[0].length;
     await sleep(150);
-    return await super.add(...args);
+    return await super.addBatch(...args);
+  }
+}
+
+/** The real store, counting the statements that store versions. */
+class CountingHistoryStore extends HistoryStore {
+  batches: number[] = [];
+  override addBatch(...args: Parameters<HistoryStore["addBatch"]>) {
+    this.batches.push(args[0].length);
+    return super.addBatch(...args);
   }
 }
 
@@ -157,4 +166,45 @@ Deno.test(`[${TEST_ENGINE}] history recorder: a room no longer loaded is copied 
   assert.equal(version?.clock, 7);
   const copy = await history.get("r3", version!.id);
   assert.deepEqual(copy?.snapshot.records, records);
+});
+
+Deno.test(`[${TEST_ENGINE}] history recorder: many rooms' versions are stored together, each once`, async () => {
+  await using database = await openTestDatabase();
+  const history = new CountingHistoryStore(database);
+  const recorder = new HistoryRecorder({
+    history,
+    store: new MemoryRoomStore(),
+    log: createLogger("error"),
+    intervalMs: 60_000,
+  });
+  const clocks = new Map<string, number>();
+  recorder.readLoadedRooms((roomId) => {
+    const clock = clocks.get(roomId);
+    if (clock === undefined) return undefined;
+    return {
+      clock,
+      schema: serverSchema(),
+      records: [{ id: `shape:${roomId}`, typeName: "shape", x: clock }],
+    };
+  });
+  const rooms = Array.from({ length: 30 }, (_, i) => `many-${i}`);
+  // One room already has a version at the clock it will be at: not stored twice.
+  await history.add("many-0", { clock: 3, schema: serverSchema(), records: [] }, "interval");
+  for (const roomId of rooms) {
+    clocks.set(roomId, 3);
+    recorder.onDocumentChanged(roomId, 3);
+  }
+  await recorder.flush();
+  // The first change of each room is due at once: all of them wait for the same turn.
+  assert.ok(history.batches.length <= 3, `statements: ${history.batches.join(", ")}`);
+  assert.equal(history.batches.reduce((a, b) => a + b, 0), rooms.length);
+  for (const roomId of rooms) {
+    const versions = await history.list(roomId);
+    assert.equal(versions.length, 1, roomId);
+    assert.equal(versions[0]!.clock, 3);
+    if (roomId === "many-0") continue;
+    const stored = await history.get(roomId, versions[0]!.id);
+    assert.deepEqual(stored?.snapshot.records.map((r) => r.id), [`shape:${roomId}`]);
+    assert.equal(stored?.reason, "interval");
+  }
 });
