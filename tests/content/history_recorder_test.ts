@@ -208,3 +208,34 @@ Deno.test(`[${TEST_ENGINE}] history recorder: many rooms' versions are stored to
     assert.equal(stored?.reason, "interval");
   }
 });
+
+Deno.test(`[${TEST_ENGINE}] history recorder: interval versions of rooms due close together share a statement`, async () => {
+  await using database = await openTestDatabase();
+  const history = new CountingHistoryStore(database);
+  // Versions fall due on multiples of 100 ms (an eighth of the interval).
+  const recorder = new HistoryRecorder({
+    history,
+    store: new MemoryRoomStore(),
+    log: createLogger("error"),
+    intervalMs: 800,
+  });
+  let clock = 0;
+  recorder.readLoadedRooms(() => ({ clock, schema: serverSchema(), records: [] }));
+  while (Date.now() % 100 < 5 || Date.now() % 100 > 15) await sleep(1);
+  // Room a's first version now, room b's 40 ms later: apart, each in its own statement.
+  recorder.onDocumentChanged("a", ++clock);
+  await sleep(40);
+  recorder.onDocumentChanged("b", ++clock);
+  await sleep(20);
+  assert.deepEqual(history.batches, [1, 1]);
+  // Both keep changing: their next versions, 800 ms after their first ones, fall due together.
+  const started = Date.now();
+  while (Date.now() - started < 900) {
+    clock++;
+    recorder.onDocumentChanged("a", clock);
+    recorder.onDocumentChanged("b", clock);
+    await sleep(10);
+  }
+  assert.equal(history.batches[2], 2, `statements: ${history.batches.join(", ")}`);
+  await recorder.flush();
+});
