@@ -182,7 +182,9 @@ export function createApp(input: AppDeps): Hono {
   });
   reports.start();
   deps.lifecycle.onDrain(() => reports.stop());
-  const loop = watchEventLoop((delay) => engine.eventLoopDelay.observe(delay));
+  // Its series exists from the start: a scrape before the first tick shows zero ticks, not none.
+  const loopDelay = engine.eventLoopDelay.with({});
+  const loop = watchEventLoop((delay) => loopDelay.observe(delay));
   deps.lifecycle.onDrain(() => loop.stop());
   app.route("/", adminRoutes(deps, rooms, userData.auth, adminCommands, reports));
   app.route("/", historyRoutes(deps, rooms, userData, content));

@@ -36,6 +36,7 @@ Deno.test("GET /metrics: event_loop_delay_seconds counts a stall of the isolate"
     assert.ok(Number.isFinite(total) && Number.isFinite(within), "histogram present");
     return total - within;
   };
+  // Scraped at once: the histogram is there before its first tick.
   const before = await over100ms();
   block(250);
   await sleep(60);
