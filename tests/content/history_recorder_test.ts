@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { HistoryRecorder, HistoryStore } from "../../sync/content/history.ts";
 import { serverSchema } from "../../sync/content/document.ts";
 import { MemoryRoomStore } from "../../sync/tldraw/memory_room_store.ts";
+import type { RoomStore } from "../../sync/tldraw/room_store.ts";
 import { LazyRecord } from "../../sync/tldraw/record_json.ts";
 import { createLogger } from "../../log.ts";
 import { openTestDatabase, TEST_ENGINE } from "../helpers/db.ts";
@@ -16,6 +17,15 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // @tldraw/utils schedules a 100 ms timer when first imported; let it fire before the test starts.
 await sleep(150);
+
+/** A recorder writing to `history`, reading rooms that are not loaded from `store`. */
+function recorderFor(
+  history: HistoryStore,
+  intervalMs: number,
+  store: RoomStore = new MemoryRoomStore(),
+) {
+  return new HistoryRecorder({ history, store, log: createLogger("error"), intervalMs });
+}
 
 /** The real store, each write held up as a big document on a busy database would be. */
 class SlowHistoryStore extends HistoryStore {
@@ -39,12 +49,7 @@ class CountingHistoryStore extends HistoryStore {
 Deno.test(`[${TEST_ENGINE}] history recorder: slow writes do not start the next one early`, async () => {
   await using database = await openTestDatabase();
   const history = new SlowHistoryStore(database);
-  const recorder = new HistoryRecorder({
-    history,
-    store: new MemoryRoomStore(),
-    log: createLogger("error"),
-    intervalMs: 1_000,
-  });
+  const recorder = recorderFor(history, 1_000);
   let clock = 0;
   recorder.readLoadedRooms(() => ({ clock, schema: serverSchema(), records: [] }));
   // 1.5 s of commits, one every 10 ms.
@@ -74,12 +79,7 @@ Deno.test(`[${TEST_ENGINE}] history recorder: the last leave copies the room whi
     },
   });
   let loaded = true;
-  const fresh = new HistoryRecorder({
-    history,
-    store: counting,
-    log: createLogger("error"),
-    intervalMs: 60_000,
-  });
+  const fresh = recorderFor(history, 60_000, counting);
   fresh.readLoadedRooms(() =>
     loaded ? { clock: 9, schema: serverSchema(), records: [] } : undefined
   );
@@ -95,12 +95,7 @@ Deno.test(`[${TEST_ENGINE}] history recorder: the last leave copies the room whi
 Deno.test(`[${TEST_ENGINE}] history recorder: a big document waits an interval more per 4 MB between versions`, async () => {
   await using database = await openTestDatabase();
   const history = new HistoryStore(database);
-  const recorder = new HistoryRecorder({
-    history,
-    store: new MemoryRoomStore(),
-    log: createLogger("error"),
-    intervalMs: 250,
-  });
+  const recorder = recorderFor(history, 250);
   let clock = 0;
   // A 9 MB document for one room (three intervals between its versions), a small one for another.
   const big = JSON.stringify({ id: "shape:big", typeName: "shape", text: "x".repeat(9 << 20) });
@@ -154,12 +149,7 @@ Deno.test(`[${TEST_ENGINE}] history recorder: a room no longer loaded is copied 
           : null,
       ),
   });
-  const recorder = new HistoryRecorder({
-    history,
-    store: unparsed,
-    log: createLogger("error"),
-    intervalMs: 60_000,
-  });
+  const recorder = recorderFor(history, 60_000, unparsed);
   recorder.onDocumentChanged("r3", 7);
   await recorder.flush();
   const [version] = await history.list("r3");
@@ -171,12 +161,7 @@ Deno.test(`[${TEST_ENGINE}] history recorder: a room no longer loaded is copied 
 Deno.test(`[${TEST_ENGINE}] history recorder: many rooms' versions are stored together, each once`, async () => {
   await using database = await openTestDatabase();
   const history = new CountingHistoryStore(database);
-  const recorder = new HistoryRecorder({
-    history,
-    store: new MemoryRoomStore(),
-    log: createLogger("error"),
-    intervalMs: 60_000,
-  });
+  const recorder = recorderFor(history, 60_000);
   const clocks = new Map<string, number>();
   recorder.readLoadedRooms((roomId) => {
     const clock = clocks.get(roomId);
@@ -213,12 +198,7 @@ Deno.test(`[${TEST_ENGINE}] history recorder: interval versions of rooms due clo
   await using database = await openTestDatabase();
   const history = new CountingHistoryStore(database);
   // Versions fall due on multiples of 100 ms (an eighth of the interval).
-  const recorder = new HistoryRecorder({
-    history,
-    store: new MemoryRoomStore(),
-    log: createLogger("error"),
-    intervalMs: 800,
-  });
+  const recorder = recorderFor(history, 800);
   let clock = 0;
   recorder.readLoadedRooms(() => ({ clock, schema: serverSchema(), records: [] }));
   while (Date.now() % 100 < 5 || Date.now() % 100 > 15) await sleep(1);
