@@ -201,6 +201,21 @@ export const LATENCY_BUCKETS = [
 /** Event-loop delay buckets in seconds, 2 ms to 2 s. */
 export const EVENT_LOOP_DELAY_BUCKETS = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2];
 
+/** KV commit buckets in seconds, 0.5 ms (a local file) to 2 s. */
+export const KV_COMMIT_BUCKETS = [
+  0.0005,
+  0.001,
+  0.002,
+  0.005,
+  0.01,
+  0.02,
+  0.05,
+  0.1,
+  0.2,
+  0.5,
+  2,
+];
+
 /** The metrics of one isolate. */
 export class MetricsRegistry {
   readonly #metrics = new Map<string, Metric<unknown>>();
@@ -269,6 +284,8 @@ export interface ServerMetrics {
   lockedRetries: Counter;
   /** `kv_operations_total{kind}`: KV reads (`get`, `get_many`, `list`) and writes (`commit`). */
   kvOperations: Counter;
+  /** `kv_commit_duration_seconds`: one KV atomic commit, issued to settled. */
+  kvCommitDuration: Histogram;
   /** `bus_notices_total{direction,kind}`: cross-isolate bus messages published and delivered. */
   busNotices: Counter;
   /** `bus_notices_late_total`: room clock notices that arrived after the room had caught up. */
@@ -290,14 +307,25 @@ export interface ServerMetrics {
   zeroPushDuration: Histogram;
 }
 
-/** A KV operation observer counting into `kv_operations_total{kind}` (see sync/metered_kv.ts). */
-export function kvOperationCounter(registry: MetricsRegistry): (kind: string) => void {
-  const operations = serverMetrics(registry).kvOperations;
+/**
+ * A KV meter (see sync/metered_kv.ts) counting into `kv_operations_total{kind}` and timing commits
+ * into `kv_commit_duration_seconds`.
+ */
+export function kvMeter(
+  registry: MetricsRegistry,
+): { started(kind: string): void; committed(seconds: number): void } {
+  const metrics = serverMetrics(registry);
   const byKind = new Map<string, { inc(amount?: number): void }>();
-  return (kind) => {
-    let counter = byKind.get(kind);
-    if (!counter) byKind.set(kind, counter = operations.with({ kind }));
-    counter.inc();
+  const commits = metrics.kvCommitDuration.with({});
+  return {
+    started(kind) {
+      let counter = byKind.get(kind);
+      if (!counter) byKind.set(kind, counter = metrics.kvOperations.with({ kind }));
+      counter.inc();
+    },
+    committed(seconds) {
+      commits.observe(seconds);
+    },
   };
 }
 
@@ -361,6 +389,11 @@ export function serverMetrics(registry: MetricsRegistry): ServerMetrics {
     kvOperations: registry.counter(
       "kv_operations_total",
       "KV operations started by this isolate, by kind (get, get_many, list, commit)",
+    ),
+    kvCommitDuration: registry.histogram(
+      "kv_commit_duration_seconds",
+      "KV atomic commits of this isolate, issued to settled (committed, check failed or thrown)",
+      KV_COMMIT_BUCKETS,
     ),
     busNotices: registry.counter(
       "bus_notices_total",

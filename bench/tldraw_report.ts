@@ -57,7 +57,9 @@ export function renderReport(results: BenchResults): string {
   if (kv) {
     parts.push(
       `${kv}\nloop late: ticks of the server's 25 ms event-loop timer that ran more than 20 / 50 / ` +
-        "100 ms late in the window (event_loop_delay_seconds: GC pauses, long tasks, CPU contention)",
+        "100 ms late in the window (event_loop_delay_seconds: GC pauses, long tasks, CPU contention);\n" +
+        "slow commits: KV atomic commits that took more than 20 / 50 / 100 ms " +
+        "(kv_commit_duration_seconds: the KV, not the event loop)",
     );
   }
   if (results.saturation) parts.push(saturationSteps(results));
@@ -141,11 +143,12 @@ function saturationSteps(results: BenchResults): string {
         `${formatCount(s.phase.offeredPerSec)}→${formatMs(s.phase.fanout.p99)}` +
         `${s.phase.lostAcks + s.phase.lostFanouts ? "(lost)" : ""} ` +
         `${s.cpuPercent.toFixed(0)}% (${s.mainCpuPercent.toFixed(0)}%)` +
-        (s.kv && s.kv.loopStalls[1] > 0 ? ` late ${s.kv.loopStalls[1]}` : "")
+        (s.kv && s.kv.loopStalls[1] > 0 ? ` late ${s.kv.loopStalls[1]}` : "") +
+        (s.kv && s.kv.slowCommits[1] > 0 ? ` kv ${s.kv.slowCommits[1]}` : "")
       ).join(", ");
   });
   return "saturation steps (offered push/s → fan-out p99 ms, server CPU % (JS thread %), " +
-    "event-loop ticks > 50 ms late if any):\n" + lines.join("\n");
+    "event-loop ticks > 50 ms late and KV commits > 50 ms, if any):\n" + lines.join("\n");
 }
 
 /**
@@ -167,6 +170,7 @@ function kvTable(results: BenchResults): string | undefined {
         perPush(m.kv.readsPerSec),
         perPush(m.kv.commitsPerSec),
         m.kv.loopStalls.join(" / "),
+        m.kv.slowCommits.join(" / "),
       ]];
     })
   );
@@ -180,9 +184,10 @@ function kvTable(results: BenchResults): string | undefined {
       "reads/push",
       "commits/push",
       "loop late >20/50/100 ms",
+      "slow commits >20/50/100 ms",
     ],
     rows,
-    new Set([2, 3, 4, 5, 6]),
+    new Set([2, 3, 4, 5, 6, 7]),
   );
 }
 

@@ -27,24 +27,48 @@ export interface Measured {
   kv?: KvRates | undefined;
 }
 
-/** KV operations per second over a window, and the event loop's stalls in it. */
+/** KV operations per second over a window, and the event loop's and the KV's stalls in it. */
 export interface KvRates {
   readsPerSec: number;
   commitsPerSec: number;
   /** Ticks of `event_loop_delay_seconds` later than 20 / 50 / 100 ms (event_loop_delay.ts). */
   loopStalls: [number, number, number];
+  /** Commits (`kv_commit_duration_seconds`) that took longer than 20 / 50 / 100 ms. */
+  slowCommits: [number, number, number];
+}
+
+/** A histogram's observations in all, and within 20 / 50 / 100 ms. */
+interface Tally {
+  count: number;
+  within: [number, number, number];
 }
 
 /** The counters of our server's `/metrics` a window reads. */
 interface ServerTotals {
   reads: number;
   commits: number;
-  /** Loop ticks in all, and within 20 / 50 / 100 ms. */
-  ticks: number;
-  within: [number, number, number];
+  loop: Tally;
+  commitTimes: Tally;
 }
 
 const STALL_BOUNDS = ["0.02", "0.05", "0.1"];
+
+/** Reads `line` into `tally` if it is a bucket or the count of histogram `name`. */
+function tallyLine(name: string, line: string, tally: Tally): void {
+  if (!line.startsWith(name)) return;
+  const bucket = /_bucket\{le="([\d.]+)"\} (\d+)/.exec(line);
+  const at = bucket ? STALL_BOUNDS.indexOf(bucket[1]!) : -1;
+  if (at >= 0) tally.within[at] = Number(bucket![2]);
+  const count = /_count (\d+)/.exec(line);
+  if (count) tally.count = Number(count[1]);
+}
+
+/** Observations of `before`…`after` beyond each bound. */
+function beyond(before: Tally, after: Tally): [number, number, number] {
+  return before.within.map((within, i) =>
+    (after.count - before.count) - (after.within[i]! - within)
+  ) as [number, number, number];
+}
 
 /** `kv_operations_total` of the server now, or undefined when it has no such metric. */
 async function kvTotals(server: ServerProcess): Promise<ServerTotals | undefined> {
@@ -54,14 +78,16 @@ async function kvTotals(server: ServerProcess): Promise<ServerTotals | undefined
       await response.body?.cancel();
       return undefined;
     }
-    const totals: ServerTotals = { reads: 0, commits: 0, ticks: 0, within: [0, 0, 0] };
+    const totals: ServerTotals = {
+      reads: 0,
+      commits: 0,
+      loop: { count: 0, within: [0, 0, 0] },
+      commitTimes: { count: 0, within: [0, 0, 0] },
+    };
     let found = false;
     for (const line of (await response.text()).split("\n")) {
-      const bucket = /^event_loop_delay_seconds_bucket\{le="([\d.]+)"\} (\d+)/.exec(line);
-      const at = bucket ? STALL_BOUNDS.indexOf(bucket[1]!) : -1;
-      if (at >= 0) totals.within[at] = Number(bucket![2]);
-      const ticks = /^event_loop_delay_seconds_count (\d+)/.exec(line);
-      if (ticks) totals.ticks = Number(ticks[1]);
+      tallyLine("event_loop_delay_seconds", line, totals.loop);
+      tallyLine("kv_commit_duration_seconds", line, totals.commitTimes);
       const match = /^kv_operations_total\{kind="(\w+)"\} (\d+)/.exec(line);
       if (!match) continue;
       found = true;
@@ -117,9 +143,8 @@ export class WindowMeter {
           ? {
             readsPerSec: (kv.reads - start.kv.reads) / seconds,
             commitsPerSec: (kv.commits - start.kv.commits) / seconds,
-            loopStalls: start.kv.within.map((within, i) =>
-              (kv.ticks - start.kv!.ticks) - (kv.within[i]! - within)
-            ) as [number, number, number],
+            loopStalls: beyond(start.kv.loop, kv.loop),
+            slowCommits: beyond(start.kv.commitTimes, kv.commitTimes),
           }
           : undefined,
       });

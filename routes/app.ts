@@ -8,7 +8,7 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import type { AppDeps } from "./deps.ts";
 import { healthRoutes } from "./health.ts";
-import { kvOperationCounter, MetricsRegistry, serverMetrics } from "../metrics.ts";
+import { kvMeter, MetricsRegistry, serverMetrics } from "../metrics.ts";
 import { meteredBus } from "../sync/bus/metered_bus.ts";
 import { meteredKv } from "../sync/metered_kv.ts";
 import { metricsRoutes } from "./metrics.ts";
@@ -59,7 +59,7 @@ export function createApp(input: AppDeps): Hono {
       series.inc();
     });
   // Every KV operation of this isolate is counted (kv_operations_total).
-  const kv = meteredKv(input.kv, kvOperationCounter(metrics));
+  const kv = meteredKv(input.kv, kvMeter(metrics));
   const deps: AppDeps = { ...input, kv, metrics, ...(bus ? { bus } : {}) };
   app.use(requestId());
   app.use(requestLog(deps.log));

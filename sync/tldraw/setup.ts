@@ -6,12 +6,7 @@
  */
 import type { Config } from "../../config.ts";
 import type { Logger } from "../../log.ts";
-import {
-  kvOperationCounter,
-  type MetricsRegistry,
-  type ServerMetrics,
-  serverMetrics,
-} from "../../metrics.ts";
+import { kvMeter, type MetricsRegistry, type ServerMetrics, serverMetrics } from "../../metrics.ts";
 import { meteredKv } from "../metered_kv.ts";
 import type { Bus } from "../bus/bus.ts";
 import type { Lifecycle } from "../../routes/lifecycle.ts";
@@ -59,8 +54,8 @@ export function createRoomManager(
   const path = deps.config.kvPath;
   const opened = path && path !== ":memory:" ? Deno.openKv(path) : undefined;
   // Its reads are counted with the other KV operations (kv_operations_total).
-  const counter = deps.metrics && kvOperationCounter(deps.metrics);
-  const readKv = counter ? opened?.then((kv) => meteredKv(kv, counter)) : opened;
+  const meter = deps.metrics && kvMeter(deps.metrics);
+  const readKv = meter ? opened?.then((kv) => meteredKv(kv, meter)) : opened;
   const store = new KvRoomStore(deps.kv, {
     ...(readKv ? { readKv } : {}),
     commitsInFlight: roomConfig.kvCommitsInFlight,

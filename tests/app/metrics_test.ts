@@ -53,6 +53,7 @@ Deno.test("metrics: every engine metric is exposed, before any traffic", async (
       ["tldraw_commit_conflicts_total", "counter"],
       ["kv_locked_retries_total", "counter"],
       ["kv_operations_total", "counter"],
+      ["kv_commit_duration_seconds", "histogram"],
       ["bus_notices_total", "counter"],
       ["bus_notices_late_total", "counter"],
       ["rate_limit_hits_total", "counter"],
@@ -135,6 +136,11 @@ Deno.test("metrics: KV operations are counted by kind", async () => {
   await socket.waitForEvent((e) => e.type === "push_result");
   const pushed = await scrape(server);
   assert.ok(pushed.value(kind("commit")) > loaded.value(kind("commit")), "the push was a commit");
+  // Every atomic commit is timed once it settled (set and delete count as commits, untimed).
+  const timed = "kv_commit_duration_seconds_count";
+  assert.ok(pushed.value(timed) > loaded.value(timed), "the push's commit was timed");
+  assert.ok(pushed.value(timed) <= pushed.value(kind("commit")));
+  assert.ok(pushed.value("kv_commit_duration_seconds_sum") > 0);
 });
 
 Deno.test("metrics: refused sessions are counted by reason", async () => {
