@@ -23,11 +23,13 @@ import { machineLoad } from "./proc_stats.ts";
 import { formatCount, formatLatency } from "./report_table.ts";
 import { ServerProcess } from "./server_process.ts";
 import {
+  type BenchResults,
   type IdleOutcome,
   type JoinOutcome,
   renderReport,
   type Saturation,
 } from "./tldraw_report.ts";
+import { checkTargets, renderRoundsSummary } from "./tldraw_targets.ts";
 import { type Measured, measured, WindowMeter } from "./window_meter.ts";
 
 const { values: flags } = parseArgs({
@@ -71,7 +73,12 @@ const { values: flags } = parseArgs({
     servers: { type: "string", default: "ours,reference" },
     /** Write a V8 CPU profile of our server into this directory (`deno run --cpu-prof`). */
     "cpu-prof": { type: "string", default: "" },
-    /** Also write the raw results as JSON here. */
+    /**
+     * Rounds of the whole benchmark, each on fresh servers; with more than one, each target's
+     * median and range over the rounds follow (one round's verdict swings with machine load).
+     */
+    rounds: { type: "string", default: "1" },
+    /** Also write the raw results as JSON here (`rounds`: one entry per round). */
     json: { type: "string", default: "" },
   },
 });
@@ -83,6 +90,7 @@ const LIMIT_MS = Number(flags["limit-ms"]);
 const SHAPES = Number(flags.shapes);
 const MEMORY_ROOMS = Number(flags["memory-rooms"]);
 const CREATE_EVERY = Number(flags["create-every"]);
+const ROUNDS = Math.max(1, Number(flags.rounds));
 const only = new Set(flags.only.split(",").filter(Boolean));
 const wanted = (key: string) => only.size === 0 || only.has(key);
 /**
@@ -364,21 +372,11 @@ async function codeVersion(): Promise<string> {
     (changed.length ? ` + uncommitted changes in ${changed.join(", ")}` : " (clean)");
 }
 
-async function main(): Promise<void> {
-  const startLoad = machineLoad();
+/** One round: fresh servers (own data directory), every wanted scenario, then the servers stop. */
+async function runRound(): Promise<BenchResults> {
   const runId = Date.now().toString(36);
   const dataDir = await Deno.makeTempDir({ prefix: "tldraw-bench-" });
-  console.log(
-    `tldraw rooms vs reference — ${new Date().toISOString()} — Deno ${Deno.version.deno}, ` +
-      `${startLoad.cpus} CPUs, load average ${startLoad.load1.toFixed(2)} / ` +
-      `${startLoad.load5.toFixed(2)} (1 / 5 min) at start`,
-  );
-  console.log(await codeVersion());
-  console.log(
-    `our database: ${
-      Deno.env.get("BENCH_DATABASE_URL") ? "Postgres (BENCH_DATABASE_URL)" : "embedded PGlite"
-    }`,
-  );
+  loadEndedAt.clear();
   const servers = await startServers(dataDir);
   const steadyResults = new Map<string, Map<string, Measured>>();
   let saturation: Map<string, Saturation> | undefined;
@@ -415,9 +413,12 @@ async function main(): Promise<void> {
     await Promise.all(servers.map((s) => s.stop()));
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
-
-  const endLoad = machineLoad();
-  console.log(renderReport({
+  for (const server of servers) {
+    if (server.stderrLines > 0) {
+      console.log(`${server.name} wrote ${server.stderrLines} log lines to stderr`);
+    }
+  }
+  return {
     servers: servers.map((server) => server.name),
     steady: STEADY.flatMap((scenario) => {
       const results = steadyResults.get(scenario.key);
@@ -433,33 +434,47 @@ async function main(): Promise<void> {
     drainSeconds: DRAIN,
     shapes: SHAPES,
     memoryRooms: MEMORY_ROOMS,
-  }));
+  };
+}
+
+async function main(): Promise<void> {
+  const startLoad = machineLoad();
   console.log(
-    `\nload average at end: ${endLoad.load1.toFixed(2)} / ${endLoad.load5.toFixed(2)} ` +
-      `(1 / 5 min) on ${endLoad.cpus} CPUs`,
+    `tldraw rooms vs reference — ${new Date().toISOString()} — Deno ${Deno.version.deno}, ` +
+      `${startLoad.cpus} CPUs, load average ${startLoad.load1.toFixed(2)} / ` +
+      `${startLoad.load5.toFixed(2)} (1 / 5 min) at start`,
   );
-  for (const server of servers) {
-    if (server.stderrLines > 0) {
-      console.log(`${server.name} wrote ${server.stderrLines} log lines to stderr`);
-    }
+  console.log(await codeVersion());
+  console.log(
+    `our database: ${
+      Deno.env.get("BENCH_DATABASE_URL") ? "Postgres (BENCH_DATABASE_URL)" : "embedded PGlite"
+    }`,
+  );
+  const rounds: BenchResults[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    if (ROUNDS > 1) console.log(`\n=== round ${round} of ${ROUNDS}`);
+    const results = await runRound();
+    rounds.push(results);
+    console.log(renderReport(results));
+    const load = machineLoad();
+    console.log(
+      `\nload average at end: ${load.load1.toFixed(2)} / ${load.load5.toFixed(2)} ` +
+        `(1 / 5 min) on ${load.cpus} CPUs`,
+    );
   }
+  if (ROUNDS > 1) console.log("\n" + renderRoundsSummary(rounds.map(checkTargets)));
   if (flags.json) {
+    const plain = (results: BenchResults) => ({
+      steady: Object.fromEntries(
+        results.steady.map((s) => [s.key, Object.fromEntries(s.results)]),
+      ),
+      saturation: results.saturation ? Object.fromEntries(results.saturation) : undefined,
+      joins: results.joins ? Object.fromEntries(results.joins) : undefined,
+      idle: results.idle ? Object.fromEntries(results.idle) : undefined,
+    });
     await Deno.writeTextFile(
       flags.json,
-      JSON.stringify(
-        {
-          startLoad,
-          endLoad,
-          steady: Object.fromEntries(
-            [...steadyResults].map(([k, v]) => [k, Object.fromEntries(v)]),
-          ),
-          saturation: saturation ? Object.fromEntries(saturation) : undefined,
-          joins: joins ? Object.fromEntries(joins) : undefined,
-          idle: idle ? Object.fromEntries(idle) : undefined,
-        },
-        null,
-        2,
-      ),
+      JSON.stringify({ startLoad, rounds: rounds.map(plain) }, null, 2),
     );
   }
 }

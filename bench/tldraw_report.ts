@@ -6,6 +6,7 @@
  */
 import type { LoadResult } from "./load_spec.ts";
 import { formatCount, formatLatency, formatMb, formatMs, renderTable } from "./report_table.ts";
+import { checkTargets, renderTargets } from "./tldraw_targets.ts";
 import type { Measured } from "./window_meter.ts";
 
 /** Saturation: every step measured; `best` is the last sustained one. */
@@ -65,8 +66,7 @@ export function renderReport(results: BenchResults): string {
   if (results.saturation) parts.push(saturationSteps(results));
   if (results.joins) parts.push(joinTable(results));
   if (results.idle) parts.push(idleTable(results));
-  parts.push(`targets (issue 3):\n${judgeTargets(results).join("\n")}`);
-  parts.push(`targets (issue 17):\n${judgeLoadTargets(results).join("\n")}`);
+  parts.push(renderTargets(checkTargets(results)));
   return "\n" + parts.join("\n\n");
 }
 
@@ -241,119 +241,4 @@ function joinTable(results: BenchResults): string {
     }),
     new Set([2, 3, 4, 5, 6, 7]),
   );
-}
-
-/** What a list of target verdicts is built with: a steady result by scenario and server, a verdict. */
-function judging(results: BenchResults) {
-  const lines: string[] = [];
-  return {
-    lines,
-    steady: (key: string, name: string) =>
-      results.steady.find((s) => s.key === key)?.results.get(name),
-    verdict: (ok: boolean | undefined, text: string) =>
-      lines.push(`  ${ok === undefined ? "n/a " : ok ? "MET " : "MISS"}  ${text}`),
-  };
-}
-
-/** The issue's targets (ours vs reference, same run): one `MET` / `MISS` / `n/a` line each. */
-export function judgeTargets(results: BenchResults): string[] {
-  const { steady, lines, verdict } = judging(results);
-  {
-    const o = steady("50x10", "ours"), r = steady("50x10", "reference");
-    verdict(
-      o && r ? o.phase.fanout.p99 <= r.phase.fanout.p99 / 2 : undefined,
-      `1×50×10/s fan-out p99 ≤ ½ reference: ${o ? formatMs(o.phase.fanout.p99) : "?"} vs ` +
-        `${r ? formatMs(r.phase.fanout.p99) : "?"} ms`,
-    );
-    verdict(
-      o ? o.phase.fanout.p50 < 5 : undefined,
-      `1×50×10/s fan-out p50 < 5 ms: ${o ? formatMs(o.phase.fanout.p50) : "?"} ms`,
-    );
-  }
-  {
-    const o = steady("50x30p", "ours"), r = steady("50x30p", "reference");
-    verdict(
-      o && r ? o.cpuPercent <= r.cpuPercent / 2 : undefined,
-      `1×50×30 presence CPU ≤ ½ reference: ${o?.cpuPercent.toFixed(0) ?? "?"}% vs ` +
-        `${r?.cpuPercent.toFixed(0) ?? "?"}% (${
-          o && r ? ratio(o.cpuPercent, r.cpuPercent) : "n/a"
-        })`,
-    );
-  }
-  if (results.saturation) {
-    const sat = results.saturation;
-    const o = sat.get("ours")?.best?.phase.offeredPerSec ?? 0;
-    const r = sat.get("reference")?.best?.phase.offeredPerSec ?? 0;
-    verdict(
-      sat.has("ours") && sat.has("reference") ? o >= 1.5 * r : undefined,
-      `saturation ≥ 1.5× reference: ${formatCount(o)} vs ${formatCount(r)} push/s (${ratio(o, r)})`,
-    );
-  }
-  if (results.joins) {
-    const o = results.joins.get("ours")?.result.coldJoin?.p50;
-    const r = results.joins.get("reference")?.result.coldJoin?.p50;
-    verdict(
-      o !== undefined && r !== undefined ? o <= r : undefined,
-      `cold join no slower: ${o !== undefined ? formatMs(o) : "?"} vs ` +
-        `${r !== undefined ? formatMs(r) : "?"} ms (p50)`,
-    );
-  }
-  return lines;
-}
-
-/**
- * Production-shaped load (issue 17): many small rooms against the reference, and each `ours-kv<ms>`
- * server (a remote KV's latency) against `ours`.
- */
-export function judgeLoadTargets(results: BenchResults): string[] {
-  const { steady, lines, verdict } = judging(results);
-  {
-    const o = steady("100r", "ours"), r = steady("100r", "reference");
-    verdict(
-      o && r ? o.cpuPercent <= r.cpuPercent : undefined,
-      `100×5×2/s server CPU ≤ reference: ${o?.cpuPercent.toFixed(0) ?? "?"}% vs ` +
-        `${r?.cpuPercent.toFixed(0) ?? "?"}% (${
-          o && r ? ratio(o.cpuPercent, r.cpuPercent) : "n/a"
-        })`,
-    );
-    verdict(
-      o && r ? o.phase.fanout.p99 <= r.phase.fanout.p99 / 2 : undefined,
-      `100×5×2/s fan-out p99 ≤ ½ reference: ${o ? formatMs(o.phase.fanout.p99) : "?"} vs ` +
-        `${r ? formatMs(r.phase.fanout.p99) : "?"} ms`,
-    );
-  }
-  if (results.joins) {
-    const o = results.joins.get("ours"), r = results.joins.get("reference");
-    verdict(
-      o && r ? o.perRoomBytes <= r.perRoomBytes : undefined,
-      `RSS per loaded ${results.shapes}-shape room ≤ reference: ` +
-        `${o ? formatMb(o.perRoomBytes) : "?"} vs ${r ? formatMb(r.perRoomBytes) : "?"} MB`,
-    );
-    const oj = o?.result.coldJoin?.p50, rj = r?.result.coldJoin?.p50;
-    verdict(
-      oj !== undefined && rj !== undefined ? oj <= rj / 2 : undefined,
-      `cold join ≤ ½ reference: ${oj !== undefined ? formatMs(oj) : "?"} vs ` +
-        `${rj !== undefined ? formatMs(rj) : "?"} ms (p50)`,
-    );
-  }
-  for (const name of results.servers.filter((n) => /^ours-kv\d+$/.test(n))) {
-    const o = steady("50x10", name);
-    verdict(
-      o ? o.phase.ack.p50 <= 25 : undefined,
-      `${name}: 1×50×10/s push→ack p50 ≤ 25 ms: ${o ? formatMs(o.phase.ack.p50) : "?"} ms`,
-    );
-    const sat = results.saturation;
-    const best = sat?.get(name)?.best?.phase.offeredPerSec;
-    const base = sat?.get("ours")?.best?.phase.offeredPerSec;
-    verdict(
-      best !== undefined && base !== undefined ? best >= 0.7 * base : undefined,
-      `${name}: saturation ≥ 0.7× ours without delay: ${formatCount(best ?? 0)} vs ` +
-        `${formatCount(base ?? 0)} push/s (${ratio(best ?? 0, base ?? 0)})`,
-    );
-  }
-  return lines;
-}
-
-function ratio(a: number, b: number): string {
-  return b > 0 ? `${(a / b).toFixed(2)}×` : "n/a";
 }
