@@ -202,7 +202,8 @@ export function renderRoundsSummary(rounds: readonly (readonly TargetCheck[])[])
     return [[
       `${template.issue}`,
       goal(template),
-      checks.map((c) => c ? shown(c, c.value) + (met(c) === false ? "*" : "") : "?").join("  "),
+      checks.map((c) => (c ? shown(c, c.value) + (met(c) === false ? "*" : "") : "?").padEnd(8))
+        .join(" ").trimEnd(),
       shown(template, mid),
       values.length
         ? `${shown(template, Math.min(...values))}–${shown(template, Math.max(...values))}`
