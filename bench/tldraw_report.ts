@@ -60,7 +60,9 @@ export function renderReport(results: BenchResults): string {
       `${kv}\nloop late: ticks of the server's 25 ms event-loop timer that ran more than 20 / 50 / ` +
         "100 ms late in the window (event_loop_delay_seconds: GC pauses, long tasks, CPU contention);\n" +
         "slow commits: KV atomic commits that took more than 20 / 50 / 100 ms " +
-        "(kv_commit_duration_seconds: the KV, not the event loop)",
+        "(kv_commit_duration_seconds: the KV, not the event loop);\n" +
+        "server push: committed pushes the server took longer than 5 / 10 / 25 ms to answer, from " +
+        "receipt to result (tldraw_push_duration_seconds: the server's part of the tail)",
     );
   }
   if (results.saturation) parts.push(saturationSteps(results));
@@ -171,6 +173,7 @@ function kvTable(results: BenchResults): string | undefined {
         perPush(m.kv.commitsPerSec),
         m.kv.loopStalls.join(" / "),
         m.kv.slowCommits.join(" / "),
+        m.kv.slowPushes.join(" / "),
       ]];
     })
   );
@@ -185,9 +188,10 @@ function kvTable(results: BenchResults): string | undefined {
       "commits/push",
       "loop late >20/50/100 ms",
       "slow commits >20/50/100 ms",
+      "server push >5/10/25 ms",
     ],
     rows,
-    new Set([2, 3, 4, 5, 6, 7]),
+    new Set([2, 3, 4, 5, 6, 7, 8]),
   );
 }
 

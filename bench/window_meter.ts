@@ -35,12 +35,24 @@ export interface KvRates {
   loopStalls: [number, number, number];
   /** Commits (`kv_commit_duration_seconds`) that took longer than 20 / 50 / 100 ms. */
   slowCommits: [number, number, number];
+  /**
+   * Committed pushes whose result took the server longer than 5 / 10 / 25 ms from receipt
+   * (`tldraw_push_duration_seconds`): the server's share of a latency tail, apart from the
+   * network and the load generator.
+   */
+  slowPushes: [number, number, number];
 }
 
-/** A histogram's observations in all, and within 20 / 50 / 100 ms. */
+/** A histogram's observations in all, and within each of three bounds. */
 interface Tally {
+  /** The `le` labels of the bounds, as the server prints them. */
+  bounds: readonly [string, string, string];
   count: number;
   within: [number, number, number];
+}
+
+function tally(...bounds: [string, string, string]): Tally {
+  return { bounds, count: 0, within: [0, 0, 0] };
 }
 
 /** The counters of our server's `/metrics` a window reads. */
@@ -49,17 +61,20 @@ interface ServerTotals {
   commits: number;
   loop: Tally;
   commitTimes: Tally;
+  pushTimes: Tally;
 }
 
-const STALL_BOUNDS = ["0.02", "0.05", "0.1"];
-
-/** Reads `line` into `tally` if it is a bucket or the count of histogram `name`. */
-function tallyLine(name: string, line: string, tally: Tally): void {
+/**
+ * Reads `line` into `tally` if it is a bucket or the count of histogram `name` with exactly the
+ * labels `labels` (e.g. `action="commit"`; none if empty).
+ */
+function tallyLine(name: string, labels: string, line: string, tally: Tally): void {
   if (!line.startsWith(name)) return;
-  const bucket = /_bucket\{le="([\d.]+)"\} (\d+)/.exec(line);
-  const at = bucket ? STALL_BOUNDS.indexOf(bucket[1]!) : -1;
+  const prefix = labels ? `${labels},` : "";
+  const bucket = new RegExp(`^${name}_bucket\\{${prefix}le="([\\d.]+)"\\} (\\d+)`).exec(line);
+  const at = bucket ? tally.bounds.indexOf(bucket[1]!) : -1;
   if (at >= 0) tally.within[at] = Number(bucket![2]);
-  const count = /_count (\d+)/.exec(line);
+  const count = new RegExp(`^${name}_count${labels ? `\\{${labels}\\}` : ""} (\\d+)`).exec(line);
   if (count) tally.count = Number(count[1]);
 }
 
@@ -81,13 +96,15 @@ async function kvTotals(server: ServerProcess): Promise<ServerTotals | undefined
     const totals: ServerTotals = {
       reads: 0,
       commits: 0,
-      loop: { count: 0, within: [0, 0, 0] },
-      commitTimes: { count: 0, within: [0, 0, 0] },
+      loop: tally("0.02", "0.05", "0.1"),
+      commitTimes: tally("0.02", "0.05", "0.1"),
+      pushTimes: tally("0.005", "0.01", "0.025"),
     };
     let found = false;
     for (const line of (await response.text()).split("\n")) {
-      tallyLine("event_loop_delay_seconds", line, totals.loop);
-      tallyLine("kv_commit_duration_seconds", line, totals.commitTimes);
+      tallyLine("event_loop_delay_seconds", "", line, totals.loop);
+      tallyLine("kv_commit_duration_seconds", "", line, totals.commitTimes);
+      tallyLine("tldraw_push_duration_seconds", 'action="commit"', line, totals.pushTimes);
       const match = /^kv_operations_total\{kind="(\w+)"\} (\d+)/.exec(line);
       if (!match) continue;
       found = true;
@@ -145,6 +162,7 @@ export class WindowMeter {
             commitsPerSec: (kv.commits - start.kv.commits) / seconds,
             loopStalls: beyond(start.kv.loop, kv.loop),
             slowCommits: beyond(start.kv.commitTimes, kv.commitTimes),
+            slowPushes: beyond(start.kv.pushTimes, kv.pushTimes),
           }
           : undefined,
       });
