@@ -34,125 +34,66 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const steady = (key: string, name: string) =>
     results.steady.find((s) => s.key === key)?.results.get(name);
-  const ratio = (a: number | undefined, b: number | undefined) =>
-    a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
-  const ms = (value: number | undefined) => value === undefined ? "?" : formatMs(value);
-  const add = (check: TargetCheck) => checks.push(check);
+  const orUnknown = (format: (value: number) => string) => (value: number | undefined) =>
+    value === undefined ? "?" : format(value);
+  const ms = orUnknown((value) => `${formatMs(value)} ms`);
+  const percent = orUnknown((value) => `${value.toFixed(0)}%`);
+  const mb = orUnknown((value) => `${formatMb(value)} MB`);
+  const perSec = orUnknown((value) => `${formatCount(value)} push/s`);
+  /** Ours against another server's number: their ratio is the value. */
+  const versus = (
+    issue: 3 | 17,
+    name: string,
+    [ours, other]: [number | undefined, number | undefined],
+    limit: number,
+    atLeast: boolean,
+    show: (value: number | undefined) => string,
+  ) =>
+    checks.push({
+      issue,
+      name,
+      value: ours !== undefined && other !== undefined && other > 0 ? ours / other : undefined,
+      limit,
+      atLeast,
+      unit: "×",
+      detail: `${show(ours)} vs ${show(other)}`,
+    });
+  /** One of our numbers against a limit in milliseconds. */
+  const atMost = (issue: 3 | 17, name: string, value: number | undefined, limit: number) =>
+    checks.push({ issue, name, value, limit, atLeast: false, unit: "ms", detail: ms(value) });
 
-  const o50 = steady("50x10", "ours"), r50 = steady("50x10", "reference");
-  add({
-    issue: 3,
-    name: "1×50×10/s fan-out p99 ÷ reference",
-    value: ratio(o50?.phase.fanout.p99, r50?.phase.fanout.p99),
-    limit: 0.5,
-    atLeast: false,
-    unit: "×",
-    detail: `${ms(o50?.phase.fanout.p99)} vs ${ms(r50?.phase.fanout.p99)} ms`,
-  });
-  add({
-    issue: 3,
-    name: "1×50×10/s fan-out p50",
-    value: o50?.phase.fanout.p50,
-    limit: 5,
-    atLeast: false,
-    unit: "ms",
-    detail: `${ms(o50?.phase.fanout.p50)} ms`,
-  });
-  const oP = steady("50x30p", "ours"), rP = steady("50x30p", "reference");
-  add({
-    issue: 3,
-    name: "1×50×30 presence CPU ÷ reference",
-    value: ratio(oP?.cpuPercent, rP?.cpuPercent),
-    limit: 0.5,
-    atLeast: false,
-    unit: "×",
-    detail: `${oP?.cpuPercent.toFixed(0) ?? "?"}% vs ${rP?.cpuPercent.toFixed(0) ?? "?"}%`,
-  });
+  const o50 = steady("50x10", "ours");
+  const fanoutP99 = (key: string): [number | undefined, number | undefined] => [
+    steady(key, "ours")?.phase.fanout.p99,
+    steady(key, "reference")?.phase.fanout.p99,
+  ];
+  versus(3, "1×50×10/s fan-out p99 ÷ reference", fanoutP99("50x10"), 0.5, false, ms);
+  atMost(3, "1×50×10/s fan-out p50", o50?.phase.fanout.p50, 5);
+  const cpu = (key: string): [number | undefined, number | undefined] => [
+    steady(key, "ours")?.cpuPercent,
+    steady(key, "reference")?.cpuPercent,
+  ];
+  versus(3, "1×50×30 presence CPU ÷ reference", cpu("50x30p"), 0.5, false, percent);
   const sat = results.saturation;
   const best = (name: string) =>
     sat?.has(name) ? sat.get(name)?.best?.phase.offeredPerSec ?? 0 : undefined;
-  const count = (value: number | undefined) => value === undefined ? "?" : formatCount(value);
-  add({
-    issue: 3,
-    name: "saturation ÷ reference",
-    value: ratio(best("ours"), best("reference")),
-    limit: 1.5,
-    atLeast: true,
-    unit: "×",
-    detail: `${count(best("ours"))} vs ${count(best("reference"))} push/s`,
-  });
-  const joins = results.joins;
-  const oJ = joins?.get("ours"), rJ = joins?.get("reference");
-  const cold = (value: number | undefined, reference: number | undefined) =>
-    `${ms(value)} vs ${ms(reference)} ms (p50)`;
-  add({
-    issue: 3,
-    name: "cold join ÷ reference (no slower)",
-    value: ratio(oJ?.result.coldJoin?.p50, rJ?.result.coldJoin?.p50),
-    limit: 1,
-    atLeast: false,
-    unit: "×",
-    detail: cold(oJ?.result.coldJoin?.p50, rJ?.result.coldJoin?.p50),
-  });
+  versus(3, "saturation ÷ reference", [best("ours"), best("reference")], 1.5, true, perSec);
+  const oJ = results.joins?.get("ours"), rJ = results.joins?.get("reference");
+  const coldJoin: [number | undefined, number | undefined] = [
+    oJ?.result.coldJoin?.p50,
+    rJ?.result.coldJoin?.p50,
+  ];
+  versus(3, "cold join p50 ÷ reference (no slower)", coldJoin, 1, false, ms);
 
-  const o100 = steady("100r", "ours"), r100 = steady("100r", "reference");
-  add({
-    issue: 17,
-    name: "100×5×2/s server CPU ÷ reference",
-    value: ratio(o100?.cpuPercent, r100?.cpuPercent),
-    limit: 1,
-    atLeast: false,
-    unit: "×",
-    detail: `${o100?.cpuPercent.toFixed(0) ?? "?"}% vs ${r100?.cpuPercent.toFixed(0) ?? "?"}%`,
-  });
-  add({
-    issue: 17,
-    name: "100×5×2/s fan-out p99 ÷ reference",
-    value: ratio(o100?.phase.fanout.p99, r100?.phase.fanout.p99),
-    limit: 0.5,
-    atLeast: false,
-    unit: "×",
-    detail: `${ms(o100?.phase.fanout.p99)} vs ${ms(r100?.phase.fanout.p99)} ms`,
-  });
-  const mb = (bytes: number | undefined) => bytes === undefined ? "?" : formatMb(bytes);
-  add({
-    issue: 17,
-    name: `RSS per ${results.shapes}-shape room ÷ reference`,
-    value: ratio(oJ?.perRoomBytes, rJ?.perRoomBytes),
-    limit: 1,
-    atLeast: false,
-    unit: "×",
-    detail: `${mb(oJ?.perRoomBytes)} vs ${mb(rJ?.perRoomBytes)} MB`,
-  });
-  add({
-    issue: 17,
-    name: "cold join ÷ reference",
-    value: ratio(oJ?.result.coldJoin?.p50, rJ?.result.coldJoin?.p50),
-    limit: 0.5,
-    atLeast: false,
-    unit: "×",
-    detail: cold(oJ?.result.coldJoin?.p50, rJ?.result.coldJoin?.p50),
-  });
+  versus(17, "100×5×2/s server CPU ÷ reference", cpu("100r"), 1, false, percent);
+  versus(17, "100×5×2/s fan-out p99 ÷ reference", fanoutP99("100r"), 0.5, false, ms);
+  const rss: [number | undefined, number | undefined] = [oJ?.perRoomBytes, rJ?.perRoomBytes];
+  versus(17, `RSS per ${results.shapes}-shape room ÷ reference`, rss, 1, false, mb);
+  versus(17, "cold join p50 ÷ reference", coldJoin, 0.5, false, ms);
   for (const name of results.servers.filter((n) => /^ours-kv\d+$/.test(n))) {
-    const o = steady("50x10", name);
-    add({
-      issue: 17,
-      name: `${name}: 1×50×10/s push→ack p50`,
-      value: o?.phase.ack.p50,
-      limit: 25,
-      atLeast: false,
-      unit: "ms",
-      detail: `${ms(o?.phase.ack.p50)} ms`,
-    });
-    add({
-      issue: 17,
-      name: `${name}: saturation ÷ ours without delay`,
-      value: ratio(best(name), best("ours")),
-      limit: 0.7,
-      atLeast: true,
-      unit: "×",
-      detail: `${count(best(name))} vs ${count(best("ours"))} push/s`,
-    });
+    atMost(17, `${name}: 1×50×10/s push→ack p50`, steady("50x10", name)?.phase.ack.p50, 25);
+    const sustained: [number | undefined, number | undefined] = [best(name), best("ours")];
+    versus(17, `${name}: saturation ÷ ours without delay`, sustained, 0.7, true, perSec);
   }
   return checks;
 }
